@@ -1,0 +1,61 @@
+"""Run a Keras model's graph layer by layer, nested models inlined, capturing one layer's output.
+
+Why not ``keras.Model(model.inputs, [inner_layer.output, model.output])`` like the keras.io
+recipe? For a layer inside a nested model that raises "Graph disconnected": the inner layer's
+output belongs to the inner model's graph, not the outer one. Walking the graphs ourselves
+makes every layer reachable — at any depth, in Functional and Sequential models alike — and
+lets us swap the classifier's activation for its logits without touching the user's model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import keras
+
+from .heads import Head
+from .layers import SEPARATOR, child_layers, is_submodel
+
+
+@dataclass
+class _Run:
+    target: str | None
+    head: Head
+    captured: list = field(default_factory=list)
+
+
+def run_graph(model, inputs, head: Head, target: str | None = None):
+    """Return ``(logits, activation_at_target_or_None)`` for a batch of model inputs."""
+    run = _Run(target=target, head=head)
+    logits = _forward(model, inputs, "", run)
+    return logits, (run.captured[0] if run.captured else None)
+
+
+def _forward(model, inputs, prefix: str, run: _Run):
+    if isinstance(model, keras.Sequential):
+        outputs = inputs
+        for layer in child_layers(model):
+            outputs = _call(layer, (outputs,), {}, prefix, run)
+        return outputs
+    # Functional: Keras walks the nodes in order and lets us wrap each operation call.
+    return model._run_through_graph(  # noqa: SLF001 - the one graph walker Keras offers
+        inputs,
+        operation_fn=lambda op: (lambda *args, **kwargs: _call(op, args, kwargs, prefix, run)),
+    )
+
+
+def _call(layer, args, kwargs, prefix: str, run: _Run):
+    path = prefix + layer.name
+    if is_submodel(layer):
+        outputs = _forward(layer, args[0], path + SEPARATOR, run)
+    elif layer is run.head.skip:
+        outputs = args[0]
+    else:
+        if getattr(layer, "_call_has_training_arg", False):
+            # Inference behaviour for BatchNorm/Dropout whatever Keras' global phase is.
+            kwargs = {**kwargs, "training": False}
+        callee = run.head.linear_twin if layer is run.head.linear else layer
+        outputs = callee(*args, **kwargs)
+    if path == run.target:
+        run.captured.append(outputs)
+    return outputs

@@ -1,0 +1,225 @@
+"""Open a model the way users have them: a .keras/.h5 file, the built-in demo or a zoo name.
+
+Files are scanned before Keras sees them (safety.py) and loaded with ``safe_mode=True,
+compile=False``. Class names and preprocessing come from sidecar files next to the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import keras
+
+from . import preprocess as preprocessing
+from . import safety, zoo
+from .errors import GradCamError, ModelLoadError
+from .layers import child_layers, default_layer, is_submodel
+
+log = logging.getLogger(__name__)
+
+DEMO = "demo"
+ZOO_PREFIX = "zoo:"
+DEMO_FILE = "demo_model.keras"
+
+
+@dataclass
+class LoadedModel:
+    """A Keras model plus everything needed to feed and describe it."""
+
+    model: keras.Model
+    source: str
+    display_name: str
+    class_names: list[str]
+    preprocess: str
+    input_size: tuple[int | None, int | None]
+    channels: int
+    sha256: str | None = None
+    notices: list[str] = field(default_factory=list)
+    head: object | None = None  # heads.Head, detected once at load
+
+
+def demo_model_path() -> Path:
+    """The demo model shipped in resources/ (a real file in wheel and editable installs)."""
+    return Path(str(resources.files("gradcam_desktop.resources").joinpath(DEMO_FILE)))
+
+
+def load_model(
+    spec: str | os.PathLike,
+    *,
+    trust: bool = False,
+    preprocess: str = "auto",
+    progress: Callable[[int, int | None], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> LoadedModel:
+    """Open ``spec``: ``"demo"``, ``"zoo:<Name>"`` or a path to a .keras/.h5 file."""
+    if preprocess not in preprocessing.MODES and not str(preprocess).startswith(ZOO_PREFIX):
+        raise ModelLoadError(
+            f"Unknown preprocessing '{preprocess}'. Choose one of: {', '.join(preprocessing.MODES)}."
+        )
+    spec = os.fspath(spec)
+    if spec == DEMO:
+        loaded = _load_file(demo_model_path(), trust=False, source=DEMO, display_name="Demo shapes")
+    elif spec.startswith(ZOO_PREFIX):
+        loaded = _load_zoo(spec[len(ZOO_PREFIX):], progress=progress, cancel=cancel)
+    else:
+        loaded = _load_file(Path(spec), trust=trust, source=spec, display_name=Path(spec).name)
+    if preprocess != "auto":
+        loaded.preprocess = preprocess
+    return loaded
+
+
+def _load_zoo(name: str, *, progress, cancel) -> LoadedModel:
+    entry = zoo.entry(name)
+    model = zoo.build_zoo_model(entry.name, progress=progress, cancel=cancel)
+    return _describe(
+        model,
+        source=ZOO_PREFIX + entry.name,
+        display_name=f"{entry.name} (ImageNet)",
+        class_names=zoo.imagenet_class_names(),
+        preprocess=entry.preprocess_mode,
+    )
+
+
+def _load_file(path: Path, *, trust: bool, source: str, display_name: str) -> LoadedModel:
+    safety.check_model_file(path, trust=trust)
+    try:
+        # safe_mode refuses to deserialize Python bytecode; compile=False skips optimizer state
+        # we never use (and its deserialization surface).
+        model = keras.saving.load_model(path, compile=False, safe_mode=not trust)
+    except GradCamError:
+        raise
+    except Exception as error:  # Keras raises many types for broken files
+        log.debug("Keras could not load %s", path, exc_info=True)
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(f"Cannot open model {path.name}: {reason}") from error
+    sidecar = _read_sidecar(path)
+    names = _class_names_from_sidecar(path, sidecar)
+    loaded = _describe(
+        model,
+        source=source,
+        display_name=display_name,
+        class_names=names,
+        preprocess=sidecar.get("preprocess", "auto"),
+    )
+    loaded.sha256 = _sha256(path)
+    return loaded
+
+
+def _describe(model, *, source, display_name, class_names, preprocess) -> LoadedModel:
+    """Check the model is a single-image classifier and gather how to feed it."""
+    if len(model.inputs) != 1:
+        raise ModelLoadError(
+            f"{display_name} has {len(model.inputs)} inputs; Grad-CAM Desktop explains models "
+            "that take one image."
+        )
+    if len(model.outputs) != 1:
+        raise ModelLoadError(
+            f"{display_name} has {len(model.outputs)} outputs; Grad-CAM Desktop explains models "
+            "with one classification output."
+        )
+    in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
+    if len(in_shape) != 4 or in_shape[-1] not in (1, 3):
+        raise ModelLoadError(
+            f"{display_name} takes input of shape {in_shape}; Grad-CAM Desktop needs images "
+            "shaped (batch, height, width, 1 or 3 channels)."
+        )
+    if len(out_shape) != 2 or not out_shape[-1]:
+        raise ModelLoadError(
+            f"{display_name} outputs shape {out_shape}; Grad-CAM Desktop explains classifiers "
+            "with an output of shape (batch, classes)."
+        )
+    default_layer(model)  # raises LayerError when no layer has a spatial map
+    from .heads import detect_head  # local: heads needs a built model
+
+    head = detect_head(model)
+    count = head.num_classes
+    notices = []
+    if class_names is None or len(class_names) != count:
+        if class_names is not None:
+            notices.append(
+                f"The labels file lists {len(class_names)} names but the model has {count} "
+                "classes; using 'class 0', 'class 1', …"
+            )
+        class_names = [f"class {i}" for i in range(count)]
+    if preprocess == "auto":
+        preprocess = "raw" if starts_with_scaling(model) else "unit"
+    return LoadedModel(
+        model=model,
+        source=source,
+        display_name=display_name,
+        class_names=list(class_names),
+        preprocess=preprocess,
+        input_size=(in_shape[1], in_shape[2]),
+        channels=int(in_shape[-1]),
+        notices=notices,
+        head=head,
+    )
+
+
+def starts_with_scaling(model) -> bool:
+    """True when the first layer that runs is Rescaling/Normalization (it wants 0–255)."""
+    layers = child_layers(model)
+    if not layers:
+        return False
+    first = layers[0]
+    if is_submodel(first):
+        return starts_with_scaling(first)
+    return isinstance(first, (keras.layers.Rescaling, keras.layers.Normalization))
+
+
+def _sidecar_candidates(path: Path, suffix: str) -> list[Path]:
+    # Both "model.labels.txt" and "model.keras.labels.txt" are accepted.
+    return [path.with_name(path.stem + suffix), path.with_name(path.name + suffix)]
+
+
+def _read_sidecar(path: Path) -> dict:
+    for candidate in _sidecar_candidates(path, ".gradcam.json"):
+        if candidate.is_file():
+            try:
+                data = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as error:
+                raise ModelLoadError(f"Cannot read {candidate.name}: {error}") from error
+            if not isinstance(data, dict):
+                raise ModelLoadError(f"{candidate.name} must hold a JSON object.")
+            mode = data.get("preprocess", "auto")
+            if mode not in preprocessing.MODES:
+                raise ModelLoadError(
+                    f"{candidate.name}: unknown preprocess '{mode}'. "
+                    f"Choose one of: {', '.join(preprocessing.MODES)}."
+                )
+            return data
+    return {}
+
+
+def _class_names_from_sidecar(path: Path, sidecar: dict) -> list[str] | None:
+    if isinstance(sidecar.get("labels"), list):
+        return [str(name) for name in sidecar["labels"]]
+    for candidate in _sidecar_candidates(path, ".labels.txt"):
+        if candidate.is_file():
+            lines = candidate.read_text(encoding="utf-8-sig").splitlines()
+            return [line.strip() for line in lines if line.strip()]
+    for candidate in _sidecar_candidates(path, ".labels.json"):
+        if candidate.is_file():
+            try:
+                data = json.loads(candidate.read_text(encoding="utf-8"))
+            except ValueError as error:
+                raise ModelLoadError(f"Cannot read {candidate.name}: {error}") from error
+            if isinstance(data, dict):  # {"0": "cat", "1": "dog"}
+                return [str(data[key]) for key in sorted(data, key=lambda k: int(k))]
+            return [str(name) for name in data]
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

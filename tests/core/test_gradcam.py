@@ -1,0 +1,275 @@
+"""The Grad-CAM formula, checked numerically against hand-computed maps for every head kind."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from gradcam_desktop.core.errors import ClassSelectionError, LayerError, ModelLoadError
+from gradcam_desktop.core.gradcam import GradCam
+from gradcam_desktop.core.images import LoadedImage
+from gradcam_desktop.core.models import load_model
+
+from model_factory import (
+    conv_backbone,
+    flat_gap_dense_model,
+    gap_dense_model,
+    random_image,
+    save_and_load,
+)
+
+
+def cam_by_hand(feature_map: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """For GAP → Dense: ∂y_c/∂A_k,ij = w_k/(H·W), so Grad-CAM = ReLU(Σ_k w_k A^k)/(H·W)."""
+    height, width = feature_map.shape[:2]
+    return np.maximum(feature_map @ weights, 0.0) / (height * width)
+
+
+def last_conv_features(model, image: LoadedImage, path=("backbone", "last_conv")) -> np.ndarray:
+    backbone = model.get_layer(path[0])
+    extractor = keras.Model(backbone.input, backbone.get_layer(path[1]).output)
+    x = image.rgb.astype(np.float32)[None] / 255.0  # "unit" preprocessing
+    return np.asarray(extractor(x))[0]
+
+
+@pytest.fixture(scope="module")
+def softmax_engine(tmp_path_factory):
+    loaded = save_and_load(gap_dense_model(), tmp_path_factory.mktemp("softmax"))
+    return GradCam(loaded)
+
+
+def test_formula_matches_hand_computation_for_every_class(softmax_engine):
+    image = random_image()
+    features = last_conv_features(softmax_engine.model, image)
+    kernel = softmax_engine.model.get_layer("predictions").get_weights()[0]
+    for cls in range(4):
+        explanation = softmax_engine.explain(image, "backbone/last_conv", cls)
+        expected = cam_by_hand(features, kernel[:, cls])
+        assert explanation.raw.shape == (8, 8)
+        assert explanation.raw.dtype == np.float32
+        np.testing.assert_allclose(explanation.raw, expected, rtol=1e-4, atol=1e-6)
+        assert explanation.class_index == cls
+
+
+def test_score_is_softmax_probability_and_default_class_is_top(softmax_engine):
+    image = random_image(seed=5)
+    x = image.rgb.astype(np.float32)[None] / 255.0
+    probabilities = np.asarray(softmax_engine.model(x))[0]
+    explanation = softmax_engine.explain(image)
+    assert explanation.class_index == int(np.argmax(probabilities))
+    assert explanation.score == pytest.approx(float(probabilities.max()), rel=1e-5)
+    np.testing.assert_allclose(explanation.prediction.probabilities, probabilities, rtol=1e-5)
+    assert explanation.layer == "backbone/last_conv"  # the default: last eligible layer
+
+
+def test_same_size_images_and_class_changes_do_not_retrace(softmax_engine):
+    layer = "backbone/conv2"
+    for seed in range(3):
+        for cls in (None, 0, 3):
+            softmax_engine.explain(random_image(seed=seed), layer, cls)
+    assert softmax_engine.trace_counts[layer] == 1
+
+
+@pytest.mark.parametrize("head", ["activation_layer", "softmax_layer", "linear"])
+def test_separate_softmax_layers_and_linear_heads_explain_the_logits(tmp_path, head):
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((32, 32, 3))
+    x = conv_backbone()(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(5, name="logits")(x)
+    if head == "activation_layer":
+        x = keras.layers.Activation("softmax")(x)
+    elif head == "softmax_layer":
+        x = keras.layers.Softmax()(x)
+    engine = GradCam(save_and_load(keras.Model(inputs, x), tmp_path))
+    assert engine.head.kind == ("logits" if head == "linear" else "softmax")
+    image = random_image(seed=2)
+    kernel = engine.model.get_layer("logits").get_weights()[0]
+    features = last_conv_features(engine.model, image)
+    for cls in range(5):
+        raw = engine.explain(image, "backbone/last_conv", cls).raw
+        np.testing.assert_allclose(raw, cam_by_hand(features, kernel[:, cls]), rtol=1e-4, atol=1e-6)
+
+
+def test_binary_sigmoid_head_explains_z_and_minus_z(tmp_path):
+    engine = GradCam(save_and_load(gap_dense_model(classes=1, activation="sigmoid", seed=4), tmp_path))
+    assert engine.head.kind == "binary"
+    assert len(engine.class_names) == 2
+    image = random_image(seed=7)
+    x = image.rgb.astype(np.float32)[None] / 255.0
+    p = float(np.asarray(engine.model(x))[0, 0])
+    features = last_conv_features(engine.model, image)
+    w = engine.model.get_layer("predictions").get_weights()[0][:, 0]
+    one = engine.explain(image, None, 1)
+    zero = engine.explain(image, None, 0)
+    np.testing.assert_allclose(one.raw, cam_by_hand(features, w), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(zero.raw, cam_by_hand(features, -w), rtol=1e-4, atol=1e-6)
+    assert one.score == pytest.approx(p, rel=1e-5)
+    assert zero.score == pytest.approx(1 - p, rel=1e-4)
+    np.testing.assert_allclose(one.prediction.probabilities, [1 - p, p], rtol=1e-4)
+    top = engine.explain(image)
+    assert top.class_index == (1 if p > 0.5 else 0)
+    np.testing.assert_allclose(top.raw, (one if p > 0.5 else zero).raw, rtol=1e-5)
+
+
+def test_multilabel_sigmoid_head_explains_each_logit(tmp_path):
+    engine = GradCam(save_and_load(gap_dense_model(classes=3, activation="sigmoid", seed=8), tmp_path))
+    assert engine.head.kind == "multilabel"
+    image = random_image(seed=9)
+    x = image.rgb.astype(np.float32)[None] / 255.0
+    probabilities = np.asarray(engine.model(x))[0]
+    kernel = engine.model.get_layer("predictions").get_weights()[0]
+    features = last_conv_features(engine.model, image)
+    for cls in range(3):
+        explanation = engine.explain(image, None, cls)
+        np.testing.assert_allclose(explanation.raw, cam_by_hand(features, kernel[:, cls]), rtol=1e-4, atol=1e-6)
+        assert explanation.score == pytest.approx(float(probabilities[cls]), rel=1e-5)
+
+
+def test_head_inside_a_nested_model_and_sequential_outer(tmp_path):
+    keras.utils.set_random_seed(11)
+    head = keras.Sequential(
+        [keras.Input((8, 8, 16)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax", name="predictions")],
+        name="head",
+    )
+    model = keras.Sequential([keras.Input((32, 32, 3)), conv_backbone(), head], name="outer")
+    engine = GradCam(save_and_load(model, tmp_path))
+    assert engine.head.kind == "softmax"
+    assert engine.default_layer == "backbone/last_conv"
+    image = random_image(seed=12)
+    kernel = engine.model.get_layer("head").get_layer("predictions").get_weights()[0]
+    features = last_conv_features(engine.model, image)
+    for cls in range(3):
+        raw = engine.explain(image, "backbone/last_conv", cls).raw
+        np.testing.assert_allclose(raw, cam_by_hand(features, kernel[:, cls]), rtol=1e-4, atol=1e-6)
+
+
+def test_nested_sequential_backbone_in_functional_model_matches_flat_model(tmp_path):
+    """An inner layer of a nested Sequential gives the same map as the same layer in a flat model."""
+    keras.utils.set_random_seed(13)
+    inputs = keras.Input((32, 32, 3))
+    backbone = conv_backbone(functional=False)
+    x = backbone(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(4, activation="softmax", name="predictions")(x)
+    nested = keras.Model(inputs, outputs)
+    flat = flat_gap_dense_model()
+    flat.set_weights(nested.get_weights())
+    nested_engine = GradCam(save_and_load(nested, tmp_path, "nested.keras"))
+    flat_engine = GradCam(save_and_load(flat, tmp_path, "flat.keras"))
+    image = random_image(seed=14)
+    for inner in ("conv1", "conv2", "last_conv"):
+        a = nested_engine.explain(image, f"backbone/{inner}", 2).raw
+        b = flat_engine.explain(image, inner, 2).raw
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+        assert a.max() > 0  # a real map, not an all-zero coincidence
+    assert nested_engine.explain(image, "backbone/conv1", 2).raw.shape == (32, 32)
+
+
+def test_legacy_h5_file_gives_the_same_map(tmp_path):
+    model = gap_dense_model(seed=21)
+    keras_engine = GradCam(save_and_load(model, tmp_path, "m.keras"))
+    h5_engine = GradCam(save_and_load(model, tmp_path, "m.h5"))
+    image = random_image(seed=22)
+    np.testing.assert_allclose(
+        h5_engine.explain(image, "backbone/last_conv", 1).raw,
+        keras_engine.explain(image, "backbone/last_conv", 1).raw,
+        rtol=1e-5,
+    )
+
+
+def test_grayscale_model_gets_grayscale_input(tmp_path):
+    engine = GradCam(save_and_load(gap_dense_model((32, 32, 1), seed=23), tmp_path))
+    assert engine.loaded.channels == 1
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    rgb[..., 0] = 200  # pure red → luminance 0.299·200 ≈ 60
+    batch = engine.model_input(LoadedImage(rgb=rgb, name="red.png", path=None, notices=[]))
+    assert batch.shape == (1, 32, 32, 1)
+    np.testing.assert_allclose(batch, np.full_like(batch, round(0.299 * 200) / 255.0), atol=1.5 / 255)
+    assert engine.explain(LoadedImage(rgb=rgb, name="r", path=None, notices=[])).raw.shape == (8, 8)
+
+
+def test_non_square_input_keeps_height_and_width(tmp_path):
+    engine = GradCam(save_and_load(gap_dense_model((24, 40, 3), seed=24), tmp_path))
+    image = random_image(24, 40, seed=25)
+    explanation = engine.explain(image, "backbone/last_conv", 0)
+    assert explanation.raw.shape == (6, 10)
+    features = last_conv_features(engine.model, image)
+    kernel = engine.model.get_layer("predictions").get_weights()[0]
+    np.testing.assert_allclose(explanation.raw, cam_by_hand(features, kernel[:, 0]), rtol=1e-4, atol=1e-6)
+    # A bigger, differently shaped image is resized to the model, not transposed.
+    assert engine.model_input(random_image(120, 200, seed=26)).shape == (1, 24, 40, 3)
+
+
+def test_variable_size_model_uses_the_image_size(tmp_path):
+    engine = GradCam(save_and_load(gap_dense_model((None, None, 3), seed=27), tmp_path))
+    explanation = engine.explain(random_image(48, 64, seed=28), "backbone/last_conv", 0)
+    assert explanation.raw.shape == (12, 16)
+
+
+def test_auto_preprocessing_follows_a_leading_rescaling_layer_and_sidecar(tmp_path):
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = conv_backbone()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    assert save_and_load(model, tmp_path, "rescaled.keras").preprocess == "raw"
+    assert save_and_load(gap_dense_model(), tmp_path, "plain.keras").preprocess == "unit"
+    (tmp_path / "side.gradcam.json").write_text('{"preprocess": "symmetric"}')
+    assert save_and_load(gap_dense_model(), tmp_path, "side.keras").preprocess == "symmetric"
+    assert save_and_load(gap_dense_model(), tmp_path, "cli.keras", preprocess="caffe").preprocess == "caffe"
+
+
+def test_labels_sidecar_names_classes(tmp_path):
+    (tmp_path / "named.labels.txt").write_text("cat\ndog\nfish\nbird\n", encoding="utf-8")
+    engine = GradCam(save_and_load(gap_dense_model(), tmp_path, "named.keras"))
+    assert engine.class_names == ["cat", "dog", "fish", "bird"]
+    explanation = engine.explain(random_image(), None, "Dog")
+    assert (explanation.class_index, explanation.class_name) == (1, "dog")
+    (tmp_path / "json.labels.json").write_text('{"1": "b", "0": "a", "2": "c", "3": "d"}')
+    assert save_and_load(gap_dense_model(), tmp_path, "json.keras").class_names == ["a", "b", "c", "d"]
+
+
+def test_class_and_layer_errors_are_clear(softmax_engine):
+    image = random_image()
+    with pytest.raises(ClassSelectionError, match="out of range.*4 classes"):
+        softmax_engine.explain(image, None, 4)
+    with pytest.raises(ClassSelectionError, match="No class named 'zebra'"):
+        softmax_engine.explain(image, None, "zebra")
+    with pytest.raises(LayerError, match="No layer 'nope'.*backbone/last_conv"):
+        softmax_engine.explain(image, "nope")
+    with pytest.raises(LayerError, match="'gap' has output shape .*no spatial grid"):
+        softmax_engine.explain(image, "gap")
+
+
+def test_models_that_cannot_be_explained_are_refused(tmp_path):
+    mlp = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    with pytest.raises(LayerError, match="no layer with a spatial map"):
+        save_and_load(mlp, tmp_path, "mlp.keras")
+    a, b = keras.Input((16, 16, 3)), keras.Input((16, 16, 3))
+    merged = keras.layers.Add()([keras.layers.Conv2D(4, 3)(a), keras.layers.Conv2D(4, 3)(b)])
+    two = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(merged)))
+    with pytest.raises(ModelLoadError, match="has 2 inputs"):
+        save_and_load(two, tmp_path, "two.keras")
+
+
+def test_mobilenet_v3_default_is_a_spatial_layer_not_the_logit_conv(tmp_path):
+    model = keras.applications.MobileNetV3Small(weights=None, input_shape=(96, 96, 3), include_preprocessing=True)
+    engine = GradCam(save_and_load(model, tmp_path, "mnv3.keras"))
+    layer = engine.default_layer
+    shape = engine.model.get_layer(layer).output.shape
+    assert shape[1] > 1 and shape[2] > 1, (layer, shape)
+    assert "logits" not in layer and "Logits" not in layer
+    assert engine.head.kind == "softmax"
+    assert engine.explain(random_image(96, 96), layer, 5).raw.shape == (3, 3)
+
+
+def test_user_model_is_not_modified(tmp_path):
+    loaded = save_and_load(gap_dense_model(), tmp_path)
+    dense = loaded.model.get_layer("predictions")
+    before = [w.copy() for w in dense.get_weights()]
+    GradCam(loaded).explain(random_image(), None, 0)
+    assert dense.activation.__name__ == "softmax"
+    for old, new in zip(before, dense.get_weights()):
+        np.testing.assert_array_equal(old, new)
