@@ -1,0 +1,134 @@
+"""The ``gradcam`` command line: the desktop app's engine for scripts and batch work.
+
+Thin on purpose: it parses arguments, calls ``gradcam_desktop.core`` and prints. Errors are one
+plain line on stderr with exit code 1 (``--debug`` shows the traceback); usage errors exit 2.
+TensorFlow is imported only by the commands that need it, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("gradcam_desktop")
+
+
+def _quiet_tensorflow(debug: bool) -> None:
+    # TensorFlow's C++ start-up chatter would break the "one line on stderr" promise.
+    if not debug:
+        from .core.runtime import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the README's command reference)."""
+    parser = argparse.ArgumentParser(
+        prog="gradcam",
+        description="Grad-CAM for Keras image classifiers: see where the model looks.",
+        epilog="MODEL is a .keras/.h5 file, 'demo' (built in, offline) or 'zoo:NAME' "
+        "(Keras Applications with ImageNet weights; `gradcam zoo` lists them).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--debug", action="store_true", help="show tracebacks and TensorFlow logs")
+        return sub
+
+    def add_model(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--model", "-m", required=True, metavar="MODEL", help="model file, 'demo' or 'zoo:NAME'")
+        sub.add_argument("--trust-model", action="store_true",
+                         help="allow Lambda layers (they run Python code from the file): only for files you trust")
+        sub.add_argument("--preprocess", default="auto", metavar="MODE",
+                         help="auto (default), raw, unit, symmetric, caffe or torch")
+
+    def add_map(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--layer", "-l", metavar="PATH", help="layer path (default: last eligible; see `gradcam layers`)")
+        sub.add_argument("--class", "-c", dest="cls", metavar="INDEX|NAME", help="class to explain (default: the top class)")
+
+    sub = add("layers", "List the model's layers and where a map can be taken.")
+    add_model(sub)
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+    sub = add("predict", "Classify an image.")
+    add_model(sub)
+    sub.add_argument("--image", "-i", required=True, metavar="IMAGE")
+    sub.add_argument("--top", type=int, default=5, metavar="K", help="how many classes to show (default 5)")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+    sub = add("explain", "Compute the Grad-CAM map of one image.")
+    add_model(sub)
+    sub.add_argument("--image", "-i", required=True, metavar="IMAGE")
+    add_map(sub)
+    sub.add_argument("--out", "-o", metavar="PNG", help="write the overlay (image-sized PNG)")
+    sub.add_argument("--heatmap", metavar="NPY", help="write the raw map (float32, layer resolution, after ReLU)")
+    sub.add_argument("--alpha", type=_alpha, default=0.5, metavar="A", help="overlay opacity 0–1 (default 0.5)")
+    sub.add_argument("--colormap", default="jet", metavar="NAME", help="jet (default), turbo, viridis, inferno, …")
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+
+    sub = add("batch", "Explain many images; writes overlays and results.csv.")
+    add_model(sub)
+    add_map(sub)
+    sub.add_argument("--out-dir", required=True, metavar="DIR", help="output folder (created if missing)")
+    sub.add_argument("--heatmaps", action="store_true", help="also write each raw map as <stem>.npy")
+    sub.add_argument("--alpha", type=_alpha, default=0.5, metavar="A")
+    sub.add_argument("--colormap", default="jet", metavar="NAME")
+    sub.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+
+    sub = add("zoo", "List the Keras Applications models and whether their weights are cached.")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"alpha must be a number from 0 to 1, not '{text}'") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"alpha must be from 0 to 1, not {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``gradcam`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    _quiet_tensorflow(args.debug)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s")
+    from . import commands  # imports TensorFlow lazily, after the log level is set
+    from .core.errors import GradCamError
+
+    if getattr(args, "colormap", None) is not None:
+        from .core.overlay import COLORMAPS
+
+        if args.colormap not in COLORMAPS:
+            print(f"gradcam: error: unknown colormap '{args.colormap}'; choose one of: "
+                  f"{', '.join(COLORMAPS)}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        return getattr(commands, args.command)(args)
+    except GradCamError as error:
+        if args.debug:
+            log.exception("failed")
+        print(f"Error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except Exception as error:  # the promise: no traceback for users unless --debug
+        if args.debug:
+            raise
+        print(f"Error: unexpected {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''} "
+              "(run again with --debug for details)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
