@@ -134,9 +134,8 @@ def _png_header(width: int, height: int) -> bytes:
 
 
 def _lambda_model(path: Path, marker: Path) -> None:
-    def touch(x, marker=str(marker)):
-        open(marker, "w").close()
-        return x
+    m = str(marker)  # kept in the lambda's closure, which Keras stores in the file
+    touch = lambda x: (open(m, "w").close(), x)[1]  # noqa: E731 - must be a lambda to be saved
 
     inputs = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(4, 3)(inputs)
