@@ -1,0 +1,493 @@
+"""Widget tests: the layer tree, the class list and the image view, driven like a user would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QColor, QMouseEvent, QPalette, QWheelEvent
+from PySide6.QtWidgets import QApplication
+
+from gradcam_desktop.core.overlay import COLORMAPS, blend, colorize
+from gradcam_desktop.ui.class_list import ClassListModel, ClassListWidget
+from gradcam_desktop.ui.icons import ICON_NAMES, icon
+from gradcam_desktop.ui.image_view import MODES, ColorBar, ImageView
+from gradcam_desktop.ui.layer_tree import LayerTreeModel, LayerTreeView
+
+USER = Qt.ItemDataRole.UserRole
+
+
+@dataclass
+class Node:
+    """Stands in for core.layers.LayerNode (the widgets only duck-type it)."""
+
+    path: str
+    name: str
+    type: str
+    output_shape: tuple
+    eligible: bool
+    children: list = field(default_factory=list)
+
+
+def fake_tree() -> list[Node]:
+    """input → conv → nested backbone (conv, pooled-away 1×1, inner block (conv)) → pool → dense."""
+    inner = Node("backbone/block", "block", "Functional", (None, 7, 7, 64), True, [
+        Node("backbone/block/conv_b", "conv_b", "Conv2D", (None, 7, 7, 64), True)])
+    backbone = Node("backbone", "backbone", "Functional", (None, 7, 7, 64), True, [
+        Node("backbone/conv_a", "conv_a", "Conv2D", (None, 14, 14, 32), True),
+        Node("backbone/squeeze", "squeeze", "Conv2D", (None, 1, 1, 32), False),
+        inner])
+    return [
+        Node("input", "input", "InputLayer", (None, 28, 28, 3), True),
+        Node("flatten_early", "flatten_early", "Flatten", (None, 2352), False),
+        Node("conv", "conv", "Conv2D", (None, 28, 28, 8), True),
+        backbone,
+        Node("pool", "pool", "GlobalAveragePooling2D", (None, 64), False),
+        Node("dense", "dense", "Dense", (None, 10), False),
+    ]
+
+
+ALL_PATHS = ["input", "flatten_early", "conv", "backbone", "backbone/conv_a", "backbone/squeeze",
+             "backbone/block", "backbone/block/conv_b", "pool", "dense"]
+ELIGIBLE = ["input", "conv", "backbone", "backbone/conv_a", "backbone/block", "backbone/block/conv_b"]
+
+
+# -- layer tree ------------------------------------------------------------------------------------
+def test_layer_model_is_a_valid_qt_model(qapp, qtmodeltester):
+    model = LayerTreeModel()
+    model.set_layers(fake_tree(), "backbone/block/conv_b")
+    qtmodeltester.check(model)
+    model.clear()
+    qtmodeltester.check(model)
+    assert model.rowCount() == 0
+
+
+def test_layer_model_roles_and_lookups(qapp):
+    model = LayerTreeModel()
+    model.set_layers(fake_tree(), "backbone/block/conv_b")
+    assert model.eligible_paths() == ELIGIBLE
+    assert [p for p, _ in model.all_paths()] == ALL_PATHS
+    for path in ALL_PATHS:
+        for column in range(3):
+            assert model.index_for_path(path, column).data(USER) == path
+    assert not model.index_for_path("nope").isValid()
+
+    conv_b = model.index_for_path("backbone/block/conv_b")
+    assert conv_b.parent().data(USER) == "backbone/block"
+    assert conv_b.parent().parent().data(USER) == "backbone"
+    assert [model.index_for_path("backbone", c).data() for c in range(3)] == ["backbone", "Functional", "7 × 7 × 64"]
+    assert model.index_for_path("dense", 2).data() == "10"
+    assert model.headerData(2, Qt.Orientation.Horizontal) == "Output shape"
+    assert model.index_for_path("conv").data(Qt.ItemDataRole.ToolTipRole) == (
+        "Grad-CAM can be shown at this layer: its output is a 28 × 28 grid of 8 features")
+    assert model.index_for_path("pool").data(Qt.ItemDataRole.ToolTipRole) == (
+        "No map here: this layer's output has no spatial grid")
+    assert "1 × 1 grid" in model.index_for_path("backbone/squeeze").data(Qt.ItemDataRole.ToolTipRole)
+    assert conv_b.data(Qt.ItemDataRole.FontRole).bold()
+    assert model.index_for_path("conv").data(Qt.ItemDataRole.FontRole) is None
+
+
+def test_non_eligible_rows_are_greyed_but_selectable(qapp):
+    model = LayerTreeModel()
+    model.set_layers(fake_tree(), None)
+    disabled = QApplication.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+    for path, eligible in model.all_paths():
+        index = model.index_for_path(path, 1)
+        brush = index.data(Qt.ItemDataRole.ForegroundRole)
+        if eligible:
+            assert brush is None
+        else:
+            assert brush.color() == disabled
+        assert index.flags() & Qt.ItemFlag.ItemIsSelectable
+        # Only eligible rows carry the heat swatch.
+        assert (model.index_for_path(path).data(Qt.ItemDataRole.DecorationRole) is not None) == eligible
+
+
+@pytest.fixture
+def tree(qtbot):
+    view = LayerTreeView()
+    qtbot.addWidget(view)
+    view.resize(420, 400)
+    view.set_layers(fake_tree(), "backbone/block/conv_b")
+    view.show()
+    qtbot.waitExposed(view)
+    return view
+
+
+def test_set_layers_expands_to_default_silently(qtbot):
+    view = LayerTreeView()
+    qtbot.addWidget(view)
+    with qtbot.assertNotEmitted(view.layerChosen):
+        view.set_layers(fake_tree(), "backbone/block/conv_b")
+    assert view.objectName() == "layerTree"
+    assert view.current_path() == "backbone/block/conv_b"
+    model = view.layer_model()
+    assert view.isExpanded(model.index_for_path("backbone"))
+    assert view.isExpanded(model.index_for_path("backbone/block"))
+    assert view.currentIndex().data(USER) == "backbone/block/conv_b"
+
+
+def test_select_path_emits_once(tree, qtbot):
+    with qtbot.waitSignal(tree.layerChosen) as blocker:
+        assert tree.select_path("conv")
+    assert blocker.args == ["conv"]
+    with qtbot.assertNotEmitted(tree.layerChosen):
+        tree.select_path("conv")
+        tree.setCurrentIndex(tree.layer_model().index_for_path("conv", 2))  # same row, other column
+    assert not tree.select_path("missing")
+
+
+def test_up_down_keys_skip_non_eligible_layers(tree, qtbot):
+    chosen: list[str] = []
+    tree.layerChosen.connect(chosen.append)
+    tree.select_path("input")
+    for _ in range(6):
+        qtbot.keyClick(tree, Qt.Key.Key_Down)
+    # Down from the last eligible layer stays there: no greyed layer is ever reached.
+    assert chosen == ELIGIBLE
+    assert tree.current_path() == "backbone/block/conv_b"
+    chosen.clear()
+    for _ in range(2):
+        qtbot.keyClick(tree, Qt.Key.Key_Up)
+    assert chosen == ["backbone/block", "backbone/conv_a"]  # skips backbone/squeeze (1 × 1)
+
+
+def test_clicking_a_greyed_layer_still_reports_it(tree, qtbot):
+    index = tree.layer_model().index_for_path("pool")
+    with qtbot.waitSignal(tree.layerChosen) as blocker:
+        qtbot.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton, pos=tree.visualRect(index).center())
+    assert blocker.args == ["pool"]
+    qtbot.keyClick(tree, Qt.Key.Key_Up)  # from a greyed row, Up finds the nearest eligible above
+    assert tree.current_path() == "backbone/block/conv_b"
+
+
+# -- class list ------------------------------------------------------------------------------------
+def imagenet_like_names() -> list[str]:
+    names = [f"class_{i:04d}" for i in range(1000)]
+    names[207], names[208], names[1] = "golden retriever", "Labrador retriever", "goldfish"
+    return names
+
+
+def test_class_model_sorts_and_reports(qtmodeltester):
+    model = ClassListModel()
+    model.set_classes(["cat", "dog", "fox"], [0.05, 0.931, 0.019])
+    qtmodeltester.check(model)
+    rows = [model.index(r, 0) for r in range(3)]
+    assert [i.data() for i in rows] == ["dog", "cat", "fox"]
+    assert [i.data(USER) for i in rows] == [1, 0, 2]
+    assert rows[0].data(ClassListModel.ProbabilityRole) == pytest.approx(0.931)
+    assert rows[0].data(Qt.ItemDataRole.ToolTipRole) == "dog: 93.1 %"
+    model.set_classes(["cat", "dog"], None)  # no probabilities: index order
+    assert [model.index(r, 0).data(USER) for r in range(2)] == [0, 1]
+    with pytest.raises(ValueError):
+        model.set_classes(["a", "b"], [1.0])
+
+
+@pytest.fixture
+def classes(qtbot):
+    widget = ClassListWidget()
+    qtbot.addWidget(widget)
+    widget.resize(300, 400)
+    probs = np.full(1000, 0.1 / 997)
+    probs[[207, 208, 1]] = [0.6, 0.2, 0.1]
+    widget.set_classes(imagenet_like_names(), probs)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
+def test_filter_box_finds_golden_retriever(classes, qtbot, qtmodeltester):
+    assert classes.filter_edit.placeholderText() == "Find a class…"
+    assert classes.view.objectName() == "classList" and classes.view.model() is classes.proxy
+    with qtbot.assertNotEmitted(classes.classChosen):
+        qtbot.keyClicks(classes.filter_edit, "Golden Ret")
+    assert classes.proxy.rowCount() == 1
+    assert classes.proxy.index(0, 0).data(USER) == 207
+    qtmodeltester.check(classes.proxy)
+    classes.filter_edit.setText("golden_retriever")  # Keras' ImageNet spelling matches too
+    assert classes.proxy.rowCount() == 1
+    classes.filter_edit.setText("gold")
+    assert sorted(classes.proxy.index(r, 0).data(USER) for r in range(classes.proxy.rowCount())) == [1, 207]
+    classes.filter_edit.clear()
+    assert classes.proxy.rowCount() == 1000
+
+
+def test_class_chosen_on_click(classes, qtbot):
+    index = classes.proxy.index(1, 0)  # second most probable: Labrador
+    with qtbot.waitSignal(classes.classChosen) as blocker:
+        qtbot.mouseClick(classes.view.viewport(), Qt.MouseButton.LeftButton,
+                         pos=classes.view.visualRect(index).center())
+    assert blocker.args == [208]
+    assert classes.current_class() == 208
+
+
+def test_select_class_and_filter_do_not_loop(classes, qtbot):
+    with qtbot.waitSignal(classes.classChosen) as blocker:
+        assert classes.select_class(1)
+    assert blocker.args == [1]
+    with qtbot.assertNotEmitted(classes.classChosen):
+        classes.select_class(1)
+        classes.filter_edit.setText("retriever")  # hides the chosen class: not a new choice
+        assert not classes.view.selectionModel().hasSelection()
+        classes.filter_edit.clear()
+        classes.set_classes(imagenet_like_names(), None)  # a new prediction keeps the choice
+    assert classes.current_class() == 1
+    assert classes.view.currentIndex().data(USER) == 1
+    assert not classes.select_class(5000)
+
+
+def test_probability_bars_are_painted(classes):
+    classes.view.selectionModel().clear()
+    image = classes.view.viewport().grab().toImage()
+    row0 = classes.view.visualRect(classes.proxy.index(0, 0))  # 60 %: bar reaches 40 % of the width
+    row3 = classes.view.visualRect(classes.proxy.index(3, 0))  # ~0 %: no bar
+    x = int(row0.width() * 0.4)
+    bar, empty = QColor(image.pixel(x, row0.center().y())), QColor(image.pixel(x, row3.center().y()))
+    highlight = classes.view.palette().color(QPalette.ColorRole.Highlight)
+
+    def distance(a: QColor, b: QColor) -> int:
+        return abs(a.red() - b.red()) + abs(a.green() - b.green()) + abs(a.blue() - b.blue())
+
+    assert distance(bar, highlight) < distance(empty, highlight)
+    assert QColor(image.pixel(int(row0.width() * 0.7), row0.center().y())) == empty  # bar stops at 60 %
+
+
+# -- image view ------------------------------------------------------------------------------------
+JET_LOW, JET_HIGH = (0, 0, 128), (128, 0, 0)  # OpenCV's jet at 0 and at 1, in RGB
+
+
+def gradient_image(h: int = 30, w: int = 80) -> np.ndarray:
+    """Non-square and asymmetric, so a transpose or flip cannot go unnoticed."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.dstack([xx * 3 % 256, yy * 8 % 256, (xx + 2 * yy) % 256]).astype(np.uint8)
+
+
+def ramp_map(h: int = 30, w: int = 80) -> np.ndarray:
+    return np.tile(np.linspace(0.0, 1.0, w, dtype=np.float32), (h, 1))
+
+
+@pytest.fixture
+def view(qtbot):
+    v = ImageView()
+    qtbot.addWidget(v)
+    v.resize(400, 300)
+    return v
+
+
+def test_modes_composite_the_right_pixels(view):
+    rgb, display = gradient_image(), ramp_map()
+    view.set_image(rgb)
+    assert view.objectName() == "imageView"
+    np.testing.assert_array_equal(view.composited(), rgb)  # no map yet: the image itself
+    view.set_map(display)
+    view.set_alpha(0.0)
+    np.testing.assert_array_equal(view.composited(), rgb)
+    view.set_alpha(1.0)
+    np.testing.assert_array_equal(view.composited(), colorize(display, "jet"))
+    assert tuple(view.composited()[0, 0]) == JET_LOW and tuple(view.composited()[0, -1]) == JET_HIGH
+    for alpha in (0.25, 0.5, 0.8):
+        for cmap in ("jet", "viridis"):
+            view.set_colormap(cmap)
+            view.set_alpha(alpha)
+            np.testing.assert_array_equal(view.composited(), blend(rgb, display, alpha, cmap))
+    view.set_mode("heatmap")
+    np.testing.assert_array_equal(view.composited(), colorize(display, "viridis"))
+    view.set_mode("original")
+    np.testing.assert_array_equal(view.composited(), rgb)
+    with pytest.raises(ValueError):
+        view.set_mode("sepia")
+    with pytest.raises(ValueError):
+        view.set_colormap("rainbow-unicorn")
+    assert set(MODES) == {"overlay", "heatmap", "original", "side"}
+
+
+def test_overlay_middle_value_by_hand(view):
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[...] = (100, 60, 200)
+    display = np.zeros((4, 6), np.float32)
+    display[:, 3:] = 1.0
+    view.set_image(rgb)
+    view.set_map(display)
+    view.set_colormap("jet")
+    view.set_alpha(0.25)
+    out = view.composited()
+    # 0.75 * image + 0.25 * jet: (75, 45, 0.75*200 + 0.25*128 = 182) and (75 + 32, 45, 150).
+    assert tuple(out[0, 0]) == (75, 45, 182)
+    assert tuple(out[3, 5]) == (107, 45, 150)
+
+
+def test_side_by_side_and_qimage_keep_orientation(view):
+    rgb, display = gradient_image(30, 80), ramp_map(30, 80)
+    view.set_image(rgb)
+    view.set_map(display)
+    view.set_alpha(0.5)
+    view.set_mode("side")
+    out = view.composited()
+    gap = out.shape[1] - 160
+    assert out.shape[0] == 30 and gap > 0
+    np.testing.assert_array_equal(out[:, :80], rgb)
+    assert (out[:, 80:80 + gap] == 255).all()
+    np.testing.assert_array_equal(out[:, 80 + gap:], blend(rgb, display, 0.5, "jet"))
+    assert view.sceneRect().width() == out.shape[1] and view.sceneRect().height() == 30
+    view.set_mode("original")
+    qimage = view.displayed_qimage()
+    assert (qimage.width(), qimage.height()) == (80, 30)
+    for x, y in ((0, 0), (79, 0), (5, 29), (63, 17)):
+        assert QColor(qimage.pixel(x, y)).getRgb()[:3] == tuple(int(c) for c in rgb[y, x])
+
+
+def test_screen_shows_what_composited_returns(view, qtbot):
+    """The pixmap shares the blended buffer with no copy: check the pixels on screen, after GC."""
+    import gc
+
+    rgb, display = gradient_image(30, 80), ramp_map(30, 80)
+    view.set_image(rgb)
+    view.set_map(display)
+    view.show()
+    qtbot.waitExposed(view)
+    view.actual_size()
+    for alpha in (0.2, 0.7, 0.2):
+        view.set_alpha(alpha)
+        gc.collect()
+        shown = view.viewport().grab().toImage()
+        want = view.composited()
+        for x, y in ((3, 4), (40, 15), (77, 28)):
+            pos = view.mapFromScene(QPointF(x + 0.25, y + 0.25))  # mapFromScene rounds to a QPoint
+            assert QColor(shown.pixel(pos)).getRgb()[:3] == tuple(int(c) for c in want[y, x])
+
+
+def test_new_image_drops_the_old_map(view):
+    view.set_image(gradient_image())
+    view.set_map(ramp_map())
+    view.set_image(gradient_image())
+    np.testing.assert_array_equal(view.composited(), gradient_image())
+    with pytest.raises(ValueError):
+        view.set_map(np.zeros((80, 30), np.float32))  # transposed: wrong shape
+    view.set_map(ramp_map())
+    view.set_map(None)
+    np.testing.assert_array_equal(view.composited(), gradient_image())
+
+
+def wheel(view: ImageView, pos: QPointF, modifiers: Qt.KeyboardModifier, steps: int = 1) -> None:
+    event = QWheelEvent(pos, view.viewport().mapToGlobal(pos), QPoint(0, 0), QPoint(0, 120 * steps),
+                        Qt.MouseButton.NoButton, modifiers, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(view.viewport(), event)
+
+
+def test_ctrl_wheel_zooms_about_the_pointer(view, qtbot):
+    view.set_image(np.zeros((600, 800, 3), np.uint8))
+    view.show()
+    qtbot.waitExposed(view)
+    view.actual_size()
+    pos = QPointF(100, 80)
+    before = view.mapToScene(pos.toPoint())
+    wheel(view, pos, Qt.KeyboardModifier.ControlModifier)
+    assert view.zoom() == pytest.approx(1.25)
+    after = view.mapToScene(pos.toPoint())
+    assert abs(after.x() - before.x()) <= 1.5 and abs(after.y() - before.y()) <= 1.5
+    wheel(view, pos, Qt.KeyboardModifier.NoModifier)  # plain wheel scrolls, never zooms
+    assert view.zoom() == pytest.approx(1.25)
+    wheel(view, pos, Qt.KeyboardModifier.ControlModifier, steps=-2)
+    assert view.zoom() == pytest.approx(1.25 / 1.25 ** 2)
+
+
+def test_fit_and_actual_size(view, qtbot):
+    view.set_image(np.zeros((600, 800, 3), np.uint8))
+    view.show()
+    qtbot.waitExposed(view)
+    # Scroll bars come and go while the first layout settles; the fit must win in the end.
+    qtbot.waitUntil(lambda: view.mapToScene(view.viewport().rect()).boundingRect().contains(view.sceneRect()))
+    viewport = view.viewport().rect()
+    assert view.zoom() == pytest.approx(min(viewport.width() / 800, viewport.height() / 600), rel=0.03)
+    view.actual_size()
+    assert view.zoom() == 1.0
+    view.zoom_by(2.0)
+    assert view.zoom() == 2.0
+    view.resize(300, 200)  # the user zoomed: resizing keeps the zoom
+    qtbot.wait(10)
+    assert view.zoom() == 2.0
+    view.fit_to_window()
+    assert view.zoom() < 0.5
+    view.resize(600, 500)  # fitting again: resizing refits
+    qtbot.waitUntil(lambda: view.zoom() > 0.6)
+
+
+def move(view: ImageView, scene_point: QPointF) -> None:
+    pos = QPointF(view.mapFromScene(scene_point))
+    event = QMouseEvent(QEvent.Type.MouseMove, pos, view.viewport().mapToGlobal(pos),
+                        Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(view.viewport(), event)
+
+
+def test_value_hovered_reports_the_map_value(view, qtbot):
+    rgb, display = gradient_image(30, 80), ramp_map(30, 80)
+    view.set_image(rgb)
+    view.show()
+    qtbot.waitExposed(view)
+    view.zoom_by(3.0)
+    with qtbot.waitSignal(view.valueHovered) as blocker:
+        move(view, QPointF(10.5, 20.5))
+    assert blocker.args == [10, 20, -1.0]  # no map yet
+    view.set_map(display)
+    with qtbot.waitSignal(view.valueHovered) as blocker:
+        move(view, QPointF(61.5, 3.5))
+    assert blocker.args[:2] == [61, 3] and blocker.args[2] == pytest.approx(float(display[3, 61]))
+    view.set_mode("side")  # the right half maps to the same image pixels
+    with qtbot.waitSignal(view.valueHovered) as blocker:
+        move(view, QPointF(view.sceneRect().width() - 80 + 61.5, 3.5))
+    assert blocker.args[:2] == [61, 3]
+    with qtbot.waitSignal(view.valueHovered) as blocker:
+        move(view, QPointF(80.5 + 1, 3.5))  # in the gap: off the image
+    assert blocker.args == [-1, -1, -1.0]
+
+
+def test_placeholder_only_without_image(view, qtbot):
+    view.show()
+    qtbot.waitExposed(view)
+
+    def colours() -> int:
+        image = view.viewport().grab().toImage()
+        return len({image.pixel(x, y) for x in range(0, image.width(), 2) for y in range(0, image.height(), 2)})
+
+    assert colours() > 20  # anti-aliased text on the background
+    view.set_image(np.zeros((300, 400, 3), np.uint8))
+    assert colours() <= 4  # black image on the background (and its smoothed edge)
+
+
+def test_colorbar_follows_colormap(qtbot):
+    bar = ColorBar()
+    qtbot.addWidget(bar)
+    bar.resize(300, 24)
+    for name in ("jet", "viridis"):
+        bar.set_colormap(name)
+        image = bar.grab().toImage()
+        row = [QColor(image.pixel(x, image.height() // 2)).getRgb()[:3] for x in range(image.width())]
+        for value in (0.1, 0.9):
+            want = np.asarray(colorize(np.array([[value]], np.float32), name)[0, 0], int)
+            assert min(np.abs(np.asarray(c) - want).sum() for c in row) < 12
+    with pytest.raises(ValueError):
+        bar.set_colormap("nope")
+    assert "jet" in COLORMAPS
+
+
+# -- icons and imports -----------------------------------------------------------------------------
+def test_every_icon_renders(qapp):
+    for name in ICON_NAMES:
+        pixmap = icon(name).pixmap(16, 16)
+        assert not pixmap.isNull(), name
+        image = pixmap.toImage()
+        assert any(QColor(image.pixel(x, y)).alpha() > 0 for x in range(16) for y in range(16)), name
+    with pytest.raises(FileNotFoundError):
+        icon("no-such-icon")
+
+
+def test_widgets_do_not_import_tensorflow():
+    code = ("import sys; import gradcam_desktop.ui.layer_tree, gradcam_desktop.ui.class_list, "
+            "gradcam_desktop.ui.image_view, gradcam_desktop.ui.colorbar, gradcam_desktop.ui.icons; "
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
