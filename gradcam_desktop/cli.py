@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("failed")
         print(f"Error: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:
+        # `gradcam ... | head`: the reader left; not an error worth a message.
+        sys.stderr.close()
+        return EXIT_OK
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130

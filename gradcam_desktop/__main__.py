@@ -1,0 +1,178 @@
+"""``gradcam-desktop`` / ``python -m gradcam_desktop [MODEL] [IMAGES...]``: open the window.
+
+With no arguments the window opens the built-in demo model and a sample picture, so the first
+thing a new user sees is a real heat map. Errors are logged to a file in the user's data folder
+(a GUI entry point has no console on Windows) and shown in a message box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes.util
+import logging
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+XCB_CURSOR_MESSAGE = ("Grad-CAM Desktop needs the system library libxcb-cursor0: "
+                      "sudo apt install libxcb-cursor0 (Debian/Ubuntu)")
+NO_DISPLAY_MESSAGE = ("Grad-CAM Desktop needs a desktop session (no DISPLAY or WAYLAND_DISPLAY is set). "
+                      "Run it from a graphical session, or set QT_QPA_PLATFORM=offscreen for scripts.")
+
+log = logging.getLogger("gradcam_desktop")
+
+
+def display_problem(environ=os.environ, platform: str = sys.platform, find_library=ctypes.util.find_library) -> str | None:
+    """A one-line reason Qt would abort on this Linux session, or None when it should start.
+
+    Qt ≥ 6.5's xcb plugin needs libxcb-cursor0 and aborts with a long, confusing message when
+    it is missing; this check runs before QApplication so users get one plain line instead.
+    """
+    if not platform.startswith("linux"):
+        return None
+    requested = environ.get("QT_QPA_PLATFORM", "").strip()
+    if requested and not requested.startswith("xcb"):
+        return None  # offscreen, wayland, vnc ...: the user chose; Qt reports its own problems
+    has_x = bool(environ.get("DISPLAY"))
+    has_wayland = bool(environ.get("WAYLAND_DISPLAY"))
+    if not has_x and not has_wayland:
+        return NO_DISPLAY_MESSAGE
+    uses_xcb = requested.startswith("xcb") or not has_wayland
+    if uses_xcb and has_x and find_library("xcb-cursor") is None:
+        return XCB_CURSOR_MESSAGE
+    return None
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="gradcam-desktop",
+        description="See where a Keras image classifier looks (Grad-CAM). With no arguments, opens "
+                    "the built-in demo model and a sample picture.")
+    parser.add_argument("inputs", nargs="*", metavar="MODEL_OR_IMAGE",
+                        help='a model (.keras/.h5 file, "demo" or "zoo:Name") and/or pictures or folders')
+    parser.add_argument("--trust-model", action="store_true",
+                        help="open a model with Lambda layers (runs code from the file: only for files you trust)")
+    # Qt's own options (-platform, -style ...) are left for QApplication.
+    args, _qt_args = parser.parse_known_args(argv)
+    return args
+
+
+def _split_inputs(inputs: list[str]) -> tuple[str | None, list[str]]:
+    from gradcam_desktop.ui.main_window import is_model_path
+
+    model = None
+    images = []
+    for item in inputs:
+        if item == "demo" or item.startswith("zoo:") or is_model_path(item):
+            model = item
+        else:
+            images.append(item)
+    return model, images
+
+
+def sample_image() -> str | tuple[str, bytes]:
+    """The first sample picture from images/ next to the package, or a generated one.
+
+    images/ sits in the source tree, not in the wheel; an installed app draws a two-shape scene
+    with the same generator that trained the demo model (no extra file to ship).
+    """
+    folder = Path(__file__).resolve().parent.parent / "images"
+    if folder.is_dir():
+        candidates = sorted(p for p in folder.glob("*.png") if "screenshot" not in p.name.lower())
+        scenes = [p for p in candidates if "scene" in p.name.lower() or "two" in p.name.lower()]
+        if scenes or candidates:
+            return str((scenes or candidates)[0])
+    import cv2
+    import numpy as np
+
+    from gradcam_desktop.core import demo_data
+
+    rgb, _classes, _masks = demo_data.make_scene(np.random.default_rng(7), ["circle", "triangle"], (360, 480),
+                                                 stretch_jitter=False)
+    _ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return ("sample scene.png", png.tobytes())
+
+
+def _install_excepthook() -> None:
+    def hook(kind, value, tb):
+        log.critical("uncaught exception", exc_info=(kind, value, tb))
+        from gradcam_desktop.ui.applog import log_path
+        from gradcam_desktop.ui.dialogs import dialogs_enabled
+
+        if not dialogs_enabled():
+            traceback.print_exception(kind, value, tb)
+            return
+        from PySide6.QtWidgets import QApplication, QMessageBox
+
+        if QApplication.instance() is not None:
+            QMessageBox.critical(None, "Grad-CAM Desktop",
+                                 f"Something went wrong: {value}\n\nDetails are in the log:\n{log_path()}")
+
+    sys.excepthook = hook
+
+
+def _quit_on_signals(window) -> None:
+    """Ctrl+C / SIGTERM close the window cleanly (worker stopped, settings saved)."""
+    from PySide6.QtCore import QTimer
+
+    def close(*_args) -> None:
+        window.close()
+
+    for name in ("SIGINT", "SIGTERM"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), close)
+    # Python runs signal handlers only between bytecodes: a no-op timer gives it the chance
+    # while Qt's event loop (C++) is waiting.
+    timer = QTimer(window)
+    timer.timeout.connect(lambda: None)
+    timer.start(250)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the window; returns the process exit code."""
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    problem = display_problem()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QApplication
+
+    from gradcam_desktop.ui.applog import APPLICATION, ORGANIZATION, setup_logging
+
+    QCoreApplication.setOrganizationName(ORGANIZATION)
+    QCoreApplication.setApplicationName(APPLICATION)
+    QGuiApplication.setDesktopFileName("gradcam-desktop")
+    path = setup_logging()
+    log.info("starting Grad-CAM Desktop; log at %s", path)
+    _install_excepthook()
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    from gradcam_desktop.ui.icons import icon
+    from gradcam_desktop.ui.main_window import MainWindow
+
+    try:
+        app.setWindowIcon(icon("app"))
+    except FileNotFoundError:
+        log.warning("application icon missing")
+    window = MainWindow()
+    window.show()
+    model, images = _split_inputs(args.inputs)
+    window.open_model(model or "demo", trust=args.trust_model)
+    window.open_images(images or [sample_image()])
+    _quit_on_signals(window)
+    code = app.exec()
+    window.shutdown()  # normally done by closeEvent; also covers app.quit() without a close
+    # Destroy the window (and its QThread) before the QApplication: Qt objects outliving the
+    # application are a known cause of aborts at interpreter exit on this PySide6 version.
+    import shiboken6
+
+    shiboken6.delete(window)
+    del window
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

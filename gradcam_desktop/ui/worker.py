@@ -1,0 +1,513 @@
+"""The one thread that owns TensorFlow and the model.
+
+Shape (measured, not a style choice): a ``QThread`` *subclass* whose ``run()`` loops over a
+thread-safe ``queue.Queue`` of plain request objects. The other common shape — a ``QObject``
+moved to a thread whose slots call TensorFlow — deadlocked in 3 of 3 runs on TensorFlow 2.21 +
+PySide6 6.12: PySide6 makes a fresh Python thread state per slot call and TensorFlow's pybind11
+layer caches another, so both threads end up waiting for the GIL. ``run()`` keeps one thread
+state for the worker's whole life.
+
+TensorFlow, Keras and the core engine are imported inside ``run()`` so the window is shown
+before TensorFlow has loaded; ``ready`` is emitted once the import is done.
+
+Rules the window relies on:
+
+* every request gets an int id (``load_model``/``load_images``/``explain`` return it) and the
+  results carry it back, so the window can drop stale ones;
+* **newest request wins**: of several queued ``Explain`` requests only the newest runs;
+  ``LoadModel``, ``LoadImages`` and ``Shutdown`` are never dropped;
+* results are cached per (image, model generation, layer, class) in a bounded LRU, and when the
+  queue is idle after a map was shown, the maps of the current image's top classes are
+  precomputed (abandoned as soon as a real request arrives);
+* signals only carry plain Python/NumPy objects; no widget is ever touched from here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import platform
+import queue
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QThread, Signal
+
+from gradcam_desktop import __version__
+from gradcam_desktop.ui.applog import log_path
+
+log = logging.getLogger(__name__)
+
+#: Classes whose maps are precomputed when idle (the top of the prediction).
+PRECOMPUTE_TOP = 3
+#: Bounds of the result cache: maps at image resolution can be tens of MB each.
+CACHE_ENTRIES = 96
+CACHE_BYTES = 384 * 1024 * 1024
+#: A zoo download reports progress at most this often (signals are cheap, repaints are not).
+_PROGRESS_INTERVAL = 0.1
+
+_ids = itertools.count(1)
+
+
+def _next_id() -> int:
+    # itertools.count.__next__ is atomic under the GIL: ids are unique across threads.
+    return next(_ids)
+
+
+# -- requests (plain data, created on the UI thread, consumed by run()) --------------------
+@dataclass
+class LoadModel:
+    """Load a model file, "demo" or "zoo:Name"."""
+
+    spec: str
+    trust: bool = False
+    id: int = field(default_factory=_next_id)
+
+
+@dataclass
+class LoadImages:
+    """Decode image files, folders (their images), encoded bytes (the clipboard) or (name, bytes)."""
+
+    sources: list[Any]
+    id: int = field(default_factory=_next_id)
+
+
+@dataclass
+class Explain:
+    """Compute (or fetch from the cache) one map. ``class_index`` None = the top class.
+
+    ``supersedable=False`` (batch export) exempts a request from newest-request-wins: a batch
+    must get every one of its maps even if the user clicks around meanwhile.
+    """
+
+    image_key: str
+    layer: str | None
+    class_index: int | None
+    supersedable: bool = True
+    id: int = field(default_factory=_next_id)
+
+
+@dataclass
+class Precompute:
+    """Low-priority maps worth having ready: other top classes of the image just shown."""
+
+    image_key: str
+    generation: int
+    layer: str
+    class_indices: list[int]
+    id: int = 0
+
+
+@dataclass
+class Shutdown:
+    """Leave run()."""
+
+    id: int = field(default_factory=_next_id)
+
+
+class _Stopping(Exception):
+    """Raised inside run() to unwind when stop() was called."""
+
+
+class GradCamWorker(QThread):
+    """Owns TensorFlow, the loaded model, the decoded images and the map cache.
+
+    Public methods are thread-safe and return at once; results arrive as signals, which Qt
+    queues to the receivers' (UI) thread.
+    """
+
+    ready = Signal(dict)  # versions (and zoo names) once TensorFlow is imported
+    modelLoaded = Signal(int, dict)
+    modelRefused = Signal(int, str, bool)  # id, message, whether trusting the file would help
+    imagesLoaded = Signal(int, list)
+    imageFailed = Signal(str, str)
+    mapReady = Signal(int, dict)
+    failed = Signal(int, str)
+    progress = Signal(str, int, int)  # text, done, total (0 = unknown)
+    busy = Signal(str)  # what is being computed; "" when idle
+
+    def __init__(self, parent=None, *, cache_entries: int = CACHE_ENTRIES, precompute: bool = True) -> None:
+        super().__init__(parent)
+        self.setObjectName("GradCamWorker")
+        self._queue: queue.Queue = queue.Queue()
+        self._stopping = threading.Event()
+        self._cancel = threading.Event()
+        self._cache_entries = cache_entries
+        self._precompute_enabled = precompute
+        # Everything below is touched by run() only (the worker thread).
+        self._pending: list[Any] = []
+        self._precompute: Precompute | None = None
+        self._gradcam = None
+        self._generation = 0
+        self._images: dict[str, Any] = {}
+        self._image_counter = itertools.count(1)
+        self._cache: OrderedDict[tuple, dict] = OrderedDict()
+        self._cache_bytes = 0
+        self._predictions: dict[tuple[str, int], Any] = {}
+        self._import_error: str | None = None
+        self._modules: dict[str, Any] = {}
+
+    # -- thread-safe API (UI thread) ------------------------------------------------------
+    def load_model(self, spec: str, trust: bool = False) -> int:
+        """Queue loading a model; returns the request id."""
+        self._cancel.clear()
+        return self._put(LoadModel(str(spec), bool(trust)))
+
+    def load_images(self, sources: list) -> int:
+        """Queue decoding images (paths, folders or encoded bytes); returns the request id."""
+        return self._put(LoadImages(list(sources)))
+
+    def explain(self, image_key: str, layer: str | None, class_index: int | None,
+                *, supersedable: bool = True) -> int:
+        """Queue a map request; returns the request id. Newer requests supersede it."""
+        return self._put(Explain(image_key, layer, class_index, supersedable))
+
+    def cancel_download(self) -> None:
+        """Ask a running zoo download to stop (it then fails with a 'cancelled' message)."""
+        self._cancel.set()
+
+    def stop(self) -> None:
+        """Ask run() to return soon: a map in progress finishes, nothing new starts."""
+        self._stopping.set()
+        self._cancel.set()
+        self._queue.put(Shutdown())
+
+    def stopping(self) -> bool:
+        """True once stop() was called."""
+        return self._stopping.is_set()
+
+    def _put(self, request) -> int:
+        self._queue.put(request)
+        return request.id
+
+    # -- the thread ----------------------------------------------------------------------
+    def run(self) -> None:  # noqa: C901 - the loop is the point of this class
+        """Import TensorFlow, then serve requests until Shutdown/stop()."""
+        self.busy.emit("Starting TensorFlow…")
+        try:
+            self._import_engine()
+        except Exception as exc:  # noqa: BLE001 - anything here means no engine at all
+            log.exception("TensorFlow/engine import failed")
+            self._import_error = (
+                f"TensorFlow could not be started ({type(exc).__name__}: {exc}); see the log at {log_path()}"
+            )
+        if self._stopping.is_set():
+            return
+        self.ready.emit(self._versions())
+        self.busy.emit("")
+        while not self._stopping.is_set():
+            try:
+                request = self._next_request()
+            except _Stopping:
+                break
+            if request is None:  # idle: do one low-priority item, then look at the queue again
+                self._precompute_one()
+                continue
+            if isinstance(request, Shutdown):
+                break
+            self._handle(request)
+        self._gradcam = None
+        self._cache.clear()
+        log.debug("worker leaves run()")
+
+    def _import_engine(self) -> None:
+        # Heavy imports on purpose here: this is the thread that owns TensorFlow.
+        from gradcam_desktop.core.runtime import import_tensorflow_quietly
+
+        tf = import_tensorflow_quietly()
+        import keras
+
+        from gradcam_desktop.core import gradcam, images, models, overlay
+
+        self._modules = {"tf": tf, "keras": keras, "gradcam": gradcam, "images": images,
+                         "models": models, "overlay": overlay}
+        try:
+            from gradcam_desktop.core import zoo
+
+            self._modules["zoo"] = zoo
+        except Exception:  # noqa: BLE001 - the zoo is optional for the window to work
+            log.exception("zoo registry unavailable")
+
+    def _versions(self) -> dict:
+        versions = {"app": __version__, "python": platform.python_version()}
+        tf = self._modules.get("tf")
+        keras = self._modules.get("keras")
+        if tf is not None:
+            versions["tensorflow"] = tf.__version__
+        if keras is not None:
+            versions["keras"] = keras.__version__
+        zoo = self._modules.get("zoo")
+        try:
+            versions["zoo_names"] = list(zoo.zoo_names()) if zoo else []
+        except Exception:  # noqa: BLE001
+            log.exception("zoo_names failed")
+            versions["zoo_names"] = []
+        if self._import_error:
+            versions["error"] = self._import_error
+        return versions
+
+    def _next_request(self):
+        """The next request to run, or None when idle and there is precompute work.
+
+        Drains the queue into ``_pending`` and skips every supersedable Explain that has a newer
+        supersedable Explain behind it (newest request wins). Blocks when there is nothing to do.
+        """
+        while True:
+            self._drain(block=not self._pending and self._precompute is None)
+            if self._stopping.is_set():
+                raise _Stopping
+            if not self._pending:
+                return None
+            request = self._pending.pop(0)
+            if isinstance(request, Explain) and request.supersedable and any(
+                isinstance(r, Explain) and r.supersedable for r in self._pending
+            ):
+                log.debug("request %s superseded", request.id)
+                continue
+            return request
+
+    def _drain(self, *, block: bool) -> None:
+        try:
+            if block:
+                self._pending.append(self._queue.get())
+            while True:
+                self._pending.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+
+    def _handle(self, request) -> None:
+        try:
+            if self._import_error:
+                raise RuntimeError(self._import_error)
+            if isinstance(request, LoadModel):
+                self._load_model(request)
+            elif isinstance(request, LoadImages):
+                self._load_images(request)
+            elif isinstance(request, Explain):
+                self._explain(request)
+        except _Stopping:
+            self._stopping.set()
+        except Exception as exc:  # noqa: BLE001 - every error must reach the user, none kills the thread
+            self._report(request, exc)
+        finally:
+            self.busy.emit("")
+
+    def _report(self, request, exc: Exception) -> None:
+        from gradcam_desktop.core.errors import GradCamError, UnsafeModelError
+
+        if self._import_error:
+            self.failed.emit(request.id, self._import_error)
+            return
+        if isinstance(exc, GradCamError):
+            log.info("request %s failed: %s", request.id, exc)
+            message = str(exc)
+            if isinstance(exc, UnsafeModelError):
+                self.modelRefused.emit(request.id, message, _trust_would_help(exc))
+        else:
+            log.error("request %s (%s) failed unexpectedly", request.id, type(request).__name__, exc_info=exc)
+            message = f"Unexpected error: {type(exc).__name__}: {exc}; see the log at {log_path()}"
+        self.failed.emit(request.id, message)
+
+    # -- requests ------------------------------------------------------------------------
+    def _load_model(self, request: LoadModel) -> None:
+        models = self._modules["models"]
+        gradcam = self._modules["gradcam"]
+        from gradcam_desktop.core.layers import layer_tree
+
+        name = request.spec
+        self.busy.emit(f"Loading model {Path(name).name if not name.startswith('zoo:') else name}…")
+        last = [0.0]
+
+        def progress(done: int, total: int | None) -> None:
+            now = time.monotonic()
+            if now - last[0] >= _PROGRESS_INTERVAL or (total and done >= total):
+                last[0] = now
+                self.progress.emit(f"Downloading {name[4:] if name.startswith('zoo:') else name} weights",
+                                   int(done), int(total or 0))
+
+        def cancel() -> bool:
+            return self._cancel.is_set() or self._stopping.is_set()
+
+        loaded = models.load_model(request.spec, trust=request.trust, progress=progress, cancel=cancel)
+        if self._stopping.is_set():
+            raise _Stopping
+        engine = gradcam.GradCam(loaded)
+        # A new model invalidates every cached map and prediction.
+        self._gradcam = engine
+        self._generation += 1
+        self._cache.clear()
+        self._cache_bytes = 0
+        self._predictions.clear()
+        self._precompute = None
+        info = {
+            "id": request.id,
+            "generation": self._generation,
+            "source": loaded.source,
+            "display_name": loaded.display_name,
+            "layers": layer_tree(loaded.model),
+            "default_layer": engine.default_layer,
+            "class_names": list(loaded.class_names),
+            "input_size": tuple(loaded.input_size),
+            "channels": loaded.channels,
+            "preprocess": loaded.preprocess,
+            "sha256": loaded.sha256,
+            "head": getattr(getattr(loaded, "head", None) or getattr(engine, "head", None), "kind", None),
+            "trusted": request.trust,
+        }
+        self.modelLoaded.emit(request.id, info)
+
+    def _load_images(self, request: LoadImages) -> None:
+        images = self._modules["images"]
+        from gradcam_desktop.core.errors import GradCamError
+
+        # Expand folders first, one input at a time: a missing path or an empty folder must not
+        # hide the other inputs. Bytes (a pasted image) pass through as they are.
+        sources: list[Any] = []
+        problems: list[tuple[str, str]] = []
+        for source in request.sources:
+            if isinstance(source, (bytes, bytearray)):
+                source = ("clipboard", bytes(source))
+            if isinstance(source, tuple):  # (name, encoded bytes): pasted or generated pictures
+                sources.append((str(source[0]), bytes(source[1])))
+                continue
+            try:
+                sources.extend(images.find_images([source]))
+            except GradCamError as exc:
+                problems.append((Path(source).name or str(source), str(exc)))
+        if not sources:
+            raise _error("ImageLoadError", problems[0][1] if len(problems) == 1 else
+                         "No pictures could be opened: " + " ".join(m for _n, m in problems[:3]))
+        for name, message in problems:
+            self.imageFailed.emit(name, message)
+        loaded: list[dict] = []
+        total = len(sources)
+        for done, source in enumerate(sources):
+            if self._stopping.is_set():
+                raise _Stopping
+            if total > 1:
+                self.progress.emit("Opening images", done, total)
+            label, data = source if isinstance(source, tuple) else (Path(source).name, source)
+            self.busy.emit(f"Opening {label}…")
+            try:
+                image = images.load_image(data, name=label)
+            except GradCamError as exc:
+                self.imageFailed.emit(label, str(exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+                log.error("unexpected error decoding %s", label, exc_info=exc)
+                self.imageFailed.emit(label, f"Unexpected error: {exc}; see the log at {log_path()}")
+                continue
+            key = f"img{next(self._image_counter)}"
+            self._images[key] = image
+            loaded.append({"key": key, "name": image.name, "path": image.path, "rgb": image.rgb,
+                           "notices": list(image.notices)})
+        if total > 1:
+            self.progress.emit("Opening images", total, total)
+        self.imagesLoaded.emit(request.id, loaded)
+
+    def _explain(self, request: Explain) -> None:
+        if self._gradcam is None:
+            raise _error("ModelLoadError", "Open a model first (File → Open Demo Model, or drop a .keras file).")
+        image = self._images.get(request.image_key)
+        if image is None:
+            raise _error("ImageLoadError", "That image is no longer loaded; open it again.")
+        layer = request.layer or self._gradcam.default_layer
+        self.busy.emit(f"Computing the map for {image.name} at layer {layer}…")
+        result = self._map(request.image_key, image, layer, request.class_index)
+        result = dict(result, id=request.id)
+        self.mapReady.emit(request.id, result)
+        if request.supersedable and self._precompute_enabled:
+            top = [index for index, _name, _p in result["top"][:PRECOMPUTE_TOP]]
+            self._precompute = Precompute(request.image_key, self._generation, layer, top)
+
+    def _map(self, image_key: str, image, layer: str, class_index: int | None) -> dict:
+        """A map from the cache, or computed and cached."""
+        prediction = self._predictions.get((image_key, self._generation))
+        if class_index is None and prediction is not None:
+            class_index = prediction.top[0][0]
+        key = (image_key, self._generation, layer, class_index)
+        cached = self._cache.get(key) if class_index is not None else None
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return dict(cached, cached=True, seconds=0.0)
+        overlay = self._modules["overlay"]
+        start = time.perf_counter()
+        explanation = self._gradcam.explain(image, layer, class_index)
+        display, flat = overlay.display_map(explanation.raw, image.rgb.shape[:2])
+        self._predictions[(image_key, self._generation)] = explanation.prediction
+        prediction = explanation.prediction
+        result = {
+            "image_key": image_key,
+            "image": image.name,
+            "generation": self._generation,
+            "layer": explanation.layer,
+            "class_index": explanation.class_index,
+            "class_name": explanation.class_name,
+            "score": explanation.score,
+            "raw": explanation.raw,
+            "display": display,
+            "flat": bool(flat),
+            "probabilities": prediction.probabilities,
+            "top": list(prediction.top),
+            "head": prediction.head,
+            "seconds": time.perf_counter() - start,
+            "cached": False,
+        }
+        self._store((image_key, self._generation, explanation.layer, explanation.class_index), result)
+        return result
+
+    def _store(self, key: tuple, result: dict) -> None:
+        if self._cache_entries <= 0:
+            return
+        size = result["raw"].nbytes + result["display"].nbytes
+        if key in self._cache:
+            old = self._cache.pop(key)
+            self._cache_bytes -= old["raw"].nbytes + old["display"].nbytes
+        self._cache[key] = result
+        self._cache_bytes += size
+        while self._cache and (len(self._cache) > self._cache_entries or self._cache_bytes > CACHE_BYTES):
+            _key, old = self._cache.popitem(last=False)
+            self._cache_bytes -= old["raw"].nbytes + old["display"].nbytes
+
+    def cached_keys(self) -> list[tuple]:
+        """Keys of the cached maps (for tests and diagnostics; a snapshot, read-only)."""
+        return list(self._cache.keys())
+
+    def _precompute_one(self) -> None:
+        """Compute one not-yet-cached map of the pending precompute job, if any."""
+        job = self._precompute
+        if job is None:
+            return
+        if job.generation != self._generation or self._gradcam is None or job.image_key not in self._images:
+            self._precompute = None
+            return
+        while job.class_indices:
+            class_index = job.class_indices.pop(0)
+            if (job.image_key, job.generation, job.layer, class_index) not in self._cache:
+                break
+        else:
+            self._precompute = None
+            return
+        try:
+            self._map(job.image_key, self._images[job.image_key], job.layer, class_index)
+        except Exception:  # noqa: BLE001 - background work never bothers the user
+            log.exception("precompute failed")
+            self._precompute = None
+
+
+def _trust_would_help(exc: Exception) -> bool:
+    """Only Lambda layers may be trusted (custom modules and TF graphs stay refused)."""
+    flag = getattr(exc, "trustable", None)
+    if flag is not None:
+        return bool(flag)
+    return "lambda" in str(exc).lower()
+
+
+def _error(kind: str, message: str) -> Exception:
+    from gradcam_desktop.core import errors
+
+    return getattr(errors, kind)(message)

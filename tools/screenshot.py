@@ -1,0 +1,91 @@
+"""Render the real window (demo model, a two-object sample, overlay shown) to images/screenshot.png.
+
+    python tools/screenshot.py [--out images/screenshot.png] [--size 1280x800] [--model demo]
+
+Runs offscreen with its own empty settings, so the picture never depends on the machine's saved
+window layout. The README shows the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("GRADCAM_DESKTOP_NO_DIALOGS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _sample_images() -> tuple[list, int]:
+    """Every sample picture, and the index of a two-object scene to show."""
+    from gradcam_desktop.__main__ import sample_image
+
+    first = sample_image()
+    folder = REPO / "images"
+    pictures = sorted(p for p in folder.glob("*.png") if "screenshot" not in p.name.lower()) if folder.is_dir() else []
+    if not pictures or isinstance(first, tuple):
+        return [first], 0
+    return [str(p) for p in pictures], [str(p) for p in pictures].index(first)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(REPO / "images" / "screenshot.png"))
+    parser.add_argument("--size", default="1280x800", help="window size WIDTHxHEIGHT")
+    parser.add_argument("--model", default="demo")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the map")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+
+    from PySide6.QtCore import QEventLoop, QSettings, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    settings_dir = tempfile.mkdtemp(prefix="gradcam-screenshot-")
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, settings_dir)
+    app = QApplication([sys.argv[0]])
+    from gradcam_desktop.ui import MainWindow
+
+    window = MainWindow()
+    window.resize(width, height)
+    window.show()
+    images, show = _sample_images()
+    shown: list[dict] = []
+    errors: list[str] = []
+    window.resultShown.connect(shown.append)
+    window.errorShown.connect(errors.append)
+    window.open_model(args.model)
+    window.open_images(images)
+    loop = QEventLoop()
+    window.resultShown.connect(lambda _r: loop.quit())
+    window.errorShown.connect(lambda _m: loop.quit())
+    QTimer.singleShot(int(args.timeout * 1000), loop.quit)
+    loop.exec()
+    if show and not errors:
+        window.show_image(show)
+        loop.exec()
+    if errors or not shown:
+        print("screenshot: " + (errors[0] if errors else "no map was shown in time"), file=sys.stderr)
+        window.close()
+        return 1
+    # Let layouts settle and the strip's thumbnails paint before grabbing.
+    for _ in range(20):
+        app.processEvents()
+    window.statusBar().repaint()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ok = window.grab().save(str(out))
+    window.close()
+    print(f"screenshot: {out} ({width}x{height}), showing {shown[-1]['image']}: "
+          f"{shown[-1]['class_name']} at {shown[-1]['layer']}" if ok else "screenshot: could not save")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
