@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from html import escape
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QInputDialog, QMessageBox, QProgressDialog, QWidget
+
+from gradcam_desktop.ui.applog import log_path
 
 HELP_TITLE = "What am I looking at?"
 HELP_TEXT = """\
@@ -123,7 +126,7 @@ def about_text(versions: dict) -> str:
             ("Keras", versions.get("keras", "still starting…"))]
     table = "".join(f"<tr><td>{name}</td><td>&nbsp;{value}</td></tr>" for name, value in rows)
     return ("<p>See where a Keras image classifier looks (Grad-CAM, Selvaraju et al., 2017).</p>"
-            f"<table>{table}</table>")
+            f"<table>{table}</table><p>Log file: {escape(str(log_path()))}</p>")
 
 
 def show_about(parent: QWidget, versions: dict) -> QMessageBox | None:
