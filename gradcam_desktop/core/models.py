@@ -11,7 +11,6 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +18,7 @@ import keras
 
 from . import preprocess as preprocessing
 from . import safety, zoo
+from .assets import asset_path
 from .errors import GradCamError, ModelLoadError
 from .layers import child_layers, default_layer, is_submodel
 
@@ -47,7 +47,7 @@ class LoadedModel:
 
 def demo_model_path() -> Path:
     """The demo model shipped in resources/ (a real file in wheel and editable installs)."""
-    return Path(str(resources.files("gradcam_desktop.resources").joinpath(DEMO_FILE)))
+    return asset_path(DEMO_FILE)
 
 
 def load_model(

@@ -20,10 +20,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
+from gradcam_desktop.core.assets import asset_path
 from gradcam_desktop.core.errors import ModelLoadError, ZooDownloadError
 
 ENV_URL = "GRADCAM_ZOO_URL"
@@ -246,8 +246,7 @@ def build_zoo_model(name: str, *, progress: Progress | None = None,
 
 @lru_cache(maxsize=1)
 def _class_names() -> tuple[str, ...]:
-    text = resources.files("gradcam_desktop.resources").joinpath(
-        "imagenet_classes.txt").read_text(encoding="utf-8")
+    text = asset_path("imagenet_classes.txt").read_text(encoding="utf-8")
     names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if len(names) != 1000:
         raise ModelLoadError(f"imagenet_classes.txt holds {len(names)} names instead of 1000; "

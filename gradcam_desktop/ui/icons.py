@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
 from pathlib import Path
 
 from PySide6.QtGui import QIcon
+
+from gradcam_desktop.core.assets import asset_path
 
 __all__ = ["ICON_NAMES", "icon", "icon_path"]
 
@@ -15,7 +16,7 @@ ICON_NAMES = ("app", "open-model", "open-images", "export", "copy", "fit", "zoom
 def icon_path(name: str) -> Path:
     """The SVG file of icon ``name``; FileNotFoundError if there is none (a packaging bug)."""
     # Resources are real files in editable and wheel installs alike, so a path is safe to hand to Qt.
-    path = Path(str(files("gradcam_desktop.resources") / "icons" / f"{name}.svg"))
+    path = asset_path("icons", f"{name}.svg")
     if not path.is_file():
         raise FileNotFoundError(f"icon {name!r} not found at {path}")
     return path

@@ -15,7 +15,7 @@ from pathlib import Path
 import PySide6
 from PySide6.QtCore import Qt, QTimer, Signal, qVersion
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
+from PySide6.QtWidgets import QApplication, QDockWidget, QMainWindow, QWidget
 
 from gradcam_desktop import __version__
 from gradcam_desktop.core.errors import OutputError
@@ -423,6 +423,11 @@ class MainWindow(QMainWindow):
 
     def _start_worker(self) -> None:
         if not self._closed:
+            # Also stop the worker when the application quits without closing this window
+            # (app.quit(), session logout): a running QThread destroyed at exit aborts.
+            app = QApplication.instance()
+            if app is not None:
+                app.aboutToQuit.connect(self.shutdown)
             self.worker.start()
 
     def shutdown(self, timeout_ms: int = 30_000) -> bool:

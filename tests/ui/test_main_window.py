@@ -444,3 +444,26 @@ def test_missing_display_gives_one_plain_line():
     assert result.stderr.strip().splitlines() == [
         "Grad-CAM Desktop needs a desktop session (no DISPLAY or WAYLAND_DISPLAY is set). "
         "Run it from a graphical session, or set QT_QPA_PLATFORM=offscreen for scripts."]
+
+
+def test_quitting_the_application_without_closing_the_window_stops_the_worker():
+    result = _run("""
+        import sys
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QApplication
+        from gradcam_desktop.ui import MainWindow
+
+        app = QApplication([])
+        window = MainWindow()
+        window.show()
+        window.open_model("demo")
+        # exit(), unlike quit(), does not close the windows first (no closeEvent).
+        window.worker.ready.connect(lambda _versions: QTimer.singleShot(100, lambda: app.exit(0)))
+        QTimer.singleShot(120_000, lambda: (print("TIMEOUT"), app.exit(3)))
+        code = app.exec()
+        print("RUNNING", window.worker.isRunning())
+        sys.exit(code)
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "RUNNING False" in result.stdout and "TIMEOUT" not in result.stdout
+    assert "QThread: Destroyed" not in result.stderr
