@@ -12,23 +12,62 @@ import ctypes.util
 import logging
 import os
 import signal
+import subprocess
 import sys
 import traceback
 from pathlib import Path
 
-XCB_CURSOR_MESSAGE = ("Grad-CAM Desktop needs the system library libxcb-cursor0: "
-                      "sudo apt install libxcb-cursor0 (Debian/Ubuntu)")
+#: What Qt's xcb platform plugin loads, by the name find_library knows and the Debian package.
+XCB_LIBRARIES = (
+    ("xcb-cursor", "libxcb-cursor0"),
+    ("xcb-icccm", "libxcb-icccm4"),
+    ("xcb-keysyms", "libxcb-keysyms1"),
+    ("xcb-shape", "libxcb-shape0"),
+    ("xcb-image", "libxcb-image0"),
+    ("xcb-render-util", "libxcb-render-util0"),
+    ("xcb-randr", "libxcb-randr0"),
+    ("xcb-xkb", "libxcb-xkb1"),
+    ("X11-xcb", "libx11-xcb1"),
+    ("xkbcommon-x11", "libxkbcommon-x11-0"),
+    ("EGL", "libegl1"),
+    ("GL", "libgl1"),
+    ("fontconfig", "libfontconfig1"),
+    ("dbus-1", "libdbus-1-3"),
+)
 NO_DISPLAY_MESSAGE = ("Grad-CAM Desktop needs a desktop session (no DISPLAY or WAYLAND_DISPLAY is set). "
                       "Run it from a graphical session, or set QT_QPA_PLATFORM=offscreen for scripts.")
 
 log = logging.getLogger("gradcam_desktop")
 
 
-def display_problem(environ=os.environ, platform: str = sys.platform, find_library=ctypes.util.find_library) -> str | None:
+def missing_libraries_message(packages: list[str]) -> str:
+    """One line naming the Debian/Ubuntu packages to install."""
+    return (f"Grad-CAM Desktop needs system libraries that are missing: {', '.join(packages)}. "
+            f"Install them with: sudo apt install {' '.join(packages)} (Debian/Ubuntu)")
+
+
+def _installed_library_finder():
+    """find_library for many names with one `ldconfig -p` (find_library runs it once per name)."""
+    try:
+        listing = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=10,
+                                 env={**os.environ, "LC_ALL": "C"}).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ctypes.util.find_library
+    sonames = {line.split()[0] for line in listing.splitlines()[1:] if line.strip()}
+
+    def find(name: str) -> str | None:
+        prefix = f"lib{name}.so"
+        return next((so for so in sonames if so == prefix or so.startswith(prefix + ".")), None)
+
+    return find if sonames else ctypes.util.find_library
+
+
+def display_problem(environ=os.environ, platform: str = sys.platform, find_library=None) -> str | None:
     """A one-line reason Qt would abort on this Linux session, or None when it should start.
 
-    Qt ≥ 6.5's xcb plugin needs libxcb-cursor0 and aborts with a long, confusing message when
-    it is missing; this check runs before QApplication so users get one plain line instead.
+    Qt ≥ 6.5's xcb plugin aborts with a long message that names only libxcb-cursor0 whatever is
+    missing; this check runs before QApplication so users get one plain line naming every
+    missing package instead.
     """
     if not platform.startswith("linux"):
         return None
@@ -40,9 +79,11 @@ def display_problem(environ=os.environ, platform: str = sys.platform, find_libra
     if not has_x and not has_wayland:
         return NO_DISPLAY_MESSAGE
     uses_xcb = requested.startswith("xcb") or not has_wayland
-    if uses_xcb and has_x and find_library("xcb-cursor") is None:
-        return XCB_CURSOR_MESSAGE
-    return None
+    if not (uses_xcb and has_x):
+        return None
+    find = find_library or _installed_library_finder()
+    missing = [package for name, package in XCB_LIBRARIES if find(name) is None]
+    return missing_libraries_message(missing) if missing else None
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

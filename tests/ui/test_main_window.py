@@ -420,11 +420,18 @@ def test_main_module_help_and_display_checks():
     result = subprocess.run([sys.executable, "-m", "gradcam_desktop", "--help"], capture_output=True,
                             text=True, timeout=120, cwd=str(REPO))
     assert result.returncode == 0 and "MODEL_OR_IMAGE" in result.stdout
-    from gradcam_desktop.__main__ import NO_DISPLAY_MESSAGE, XCB_CURSOR_MESSAGE, display_problem
+    from gradcam_desktop.__main__ import NO_DISPLAY_MESSAGE, XCB_LIBRARIES, display_problem
 
     none = lambda _name: None  # noqa: E731
     found = lambda name: f"lib{name}.so.0"  # noqa: E731
-    assert display_problem({"DISPLAY": ":0"}, "linux", none) == XCB_CURSOR_MESSAGE
+    all_packages = [package for _name, package in XCB_LIBRARIES]
+    XCB_CURSOR_MESSAGE = display_problem({"DISPLAY": ":0"}, "linux", none)
+    assert XCB_CURSOR_MESSAGE.startswith("Grad-CAM Desktop needs system libraries that are missing: libxcb-cursor0, ")
+    assert f"sudo apt install {' '.join(all_packages)}" in XCB_CURSOR_MESSAGE
+    no_icccm = lambda name: None if name in ("xcb-icccm", "xcb-keysyms") else found(name)  # noqa: E731
+    assert display_problem({"DISPLAY": ":0"}, "linux", no_icccm) == (
+        "Grad-CAM Desktop needs system libraries that are missing: libxcb-icccm4, libxcb-keysyms1. "
+        "Install them with: sudo apt install libxcb-icccm4 libxcb-keysyms1 (Debian/Ubuntu)")
     assert display_problem({"DISPLAY": ":0"}, "linux", found) is None
     assert display_problem({}, "linux", found) == NO_DISPLAY_MESSAGE
     assert display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux", none) is None
