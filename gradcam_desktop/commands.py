@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from .core import files, overlay
 from .core.errors import GradCamError, OutputError
 from .core.gradcam import Explanation, GradCam
 from .core.images import LoadedImage, find_images, load_image
-from .core.layers import default_layer, iter_layers, layer_tree
+from .core.layers import check_eligible, default_layer, iter_layers, layer_tree
 from .core.models import LoadedModel, load_model
 
 #: Images decoded ahead of the model in `batch`, so decoding overlaps the compute.
@@ -192,10 +191,7 @@ def batch(args) -> int:
     loaded = _open_model(args)
     engine = GradCam(loaded)
     if args.layer:
-        engine.explain  # noqa: B018 - resolved below per image; fail fast on a bad layer:
-        from .core.layers import check_eligible
-
-        check_eligible(loaded.model, args.layer)
+        check_eligible(loaded.model, args.layer)  # fail before any image, not once per image
     class_index = engine.resolve_class(args.cls) if args.cls is not None else None
     rows, failures = [], []
     progress = _batch_progress(len(paths))
@@ -287,4 +283,4 @@ def zoo(args) -> int:
     return 0
 
 
-__all__ = ["layers", "predict", "explain", "batch", "zoo", "time"]
+__all__ = ["layers", "predict", "explain", "batch", "zoo"]

@@ -9,7 +9,6 @@ import pytest
 from gradcam_desktop.core.errors import ClassSelectionError, LayerError, ModelLoadError
 from gradcam_desktop.core.gradcam import GradCam
 from gradcam_desktop.core.images import LoadedImage
-from gradcam_desktop.core.models import load_model
 
 from model_factory import (
     conv_backbone,
