@@ -100,7 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gradcam`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     _quiet_tensorflow(args.debug)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s")
+    # Our own logger only: a root handler would also print TensorFlow's Python warnings.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    if not args.debug:
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     from . import commands  # imports TensorFlow lazily, after the log level is set
     from .core.errors import GradCamError
 

@@ -155,7 +155,10 @@ def explain(args) -> int:
         for label, path in (("overlay", args.out), ("raw map", args.heatmap)):
             if path:
                 print(f"  {label} → {path}")
-    if flat:
+    if flat and float(explanation.raw.max()) > 0:
+        _note("the map is uniform: this layer's grid is too coarse or too even to show where. "
+              "Try an earlier layer.")
+    elif flat:
         _note("the map is all zero: nothing at this layer speaks for this class. Try another layer or class.")
     return 0
 

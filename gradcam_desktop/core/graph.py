@@ -25,10 +25,14 @@ class _Run:
 
 
 def run_graph(model, inputs, head: Head, target: str | None = None):
-    """Return ``(logits, activation_at_target_or_None)`` for a batch of model inputs."""
+    """Return ``(logits, activation_at_target_or_None)`` for a batch of model inputs.
+
+    A layer called more than once (shared weights) is mapped at its last call: the one nearest
+    the classifier, which is what the deepest features mean.
+    """
     run = _Run(target=target, head=head)
     logits = _forward(model, inputs, "", run)
-    return logits, (run.captured[0] if run.captured else None)
+    return logits, (run.captured[-1] if run.captured else None)
 
 
 def _forward(model, inputs, prefix: str, run: _Run):

@@ -78,6 +78,11 @@ def final_operation(model):
 def _activation_name(layer) -> str | None:
     if isinstance(layer, keras.layers.Softmax):
         return "softmax"
+    if not isinstance(layer, keras.layers.Layer):
+        # keras.ops.softmax / keras.activations.sigmoid called in a functional graph become
+        # operations named Softmax / Sigmoid.
+        name = type(layer).__name__.lower()
+        return name if name in _SQUASHING else None
     activation = getattr(layer, "activation", None)
     return getattr(activation, "__name__", None)
 
@@ -98,7 +103,10 @@ def detect_head(model) -> Head:
     layer = final_operation(model)
     name = _activation_name(layer)
     skip = linear = twin = None
-    if isinstance(layer, (keras.layers.Activation, keras.layers.Softmax)) and name in _SQUASHING:
+    separate = isinstance(layer, (keras.layers.Activation, keras.layers.Softmax)) or not isinstance(
+        layer, keras.layers.Layer
+    )
+    if separate and name in _SQUASHING:
         skip = layer
     elif name in _SQUASHING:
         linear = layer

@@ -44,14 +44,20 @@ def child_layers(model) -> list:
 
 
 def output_shape(layer) -> tuple:
-    """The layer's symbolic output shape, or ``()`` when Keras cannot tell."""
+    """The layer's symbolic output shape, or ``()`` when Keras cannot tell.
+
+    For a layer called more than once (shared weights) this is its last call's output, the one
+    graph.py maps (Keras' ``layer.output`` would give the first).
+    """
+    nodes = getattr(layer, "_inbound_nodes", None) or []
     try:
-        output = layer.output
+        output = nodes[-1].outputs if nodes else layer.output
     except (AttributeError, ValueError):
-        # A layer shared between calls has several outputs; we do not map those.
         return ()
     if isinstance(output, (list, tuple)):
-        return ()
+        if len(output) != 1:
+            return ()
+        output = output[0]
     return tuple(output.shape)
 
 
@@ -123,6 +129,10 @@ def resolve(model, path: str):
         if current is None:
             break
     if current is None or current is model:
+        nested = [p for p in eligible_paths(model) if p.endswith(SEPARATOR + path)]
+        if nested:
+            raise LayerError(f"No layer '{path}' at the top of this model; did you mean '{nested[0]}'? "
+                             "Layers inside nested models are named outer/inner.")
         raise LayerError(f"No layer '{path}' in this model. {_eligible_hint(model)}")
     return current
 

@@ -163,15 +163,44 @@ def _describe(model, *, source, display_name, class_names, preprocess) -> Loaded
     )
 
 
+#: Layers that do nothing at inference: they are skipped when looking for the model's own scaling.
+_PASSIVE = (keras.layers.Resizing, keras.layers.CenterCrop, keras.layers.Dropout,
+            keras.layers.GaussianNoise, keras.layers.GaussianDropout)
+
+
+def _operations(model) -> list:
+    """The model's layers and keras.ops operations in the order they run (InputLayers dropped)."""
+    ops = model.layers if isinstance(model, keras.Sequential) else getattr(model, "operations", model.layers)
+    return [op for op in ops if not isinstance(op, keras.layers.InputLayer)]
+
+
 def starts_with_scaling(model) -> bool:
-    """True when the first layer that runs is Rescaling/Normalization (it wants 0–255)."""
-    layers = child_layers(model)
-    if not layers:
-        return False
-    first = layers[0]
-    if is_submodel(first):
-        return starts_with_scaling(first)
-    return isinstance(first, (keras.layers.Rescaling, keras.layers.Normalization))
+    """True when the model scales 0–255 pixels itself, so it should be fed ``raw`` pixels.
+
+    That is: the first operation that acts at inference is a Rescaling/Normalization layer, or
+    arithmetic written with keras.ops (e.g. ``mobilenet_v2.preprocess_input`` inside the graph).
+    Augmentation (Random*), resizing and dropout layers before it are looked through, as are
+    nested models (the keras.io and TensorFlow tutorials put augmentation first).
+    """
+    for op in _operations(model):
+        if is_submodel(op):
+            inner = _operations(op)
+            if inner and all(_is_passive(layer) for layer in inner):
+                continue  # e.g. a "data_augmentation" Sequential
+            return starts_with_scaling(op)
+        if _is_passive(op):
+            continue
+        if isinstance(op, (keras.layers.Rescaling, keras.layers.Normalization)):
+            return True
+        # A keras.ops call (not a Layer) at the very start is the model's own preprocessing.
+        return not isinstance(op, keras.layers.Layer)
+    return False
+
+
+def _is_passive(op) -> bool:
+    if is_submodel(op):
+        return all(_is_passive(layer) for layer in _operations(op))
+    return isinstance(op, _PASSIVE) or type(op).__name__.startswith("Random")
 
 
 def _sidecar_candidates(path: Path, suffix: str) -> list[Path]:

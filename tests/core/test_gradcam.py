@@ -203,8 +203,13 @@ def test_non_square_input_keeps_height_and_width(tmp_path):
 
 def test_variable_size_model_uses_the_image_size(tmp_path):
     engine = GradCam(save_and_load(gap_dense_model((None, None, 3), seed=27), tmp_path))
-    explanation = engine.explain(random_image(48, 64, seed=28), "backbone/last_conv", 0)
-    assert explanation.raw.shape == (12, 16)
+    # The image's own size, enlarged when its short side is under 96, shrunk when its long side is over 512.
+    for (height, width), grid in (((120, 160), (30, 40)), ((24, 40), (24, 40)), ((1024, 2048), (64, 128)),
+                                  ((100, 100), (25, 25)), ((200, 120), (50, 30)), ((300, 100), (75, 25))):
+        explanation = engine.explain(random_image(height, width, seed=28), "backbone/last_conv", 0)
+        assert explanation.raw.shape == grid, (height, width)
+    # reduce_retracing: after a few sizes one shape-generic trace serves all (not one per size).
+    assert engine.trace_counts["backbone/last_conv"] <= 3
 
 
 def test_auto_preprocessing_follows_a_leading_rescaling_layer_and_sidecar(tmp_path):
@@ -272,3 +277,70 @@ def test_user_model_is_not_modified(tmp_path):
     assert dense.activation.__name__ == "softmax"
     for old, new in zip(before, dense.get_weights()):
         np.testing.assert_array_equal(old, new)
+
+
+def _conv_head(x, units=2, activation="softmax"):
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="last")(x)
+    return keras.layers.Dense(units, activation=activation)(keras.layers.GlobalAveragePooling2D()(x))
+
+
+def test_auto_preprocessing_looks_through_augmentation_resizing_and_ops(tmp_path):
+    inputs = keras.Input((48, 48, 3))
+    augment = keras.Sequential([keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.1)],
+                               name="data_augmentation")
+    models = {
+        "aug_then_rescaling": keras.Model(inputs, _conv_head(keras.layers.Rescaling(1 / 255)(augment(inputs)))),
+        "resizing_then_rescaling": keras.Model(
+            inputs, _conv_head(keras.layers.Rescaling(1 / 255)(keras.layers.Resizing(32, 32)(inputs)))),
+        "ops_preprocessing": keras.Model(inputs, _conv_head(keras.ops.subtract(keras.ops.divide(inputs, 127.5), 1.0))),
+        "sequential_tutorial": keras.Sequential([keras.Input((48, 48, 3)), keras.layers.RandomFlip(),
+                                                 keras.layers.Rescaling(1 / 255), keras.layers.Conv2D(4, 3),
+                                                 keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)]),
+    }
+    for name, model in models.items():
+        assert save_and_load(model, tmp_path, f"{name}.keras").preprocess == "raw", name
+    plain = keras.Model(inputs, _conv_head(augment(inputs)))
+    assert save_and_load(plain, tmp_path, "augment_only.keras").preprocess == "unit"
+
+
+@pytest.mark.parametrize("activation,units,kind", [(keras.ops.softmax, 3, "softmax"),
+                                                   (keras.activations.sigmoid, 1, "binary")])
+def test_activation_written_as_an_op_is_explained_before_it(tmp_path, activation, units, kind):
+    keras.utils.set_random_seed(40)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="last")(inputs)
+    x = keras.layers.Dense(units, kernel_initializer=keras.initializers.RandomNormal(stddev=5), name="logits")(
+        keras.layers.GlobalAveragePooling2D()(x))
+    engine = GradCam(save_and_load(keras.Model(inputs, activation(x)), tmp_path))
+    assert engine.head.kind == kind
+    image = random_image(16, 16, seed=41)
+    p = np.asarray(engine.model(image.rgb[None].astype(np.float32) / 255.0))[0]
+    expected = np.array([1 - p[0], p[0]]) if units == 1 else p
+    np.testing.assert_allclose(engine.predict(image).probabilities, expected, rtol=1e-4, atol=1e-6)
+    features = np.asarray(keras.Model(engine.model.input, engine.model.get_layer("last").output)(
+        image.rgb[None].astype(np.float32) / 255.0))[0]
+    w = engine.model.get_layer("logits").get_weights()[0][:, -1]
+    np.testing.assert_allclose(engine.explain(image, "last", units - 1 if units > 1 else 1).raw,
+                               cam_by_hand(features, w), rtol=1e-4, atol=1e-6)
+
+
+def test_a_shared_layer_is_mapped_at_its_last_call(tmp_path):
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="c0")(inputs)
+    shared = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="shared")
+    second = shared(shared(x))
+    outputs = keras.layers.Dense(3, activation="softmax", name="head")(keras.layers.GlobalAveragePooling2D()(second))
+    engine = GradCam(save_and_load(keras.Model(inputs, outputs), tmp_path))
+    assert engine.default_layer == "shared"
+    image = random_image(16, 16, seed=4)
+    x = image.rgb[None].astype(np.float32) / 255.0
+    m = engine.model
+    last_call = np.asarray(m.get_layer("shared")(m.get_layer("shared")(m.get_layer("c0")(x))))[0]
+    w = m.get_layer("head").get_weights()[0][:, 0]
+    np.testing.assert_allclose(engine.explain(image, "shared", 0).raw, cam_by_hand(last_call, w), rtol=1e-4, atol=1e-6)
+
+
+def test_an_inner_layer_named_without_its_model_gets_a_suggestion(softmax_engine):
+    with pytest.raises(LayerError, match="did you mean 'backbone/conv2'"):
+        softmax_engine.explain(random_image(), "conv2")

@@ -1,0 +1,286 @@
+"""`gradcam` on the models users have: a transfer-learning .h5, a binary model with labels, a
+variable-size model in `batch`, and zoo models (MobileNetV3Small, ResNet50) with ImageNet-shaped
+weights made here and put where the Keras cache keeps them (no network: the download URL points
+at a closed local port, and the official checksum is switched off for these locally made files).
+
+Maps written with --heatmap are compared with an eager tf.GradientTape Grad-CAM on the pre-softmax
+logits, computed without the engine.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from gradcam_desktop.cli import main
+from gradcam_desktop.core import zoo
+from gradcam_desktop.core.layers import default_layer
+
+MNV2 = "mobilenetv2_0.35_96"
+OFFLINE_URL = "http://127.0.0.1:9/"  # discard port: never the internet
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def calibrate(model, x):
+    """BatchNorm moving statistics := those of batch ``x``, so random-init nets do not vanish."""
+    def walk(m):
+        for layer in m.layers:
+            yield layer
+            if isinstance(layer, keras.Model):
+                yield from walk(layer)
+
+    norms = [layer for layer in walk(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(x, training=True)
+    for layer, momentum in zip(norms, momenta):
+        layer.momentum = momentum
+    return model
+
+
+def save_png(path, height, width, seed):
+    rgb = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(path)
+    return rgb
+
+
+def reference_cam(features_and_logits, x, weights):
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        features, logits = features_and_logits(x)
+        score = tf.reduce_sum(logits[0] * weights)
+    gradients = tape.gradient(score, features)
+    alphas = tf.reduce_mean(gradients[0], axis=(0, 1))
+    return tf.nn.relu(tf.reduce_sum(features[0] * alphas, axis=-1)).numpy(), logits.numpy()[0]
+
+
+def assert_same_map(raw, expected, rtol=1e-3):
+    assert raw.dtype == np.float32 and raw.shape == expected.shape
+    assert expected.max() > 1e-6
+    np.testing.assert_allclose(raw, expected, rtol=rtol, atol=rtol * 0.1 * float(expected.max()))
+
+
+# -- a transfer-learning model saved as legacy .h5 -----------------------------------------
+@pytest.fixture(scope="module")
+def transfer(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("transfer")
+    keras.utils.set_random_seed(20)
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(96, 96, 3), alpha=0.35)
+    inputs = keras.Input((96, 96, 3))
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(base(inputs, training=False))
+    x = keras.layers.Dropout(0.2, name="dropout")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
+    model = calibrate(keras.Model(inputs, outputs),
+                      np.random.default_rng(1).uniform(0, 1, (4, 96, 96, 3)).astype(np.float32))
+    model.save(folder / "pets.h5")
+    (folder / "pets.labels.txt").write_text("cat\ndog\nhamster\n")
+    rgb = save_png(folder / "pet.png", 96, 96, seed=2)
+    return {"model": folder / "pets.h5", "image": folder / "pet.png", "rgb": rgb, "folder": folder}
+
+
+def test_layers_shows_the_nested_tree_and_default(transfer, capsys):
+    code, out, err = run(capsys, "layers", "-m", transfer["model"], "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["default_layer"] == f"{MNV2}/out_relu"
+    rows = {row["path"]: row for row in result["layers"]}
+    assert rows[MNV2]["type"] == "Functional"
+    assert rows[f"{MNV2}/block_13_expand_relu"]["eligible"]
+    assert rows[f"{MNV2}/block_13_expand_relu"]["output_shape"] == [None, 6, 6, 192]
+    assert [path for path, row in rows.items() if row["default"]] == [f"{MNV2}/out_relu"]
+    assert not any(rows[name]["eligible"] for name in ("gap", "dropout", "predictions"))
+    code, out, _ = run(capsys, "layers", "-m", transfer["model"])
+    assert code == 0 and f"* {MNV2}/out_relu" in out
+
+
+@pytest.mark.parametrize("inner,shape", [("out_relu", [3, 3]), ("block_13_expand_relu", [6, 6])])
+def test_explain_inner_layer_of_nested_base_matches_reference(transfer, capsys, tmp_path, inner, shape):
+    code, out, err = run(capsys, "explain", "-m", transfer["model"], "-i", transfer["image"],
+                         "--layer", f"{MNV2}/{inner}", "--class", "dog", "--heatmap", tmp_path / "raw.npy",
+                         "--out", tmp_path / "overlay.png", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["layer"], result["class_name"], result["heatmap_shape"]) == (f"{MNV2}/{inner}", "dog", shape)
+    assert result["preprocess"] == "unit"
+    model = keras.saving.load_model(transfer["model"], compile=False)
+    base = model.get_layer(MNV2)
+    extractor = keras.Model(base.input, [base.get_layer(inner).output, base.output])
+    kernel, bias = model.get_layer("predictions").get_weights()
+
+    def features_and_logits(x):
+        features, out = extractor(x, training=False)
+        return features, tf.matmul(tf.reduce_mean(out, axis=(1, 2)), kernel) + bias
+
+    x = (transfer["rgb"].astype(np.float32) / np.float32(255.0))[None]
+    expected, logits = reference_cam(features_and_logits, x, tf.one_hot(1, 3))
+    assert_same_map(np.load(tmp_path / "raw.npy"), expected)
+    probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    assert result["score"] == pytest.approx(float(probabilities[1]), rel=1e-4)
+    assert Image.open(tmp_path / "overlay.png").size == (96, 96)
+
+
+def test_unknown_and_non_spatial_layers_are_one_line_errors(transfer, capsys):
+    code, _, err = run(capsys, "explain", "-m", transfer["model"], "-i", transfer["image"], "--layer", "predictions")
+    assert code == 1 and err.count("\n") == 1 and "no spatial grid" in err and "Traceback" not in err
+    code, _, err = run(capsys, "explain", "-m", transfer["model"], "-i", transfer["image"],
+                       "--layer", f"{MNV2}/no_such_layer")
+    assert code == 1 and err.count("\n") == 1 and f"{MNV2}/out_relu" in err
+
+
+# -- binary sigmoid head with a labels sidecar ---------------------------------------------
+def test_predict_and_explain_binary_model_with_two_labels(tmp_path, capsys):
+    keras.utils.set_random_seed(21)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="last")(inputs)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="predictions",
+                                 kernel_initializer=keras.initializers.RandomNormal(stddev=3.0))(
+        keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    model.save(tmp_path / "spam.keras")
+    (tmp_path / "spam.labels.txt").write_text("ham\nspam\n")
+    rgb = save_png(tmp_path / "x.png", 32, 32, seed=3)
+    p = float(np.asarray(model(rgb[None].astype(np.float32) / np.float32(255.0)))[0, 0])
+    code, out, err = run(capsys, "predict", "-m", tmp_path / "spam.keras", "-i", tmp_path / "x.png", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["head"] == "binary"
+    got = {row["class_name"]: row["probability"] for row in result["predictions"]}
+    assert got == pytest.approx({"ham": 1 - p, "spam": p}, rel=1e-4)
+    code, out, err = run(capsys, "explain", "-m", tmp_path / "spam.keras", "-i", tmp_path / "x.png",
+                         "--class", "ham", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["class_index"], result["class_name"]) == (0, "ham")
+    assert result["score"] == pytest.approx(1 - p, rel=1e-4)
+
+
+# -- a variable-size model in batch: each map follows its image -------------------------------
+def test_batch_with_variable_size_model(tmp_path, capsys):
+    keras.utils.set_random_seed(22)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="last")(inputs)
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    keras.Model(inputs, outputs).save(tmp_path / "fcn.keras")
+    images = tmp_path / "images"
+    images.mkdir()
+    sizes = {"a": (100, 150), "b": (100, 150), "c": (150, 100), "d": (600, 300)}
+    for stem, (h, w) in sizes.items():
+        save_png(images / f"{stem}.png", h, w, seed=len(stem) + h)
+    code, _, err = run(capsys, "batch", "-m", tmp_path / "fcn.keras", "--heatmaps", "--out-dir", tmp_path / "out", images)
+    assert code == 0, err
+    expected = {"a": (50, 75), "b": (50, 75), "c": (75, 50), "d": (256, 128)}  # d: capped at 512
+    for stem, shape in expected.items():
+        assert np.load(tmp_path / "out" / f"{stem}.npy").shape == shape
+        assert Image.open(tmp_path / "out" / f"{stem}.png").size == sizes[stem][::-1]
+    with open(tmp_path / "out" / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4 and all(row["layer"] == "last" and not row["error"] for row in rows)
+
+
+# -- zoo models with local weights ------------------------------------------------------
+@pytest.fixture(scope="module")
+def keras_home(tmp_path_factory):
+    """A Keras cache holding locally made (calibrated random) MobileNetV3Small/ResNet50 weights."""
+    from keras.src.legacy.saving import legacy_h5_format
+
+    home = tmp_path_factory.mktemp("keras_home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_HOME", str(home))
+        x = np.random.default_rng(4).uniform(-1, 1, (2, 224, 224, 3)).astype(np.float32)
+        for name in ("MobileNetV3Small", "ResNet50"):
+            keras.utils.set_random_seed(23)
+            model = calibrate(zoo.zoo_entry(name).build(weights=None), x * 127.0)
+            path = zoo.weights_path(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with h5py.File(path, "w") as handle:  # the official files' layout (legacy, by topology)
+                legacy_h5_format.save_weights_to_hdf5_group(handle, model)
+    return home
+
+
+@pytest.fixture
+def offline_zoo(keras_home, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    monkeypatch.setenv(zoo.ENV_URL, OFFLINE_URL)
+    for name in ("MobileNetV3Small", "ResNet50"):
+        # Our files are not the official ones: skip their checksum (else the cache is "stale").
+        monkeypatch.setitem(zoo.REGISTRY, name, dataclasses.replace(zoo.REGISTRY[name], file_hash=None))
+    return keras_home
+
+
+def _zoo_reference(name, rgb, class_index):
+    """Eager Grad-CAM at the zoo model's last spatial layer, from our own build of it."""
+    model = zoo.build_zoo_model(name)
+    module = getattr(keras.applications, zoo.zoo_entry(name).keras_module)
+    x = module.preprocess_input(rgb.astype(np.float32)[None].copy())
+    layer = default_layer(model)
+    if name == "ResNet50":
+        extractor = keras.Model(model.input, [model.get_layer(layer).output, model.get_layer("avg_pool").output])
+        kernel, bias = model.get_layer("predictions").get_weights()
+        to_logits = lambda pooled: tf.matmul(pooled, kernel) + bias  # noqa: E731
+    else:  # MobileNetV3: ... → logits (1×1 conv) → Flatten → Activation(softmax)
+        extractor = keras.Model(model.input, [model.get_layer(layer).output, model.get_layer("logits").output])
+        to_logits = lambda conv: tf.reshape(conv, (1, -1))  # noqa: E731
+
+    def features_and_logits(batch):
+        features, out = extractor(batch, training=False)
+        return features, to_logits(out)
+
+    return layer, model, reference_cam(features_and_logits, x, tf.one_hot(class_index, 1000))
+
+
+@pytest.mark.parametrize("name", ["MobileNetV3Small", "ResNet50"])
+def test_zoo_model_with_local_weights(offline_zoo, name, capsys, tmp_path):
+    rgb = save_png(tmp_path / "photo.png", 224, 224, seed=5)
+    code, out, err = run(capsys, "layers", "-m", f"zoo:{name}", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    rows = {row["path"]: row for row in result["layers"]}
+    default = rows[result["default_layer"]]
+    assert default["output_shape"] == [None, 7, 7, default["output_shape"][3]]
+    # The last spatial layer: the one right before global pooling (its auto-generated name, e.g.
+    # MobileNetV3's "activation_17", depends on what was built before in the process).
+    paths = [row["path"] for row in result["layers"]]
+    after = result["layers"][paths.index(result["default_layer"]) + 1]
+    assert after["type"] == "GlobalAveragePooling2D", after
+    if name == "MobileNetV3Small":
+        assert rows["logits"]["type"] == "Conv2D" and not rows["logits"]["eligible"]  # the 1×1 trap
+
+    code, out, err = run(capsys, "explain", "-m", f"zoo:{name}", "-i", tmp_path / "photo.png",
+                         "--class", "7", "--heatmap", tmp_path / "raw.npy", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["preprocess"] == f"zoo:{name}"
+    assert result["heatmap_shape"] == [7, 7]
+    names = zoo.imagenet_class_names()
+    assert (result["class_index"], result["class_name"]) == (7, names[7])  # "cock"
+    assert result["predicted_name"] == names[result["predicted_index"]]
+
+    _, _, (expected, logits) = _zoo_reference(name, rgb, 7)
+    assert_same_map(np.load(tmp_path / "raw.npy"), expected, rtol=5e-3)
+    assert result["predicted_index"] == int(np.argmax(logits))
+
+
+def test_zoo_predict_top5_imagenet_names(offline_zoo, capsys, tmp_path):
+    save_png(tmp_path / "photo.png", 160, 240, seed=6)
+    code, out, err = run(capsys, "predict", "-m", "zoo:MobileNetV3Small", "-i", tmp_path / "photo.png", "--json")
+    assert code == 0, err
+    rows = json.loads(out)["predictions"]
+    names = zoo.imagenet_class_names()
+    assert len(rows) == 5
+    assert [row["class_name"] for row in rows] == [names[row["class_index"]] for row in rows]
+    probabilities = [row["probability"] for row in rows]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1 + 1e-6
