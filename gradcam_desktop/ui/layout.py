@@ -46,6 +46,10 @@ def build_widgets(window: MainWindow) -> None:
     window.class_list.setToolTip("What the model thinks the picture shows. Click a class to see "
                                "the evidence for it.")
     window.strip = ImageStrip()
+    # A state saved in a smaller window must not squeeze the lists into unreadable slivers.
+    em = window.fontMetrics().horizontalAdvance("M")
+    window.layer_tree.setMinimumWidth(16 * em)
+    window.class_list.setMinimumWidth(12 * em)
     for title, name, widget, area in (
             ("Layers", "layersDock", window.layer_tree, Qt.DockWidgetArea.LeftDockWidgetArea),
             ("Classes", "classesDock", window.class_list, Qt.DockWidgetArea.RightDockWidgetArea),
