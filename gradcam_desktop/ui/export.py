@@ -83,7 +83,7 @@ def write_export(path: str | Path, rgb: np.ndarray, result: dict, settings: dict
     """
     paths = export_paths(path)
     overlay = blend(rgb, result["display"], settings["alpha"], settings["colormap"])
-    display_png = encode_png(np.round(np.clip(result["display"], 0.0, 1.0) * 255.0).astype(np.uint8))
+    display_png = encode_png(display_bytes(result["display"]))
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(result["raw"], dtype=np.float32))
     sidecar = sidecar_data(result, settings, rgb.shape[:2])
@@ -94,6 +94,14 @@ def write_export(path: str | Path, rgb: np.ndarray, result: dict, settings: dict
     save_atomic(paths["display"], display_png)
     save_atomic(paths["sidecar"], json.dumps(sidecar, indent=2).encode("utf-8"))
     return paths
+
+
+def display_bytes(display: np.ndarray) -> np.ndarray:
+    """The display map as uint8 0..255: the worker's maps already are; a float map is rounded."""
+    display = np.asarray(display)
+    if display.dtype == np.uint8:
+        return display
+    return np.round(np.clip(display, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def sidecar_data(result: dict, settings: dict, size: tuple[int, int]) -> dict[str, Any]:

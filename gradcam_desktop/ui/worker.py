@@ -16,9 +16,13 @@ Rules the window relies on:
   results carry it back, so the window can drop stale ones;
 * **newest request wins**: of several queued ``Explain`` requests only the newest runs;
   ``LoadModel``, ``LoadImages`` and ``Shutdown`` are never dropped;
-* results are cached per (image, model generation, layer, class) in a bounded LRU, and when the
-  queue is idle after a map was shown, the maps of the current image's top classes are
-  precomputed (abandoned as soon as a real request arrives);
+* results are cached per (image, model generation, layer, class) in a bounded LRU, and once the
+  queue has been idle for ``PRECOMPUTE_DELAY`` after a map was shown, the maps of the current
+  image's top classes are precomputed, one at a time (a real request goes first);
+* the display map is sent as uint8 (0–255, exactly ``round(display_map * 255)``) at the
+  image's size: a quarter of the float map's memory, and the image view needs no float pass;
+* the engine keeps the preprocessed input of recent images, so other classes and layers of
+  the same picture do not resize it again;
 * signals only carry plain Python/NumPy objects; no widget is ever touched from here.
 """
 
@@ -35,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 from PySide6.QtCore import QThread, Signal
 
 from gradcam_desktop import __version__
@@ -44,6 +49,17 @@ log = logging.getLogger(__name__)
 
 #: Classes whose maps are precomputed when idle (the top of the prediction).
 PRECOMPUTE_TOP = 3
+#: Idle time before precomputing starts: lets the window composite and paint the map just sent
+#: without the worker competing for the CPU, and keeps quick layer/class scrubbing (key repeat)
+#: free of precompute work that would delay the next real request.
+PRECOMPUTE_DELAY = 0.1
+#: Recent images whose preprocessed model input the engine keeps.
+INPUT_CACHE = 4
+#: GIL hand-over before each computed map. The UI thread has usually just sent the request and
+#: repaints next, while a map (above all the first of a layer, which traces a tf.function) starts
+#: with tens of ms in which TensorFlow seldom lets go of the GIL. Measured on the benchmark's
+#: 480×360 run: worst UI gap 29–36 ms without this pause, 16–20 ms with it.
+_GIL_YIELD = 0.001
 #: Bounds of the result cache: maps at image resolution can be tens of MB each.
 CACHE_ENTRIES = 96
 CACHE_BYTES = 384 * 1024 * 1024
@@ -141,6 +157,7 @@ class GradCamWorker(QThread):
         # Everything below is touched by run() only (the worker thread).
         self._pending: list[Any] = []
         self._precompute: Precompute | None = None
+        self._precompute_at = 0.0  # time.monotonic() before which precompute waits
         self._gradcam = None
         self._generation = 0
         self._images: dict[str, Any] = {}
@@ -254,10 +271,16 @@ class GradCamWorker(QThread):
         """The next request to run, or None when idle and there is precompute work.
 
         Drains the queue into ``_pending`` and skips every supersedable Explain that has a newer
-        supersedable Explain behind it (newest request wins). Blocks when there is nothing to do.
+        supersedable Explain behind it (newest request wins). Blocks when there is nothing to do,
+        and until ``_precompute_at`` when precompute work waits.
         """
         while True:
-            self._drain(block=not self._pending and self._precompute is None)
+            if self._pending:
+                self._drain(block=False)
+            elif self._precompute is None:
+                self._drain(block=True)
+            else:
+                self._drain(block=True, timeout=self._precompute_at - time.monotonic())
             if self._stopping.is_set():
                 raise _Stopping
             if not self._pending:
@@ -270,10 +293,10 @@ class GradCamWorker(QThread):
                 continue
             return request
 
-    def _drain(self, *, block: bool) -> None:
+    def _drain(self, *, block: bool, timeout: float | None = None) -> None:
         try:
-            if block:
-                self._pending.append(self._queue.get())
+            if block and (timeout is None or timeout > 0):
+                self._pending.append(self._queue.get(timeout=timeout))
             while True:
                 self._pending.append(self._queue.get_nowait())
         except queue.Empty:
@@ -295,6 +318,7 @@ class GradCamWorker(QThread):
             self._report(request, exc)
         finally:
             self.busy.emit("")
+            self._precompute_at = time.monotonic() + PRECOMPUTE_DELAY
 
     def _report(self, request, exc: Exception) -> None:
         from gradcam_desktop.core.errors import GradCamError, UnsafeModelError
@@ -335,7 +359,7 @@ class GradCamWorker(QThread):
         loaded = models.load_model(request.spec, trust=request.trust, progress=progress, cancel=cancel)
         if self._stopping.is_set():
             raise _Stopping
-        engine = gradcam.GradCam(loaded)
+        engine = gradcam.GradCam(loaded, input_cache=INPUT_CACHE)
         # A new model invalidates every cached map and prediction.
         self._gradcam = engine
         self._generation += 1
@@ -435,9 +459,14 @@ class GradCamWorker(QThread):
             self._cache.move_to_end(key)
             return dict(cached, cached=True, seconds=0.0)
         overlay = self._modules["overlay"]
+        time.sleep(_GIL_YIELD)
         start = time.perf_counter()
         explanation = self._gradcam.explain(image, layer, class_index)
         display, flat = overlay.display_map(explanation.raw, image.rgb.shape[:2])
+        # Values are in [0, 1] without NaN: this is round(display * 255), what blend() and the
+        # exported PNG compute from the float map. Read-only: the window and the cache share it.
+        display = cv2.convertScaleAbs(display, alpha=255.0)
+        display.flags.writeable = False
         self._predictions[(image_key, self._generation)] = explanation.prediction
         prediction = explanation.prediction
         result = {

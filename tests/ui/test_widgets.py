@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QMouseEvent, QPalette, QWheelEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QGraphicsPixmapItem
 
 from gradcam_desktop.core.overlay import COLORMAPS, blend, colorize
 from gradcam_desktop.ui.class_list import ClassListModel, ClassListWidget
@@ -370,6 +370,74 @@ def test_new_image_drops_the_old_map(view):
     view.set_map(ramp_map())
     view.set_map(None)
     np.testing.assert_array_equal(view.composited(), gradient_image())
+
+
+def test_uint8_map_is_the_same_overlay_as_its_float(view):
+    """The worker sends round(display * 255) as uint8: same pixels as the float map, value /255."""
+    rgb, display = gradient_image(), ramp_map()
+    quantized = np.round(display * 255.0).astype(np.uint8)
+    view.set_image(rgb)
+    view.set_map(quantized)
+    for alpha in (0.3, 1.0):
+        view.set_alpha(alpha)
+        np.testing.assert_array_equal(view.composited(), blend(rgb, display, alpha, "jet"))
+    quantized[:] = 0  # a writable array may be reused by its owner: the view kept a copy
+    np.testing.assert_array_equal(view.composited(), blend(rgb, display, 1.0, "jet"))
+
+
+def smooth_image(h: int, w: int) -> np.ndarray:
+    """Large, smooth and asymmetric: a reduced level must look like the full image, shrunk."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.dstack([255 * xx / w, 255 * yy / h, 128 + 100 * np.sin(xx / 97.0 + yy / 61.0)]).astype(np.uint8)
+
+
+def pixmap_item(view: ImageView):
+    return next(i for i in view.scene().items() if isinstance(i, QGraphicsPixmapItem) and i.isVisible())
+
+
+def test_large_image_is_composited_at_screen_size_and_in_full_on_demand(view, qtbot):
+    h, w = 1200, 1600
+    rgb = smooth_image(h, w)
+    display = np.tile(np.linspace(0.0, 1.0, w, dtype=np.float32), (h, 1))
+    view.set_image(rgb)
+    view.set_map(np.round(display * 255.0).astype(np.uint8))
+    view.set_alpha(0.6)
+    view.show()
+    qtbot.waitExposed(view)
+    view.fit_to_window()
+    item = pixmap_item(view)
+    # Fitted in 400×300: a quarter-size level is on screen, covering the image's whole scene rect.
+    assert item.pixmap().width() <= w // 2 and item.pixmap().width() >= w * view.zoom() * 0.99
+    assert item.sceneBoundingRect() == QRectF(0, 0, w, h)
+    full = view.composited()  # export and clipboard: always the full-size overlay
+    assert full.shape == (h, w, 3)
+    np.testing.assert_array_equal(full, blend(rgb, display, 0.6, "jet"))
+    shown = view.viewport().grab().toImage()
+    for x, y in ((200, 150), (800, 600), (1400, 1000)):
+        pos = view.mapFromScene(QPointF(x, y))
+        want = full[y - 8:y + 8, x - 8:x + 8].reshape(-1, 3).mean(axis=0)
+        assert np.abs(np.asarray(QColor(shown.pixel(pos)).getRgb()[:3]) - want).max() <= 6
+    quantized = np.round(display * 255.0) / 255.0
+    with qtbot.waitSignal(view.valueHovered) as blocker:  # full-image coordinates, full-size map
+        move(view, QPointF(1234.5, 1100.5))
+    x, y, value = blocker.args
+    assert abs(x - 1234) <= 1 / view.zoom() and abs(y - 1100) <= 1 / view.zoom()
+    assert value == pytest.approx(quantized[y, x])
+    view.actual_size()  # 1:1 shows the true pixels
+    assert pixmap_item(view).pixmap().width() == w
+    view.centerOn(QPointF(1000, 700))
+    shown = view.viewport().grab().toImage()
+    for x, y in ((990, 690), (1003, 707), (1011, 699)):
+        pos = view.mapFromScene(QPointF(x + 0.25, y + 0.25))
+        assert QColor(shown.pixel(pos)).getRgb()[:3] == tuple(int(c) for c in full[y, x])
+    with qtbot.waitSignal(view.valueHovered) as blocker:
+        move(view, QPointF(1003.25, 707.25))
+    assert blocker.args[:2] == [1003, 707] and blocker.args[2] == pytest.approx(quantized[707, 1003])
+    view.zoom_by(0.5)  # back out: a reduced level again
+    assert pixmap_item(view).pixmap().width() == w // 2
+    view.set_colormap("viridis")
+    view.set_mode("heatmap")
+    np.testing.assert_array_equal(view.composited(), colorize(display, "viridis"))
 
 
 def wheel(view: ImageView, pos: QPointF, modifiers: Qt.KeyboardModifier, steps: int = 1) -> None:
