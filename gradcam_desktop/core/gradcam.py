@@ -136,7 +136,7 @@ class GradCam:
             def gradcam(batch, class_weights):
                 self._count_trace(layer)
                 with tf.GradientTape() as tape:
-                    logits, activations = run_graph(self.model, batch, self.head, layer)
+                    logits, activations = run_graph(self.model, batch, self.head, layer, tape.watch)
                     logits = tf.cast(logits, tf.float32)
                     # All-zero weights ask for the top class, decided here from the same
                     # forward pass (no second pass to predict first).

@@ -10,6 +10,7 @@ lets us swap the classifier's activation for its logits without touching the use
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import keras
 
@@ -21,16 +22,17 @@ from .layers import SEPARATOR, child_layers, is_submodel
 class _Run:
     target: str | None
     head: Head
+    watch: Callable | None = None
     captured: list = field(default_factory=list)
 
 
-def run_graph(model, inputs, head: Head, target: str | None = None):
+def run_graph(model, inputs, head: Head, target: str | None = None, watch: Callable | None = None):
     """Return ``(logits, activation_at_target_or_None)`` for a batch of model inputs.
 
     A layer called more than once (shared weights) is mapped at its last call: the one nearest
     the classifier, which is what the deepest features mean.
     """
-    run = _Run(target=target, head=head)
+    run = _Run(target=target, head=head, watch=watch)
     logits = _forward(model, inputs, "", run)
     return logits, (run.captured[-1] if run.captured else None)
 
@@ -61,5 +63,9 @@ def _call(layer, args, kwargs, prefix: str, run: _Run):
         callee = run.head.linear_twin if layer is run.head.linear else layer
         outputs = callee(*args, **kwargs)
     if path == run.target:
+        if run.watch is not None:
+            # A tape records only what depends on watched tensors or variables: a layer before
+            # the first weights (Rescaling, say) would otherwise get no gradient at all.
+            run.watch(outputs)
         run.captured.append(outputs)
     return outputs

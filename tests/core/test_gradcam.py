@@ -344,3 +344,29 @@ def test_a_shared_layer_is_mapped_at_its_last_call(tmp_path):
 def test_an_inner_layer_named_without_its_model_gets_a_suggestion(softmax_engine):
     with pytest.raises(LayerError, match="did you mean 'backbone/conv2'"):
         softmax_engine.explain(random_image(), "conv2")
+
+
+def test_a_layer_before_any_weights_gets_its_gradient(tmp_path):
+    """Rescaling depends on no variable: the tape must watch it or its gradient is None."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(50)
+    layers = [keras.layers.Rescaling(1 / 255.0, name="rescale"),
+              keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv"),
+              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, name="logits")]
+    engine = GradCam(save_and_load(keras.Sequential([keras.Input((16, 16, 3)), *layers]), tmp_path))
+    assert engine.loaded.preprocess == "raw"
+    image = random_image(16, 16, seed=51)
+    m = engine.model
+    with tf.GradientTape() as tape:
+        a = m.get_layer("rescale")(tf.constant(image.rgb[None].astype(np.float32)))
+        tape.watch(a)
+        x = a
+        for name in ("conv", m.layers[2].name, "logits"):
+            x = m.get_layer(name)(x)
+        score = x[0, 1]
+    grads = tape.gradient(score, a)[0].numpy()
+    expected = np.maximum((a[0].numpy() * grads.mean(axis=(0, 1))).sum(-1), 0)
+    raw = engine.explain(image, "rescale", 1).raw
+    assert raw.shape == (16, 16) and raw.max() > 0
+    np.testing.assert_allclose(raw, expected, rtol=1e-4, atol=1e-7)
