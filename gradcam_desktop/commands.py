@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sys
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -196,50 +197,70 @@ def batch(args) -> int:
     if args.layer:
         check_eligible(loaded.model, args.layer)  # fail before any image, not once per image
     class_index = engine.resolve_class(args.cls) if args.cls is not None else None
-    rows, failures = [], []
     progress = _batch_progress(len(paths))
-    # Decoding (Pillow) and writing (PNG encode) release the GIL: run them beside TensorFlow.
+    try:
+        rows = explain_batch(
+            engine, paths, out_dir, layer=args.layer, class_index=class_index, heatmaps=args.heatmaps,
+            alpha=args.alpha, colormap=args.colormap,
+            on_failure=lambda path, error: _report_failure(progress, path, error),
+            on_done=(lambda: progress.advance(progress.task_ids[0])) if progress else None,
+        )
+    finally:
+        if progress:
+            progress.stop()
+    _write_csv(out_dir / "results.csv", rows)
+    failed = sum(1 for row in rows if row.get("error"))
+    print(f"{len(paths) - failed} of {len(paths)} images explained → {out_dir}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def explain_batch(engine: GradCam, paths: list[Path], out_dir: Path, *, layer=None, class_index=None,
+                  heatmaps=False, alpha=0.5, colormap="jet", on_failure=None, on_done=None) -> list[dict]:
+    """Explain and write every image; one row per image (``error`` set when it failed).
+
+    Decoding the next images and writing the previous results (Pillow and OpenCV release the
+    GIL) run in two threads beside TensorFlow; at most ``PREFETCH`` images wait on either side,
+    so memory stays flat however many images there are.
+    """
+    rows: list[dict] = []
+
+    def fail(row: dict, path: Path, error: GradCamError) -> None:
+        row["error"] = str(error)
+        if on_failure:
+            on_failure(path, error)
+
     with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = [pool.submit(load_image, p) for p in paths[:PREFETCH]]
-        writes = []
+        decoded = deque(pool.submit(load_image, p) for p in paths[:PREFETCH])
+        writes: deque = deque()
         for i, (path, stem) in enumerate(zip(paths, _unique_stems(paths))):
             if i + PREFETCH < len(paths):
-                pending.append(pool.submit(load_image, paths[i + PREFETCH]))
+                decoded.append(pool.submit(load_image, paths[i + PREFETCH]))
             row = {"image": str(path)}
+            rows.append(row)
             try:
-                image = pending[i].result()
+                image = decoded.popleft().result()
                 for notice in image.notices:
                     _note(f"{path.name}: {notice}")
-                explanation = engine.explain(image, args.layer, class_index)
-                heatmap = out_dir / f"{stem}.npy" if args.heatmaps else None
-                writes.append((row, pool.submit(_write_outputs, image, explanation, out_dir / f"{stem}.png",
-                                                heatmap, args.alpha, args.colormap)))
+                explanation = engine.explain(image, layer, class_index)
+                heatmap = out_dir / f"{stem}.npy" if heatmaps else None
+                writes.append((row, path, pool.submit(_write_outputs, image, explanation, out_dir / f"{stem}.png",
+                                                      heatmap, alpha, colormap)))
                 top_index, top_name, top_p = explanation.prediction.top[0]
                 row.update(predicted_index=top_index, predicted_name=top_name, probability=f"{top_p:.6f}",
                            explained_index=explanation.class_index, explained_name=explanation.class_name,
                            explained_probability=f"{explanation.score:.6f}", layer=explanation.layer,
                            seconds=f"{explanation.seconds:.4f}")
             except GradCamError as error:
-                row["error"] = str(error)
-                failures.append(row)
-                _report_failure(progress, path, error)
-            pending[i] = None  # free the decoded image
-            rows.append(row)
-            if progress:
-                progress.advance(progress.task_ids[0])
-        for row, future in writes:
-            try:
-                future.result()
-            except GradCamError as error:
-                row["error"] = str(error)
-                failures.append(row)
-                _report_failure(progress, Path(row["image"]), error)
-    if progress:
-        progress.stop()
-    _write_csv(out_dir / "results.csv", rows)
-    done = len(paths) - len(failures)
-    print(f"{done} of {len(paths)} images explained → {out_dir}", file=sys.stderr)
-    return 1 if failures else 0
+                fail(row, path, error)
+            while len(writes) > PREFETCH or (writes and i == len(paths) - 1):
+                done_row, done_path, future = writes.popleft()
+                try:
+                    future.result()
+                except GradCamError as error:
+                    fail(done_row, done_path, error)
+            if on_done:
+                on_done()
+    return rows
 
 
 def _batch_progress(total: int):
