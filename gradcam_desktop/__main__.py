@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes.util
+import json
 import logging
 import os
 import signal
@@ -113,6 +114,15 @@ def _split_inputs(inputs: list[str]) -> tuple[str | None, list[str]]:
     return model, images
 
 
+def sample_pictures(folder: Path) -> list[Path]:
+    """The demo's sample pictures in ``folder`` as images/samples.json lists them (not the README's)."""
+    try:
+        listed = json.loads((folder / "samples.json").read_text(encoding="utf-8"))["images"]
+        return [folder / item["file"] for item in listed if (folder / item["file"]).is_file()]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 def sample_image() -> str | tuple[str, bytes]:
     """The first sample picture from images/ next to the package, or a generated one.
 
@@ -121,7 +131,7 @@ def sample_image() -> str | tuple[str, bytes]:
     """
     folder = Path(__file__).resolve().parent.parent / "images"
     if folder.is_dir():
-        candidates = sorted(p for p in folder.glob("*.png") if "screenshot" not in p.name.lower())
+        candidates = sample_pictures(folder)
         scenes = [p for p in candidates if "scene" in p.name.lower() or "two" in p.name.lower()]
         if scenes or candidates:
             return str((scenes or candidates)[0])

@@ -23,11 +23,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _sample_images() -> tuple[list, int]:
     """Every sample picture, and the index of a two-object scene to show."""
-    from gradcam_desktop.__main__ import sample_image
+    from gradcam_desktop.__main__ import sample_image, sample_pictures
 
     first = sample_image()
     folder = REPO / "images"
-    pictures = sorted(p for p in folder.glob("*.png") if "screenshot" not in p.name.lower()) if folder.is_dir() else []
+    pictures = sample_pictures(folder)
     if not pictures or isinstance(first, tuple):
         return [first], 0
     return [str(p) for p in pictures], [str(p) for p in pictures].index(first)
