@@ -73,3 +73,26 @@ def random_image(height=32, width=32, seed=1, channels=3) -> LoadedImage:
 def activations(model_or_layer_model, x) -> np.ndarray:
     """Run a (sub)model on x eagerly and return a NumPy array."""
     return np.asarray(model_or_layer_model(x))
+
+
+def _walk(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _walk(layer)
+
+
+def calibrate(model, x):
+    """BatchNorm moving statistics := those of batch ``x`` (momentum 0, one training-mode pass).
+
+    Keras Applications built with weights=None give near-zero activations at the last conv and
+    near-uniform probabilities, which would make any map comparison pass trivially.
+    """
+    norms = [layer for layer in _walk(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(x, training=True)
+    for layer, momentum in zip(norms, momenta):
+        layer.momentum = momentum
+    return model

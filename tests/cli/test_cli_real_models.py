@@ -24,6 +24,8 @@ from gradcam_desktop.cli import main
 from gradcam_desktop.core import zoo
 from gradcam_desktop.core.layers import default_layer
 
+from model_factory import calibrate
+
 MNV2 = "mobilenetv2_0.35_96"
 OFFLINE_URL = "http://127.0.0.1:9/"  # discard port: never the internet
 
@@ -32,24 +34,6 @@ def run(capsys, *argv) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def calibrate(model, x):
-    """BatchNorm moving statistics := those of batch ``x``, so random-init nets do not vanish."""
-    def walk(m):
-        for layer in m.layers:
-            yield layer
-            if isinstance(layer, keras.Model):
-                yield from walk(layer)
-
-    norms = [layer for layer in walk(model) if isinstance(layer, keras.layers.BatchNormalization)]
-    momenta = [layer.momentum for layer in norms]
-    for layer in norms:
-        layer.momentum = 0.0
-    model(x, training=True)
-    for layer, momentum in zip(norms, momenta):
-        layer.momentum = momentum
-    return model
 
 
 def save_png(path, height, width, seed):

@@ -32,29 +32,12 @@ from gradcam_desktop.core.images import LoadedImage
 from gradcam_desktop.core.layers import eligible_paths, iter_layers, layer_tree
 from gradcam_desktop.core.models import load_model
 
+from model_factory import calibrate
+
 MNV2 = "mobilenetv2_0.35_96"
 
 
 # -- helpers ----------------------------------------------------------------------------
-def _walk(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _walk(layer)
-
-
-def calibrate(model, x):
-    """BatchNorm moving statistics := the statistics of batch ``x`` (momentum 0, one pass)."""
-    norms = [layer for layer in _walk(model) if isinstance(layer, keras.layers.BatchNormalization)]
-    momenta = [layer.momentum for layer in norms]
-    for layer in norms:
-        layer.momentum = 0.0
-    model(x, training=True)
-    for layer, momentum in zip(norms, momenta):
-        layer.momentum = momentum
-    return model
-
-
 def noise(height, width, seed=0, gray=False) -> LoadedImage:
     rng = np.random.default_rng(seed)
     rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
