@@ -176,18 +176,6 @@ def _make_out_dir(folder: Path) -> None:
         raise OutputError(f"Cannot create the output folder {folder}: {error.strerror or error}.") from error
 
 
-def _unique_stems(paths: list[Path]) -> list[str]:
-    # Two inputs named a/x.png and b/x.png must not overwrite each other's outputs.
-    seen: dict[str, int] = {}
-    stems = []
-    for path in paths:
-        stem = path.stem
-        count = seen.get(stem, 0)
-        seen[stem] = count + 1
-        stems.append(stem if count == 0 else f"{stem}-{count + 1}")
-    return stems
-
-
 def batch(args) -> int:
     out_dir = Path(args.out_dir)
     paths = find_images(args.inputs)
@@ -232,7 +220,7 @@ def explain_batch(engine: GradCam, paths: list[Path], out_dir: Path, *, layer=No
     with ThreadPoolExecutor(max_workers=2) as pool:
         decoded = deque(pool.submit(load_image, p) for p in paths[:PREFETCH])
         writes: deque = deque()
-        for i, (path, stem) in enumerate(zip(paths, _unique_stems(paths))):
+        for i, (path, stem) in enumerate(zip(paths, files.unique_stems(paths))):
             if i + PREFETCH < len(paths):
                 decoded.append(pool.submit(load_image, paths[i + PREFETCH]))
             row = {"image": str(path)}

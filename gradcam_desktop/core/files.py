@@ -143,3 +143,18 @@ def atomic_write_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, np.asarray(array), allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def unique_stems(names: list[str | os.PathLike[str]]) -> list[str]:
+    """Output file stems for a batch; a name seen before (a/x.png, b/x.png) gets _2, _3 …
+
+    Compared case-insensitively, so outputs do not overwrite each other on Windows and macOS.
+    """
+    seen: dict[str, int] = {}
+    stems = []
+    for name in names:
+        stem = Path(name).stem or "image"
+        count = seen.get(stem.lower(), 0) + 1
+        seen[stem.lower()] = count
+        stems.append(stem if count == 1 else f"{stem}_{count}")
+    return stems

@@ -20,6 +20,7 @@ from PySide6.QtCore import QObject, QSaveFile, Signal
 from PySide6.QtGui import QImage
 
 from gradcam_desktop.core.errors import OutputError
+from gradcam_desktop.core.files import unique_stems
 from gradcam_desktop.core.overlay import blend
 from gradcam_desktop.ui import dialogs
 
@@ -125,18 +126,6 @@ def sidecar_data(result: dict, settings: dict, size: tuple[int, int]) -> dict[st
         "versions": {k: v for k, v in (settings.get("versions") or {}).items() if isinstance(v, str)},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def unique_stems(names: list[str]) -> list[str]:
-    """File stems for a batch; repeated names (same file name in two folders) get _2, _3…"""
-    seen: dict[str, int] = {}
-    stems = []
-    for name in names:
-        stem = Path(name).stem or "image"
-        count = seen.get(stem.lower(), 0) + 1
-        seen[stem.lower()] = count
-        stems.append(stem if count == 1 else f"{stem}_{count}")
-    return stems
 
 
 class BatchExporter(QObject):

@@ -133,3 +133,9 @@ def test_npy_round_trip(tmp_path):
     back = np.load(tmp_path / "raw.npy", allow_pickle=False)
     assert back.dtype == np.float32
     np.testing.assert_array_equal(back, arr)
+
+
+def test_unique_stems_keep_outputs_apart():
+    from gradcam_desktop.core.files import unique_stems
+
+    assert unique_stems(["a/x.png", "b/x.jpg", "c/X.png", "y.png", ".png"]) == ["x", "x_2", "X_3", "y", ".png"]
