@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import files, overlay
-from .core.errors import GradCamError, OutputError
+from .core.errors import GradCamError, ImageLoadError, OutputError
 from .core.gradcam import Explanation, GradCam
 from .core.images import LoadedImage, find_images, load_image
 from .core.layers import check_eligible, default_layer, iter_layers, layer_tree
@@ -176,9 +176,25 @@ def _make_out_dir(folder: Path) -> None:
         raise OutputError(f"Cannot create the output folder {folder}: {error.strerror or error}.") from error
 
 
+def _expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict]]:
+    """Images from files and folders; an input that yields none becomes a failed row, not a stop."""
+    paths: list[Path] = []
+    bad: list[dict] = []
+    for item in inputs:
+        try:
+            paths.extend(p for p in find_images([item]) if p not in paths)
+        except ImageLoadError as error:
+            bad.append({"image": str(item), "error": str(error)})
+    if not paths:
+        raise ImageLoadError(bad[0]["error"] if len(bad) == 1 else "None of the inputs holds an image.")
+    return paths, bad
+
+
 def batch(args) -> int:
     out_dir = Path(args.out_dir)
-    paths = find_images(args.inputs)
+    paths, bad = _expand_inputs(args.inputs)
+    for row in bad:
+        print(f"Skipped {row['image']}: {row['error']}", file=sys.stderr)
     _make_out_dir(out_dir)
     loaded = _open_model(args)
     engine = GradCam(loaded)
@@ -196,9 +212,10 @@ def batch(args) -> int:
     finally:
         if progress:
             progress.stop()
+    rows += bad
     _write_csv(out_dir / "results.csv", rows)
     failed = sum(1 for row in rows if row.get("error"))
-    print(f"{len(paths) - failed} of {len(paths)} images explained → {out_dir}", file=sys.stderr)
+    print(f"{len(rows) - failed} of {len(rows)} images explained → {out_dir}", file=sys.stderr)
     return 1 if failed else 0
 
 

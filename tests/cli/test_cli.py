@@ -280,3 +280,17 @@ def test_console_error_is_exactly_one_line_without_tensorflow_noise(files, tmp_p
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"Error: {tmp_path / 'missing.png'} not found."]
+
+
+def test_batch_skips_a_missing_input_and_goes_on(files, capsys, tmp_path):
+    missing = tmp_path / "typo.png"
+    code, _, err = run(capsys, "batch", "-m", files["model"], "--out-dir", tmp_path / "out",
+                       files["images"] / "a.png", missing)
+    assert code == 1
+    assert f"Skipped {missing}: {missing} not found." in err and "1 of 2 images explained" in err
+    assert (tmp_path / "out" / "a.png").is_file()
+    with open(tmp_path / "out" / "results.csv", newline="") as handle:
+        rows = {row["image"]: row for row in csv.DictReader(handle)}
+    assert rows[str(missing)]["error"] and not rows[str(files["images"] / "a.png")]["error"]
+    code, _, err = run(capsys, "batch", "-m", files["model"], "--out-dir", tmp_path / "out2", missing)
+    assert code == 1 and err.strip() == f"Error: {missing} not found." and not (tmp_path / "out2").exists()
