@@ -1,7 +1,8 @@
-"""Menus, toolbar actions and the dialog-driven commands behind them.
+"""Menus, toolbar actions and the dialog-driven commands behind them, and what paths open as.
 
 Every command ends in one of the window's scripting methods (``open_model``, ``open_images``,
-``export_overlay``, ``export_all``), so menus, drag-and-drop and scripts share one code path.
+``export_overlay``, ``export_all``), so menus, drag-and-drop and scripts share one code path;
+``open_paths`` sorts dropped, pasted or command-line paths into models and pictures.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt
-from PySide6.QtCore import QBuffer, QIODevice
+from PySide6.QtCore import QBuffer, QIODevice, QMimeData, Qt
 from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QIcon, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMenu
 
@@ -23,6 +23,7 @@ from gradcam_desktop.ui.export import export_paths, rgb_to_qimage
 if TYPE_CHECKING:
     from gradcam_desktop.ui.main_window import MainWindow
 
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 MODEL_FILTER = "Keras models (*.keras *.h5 *.hdf5);;All files (*)"
 IMAGE_FILTER = "Images ({});;All files (*)".format(" ".join(f"*{e}" for e in sorted(IMAGE_EXTENSIONS)))
 MODES = (("overlay", "Overlay", "The map laid over the picture"),
@@ -243,13 +244,42 @@ def export_all_dialog(window: MainWindow) -> None:
     window.export_all(folder)
 
 
+# -- paths: drops, the clipboard's files, the command line -------------------------------------
+def is_model_path(path: str | Path) -> bool:
+    """A model file, or a TensorFlow SavedModel folder (so the engine can say why it refuses it)."""
+    p = Path(path)
+    if p.is_dir():
+        return (p / "saved_model.pb").exists() or (p / "saved_model.pbtxt").exists()
+    return p.suffix.lower() in MODEL_SUFFIXES
+
+
+def open_paths(window: MainWindow, paths: list[str]) -> None:
+    """Models to ``open_model`` (the last one wins), the rest to ``open_images``."""
+    models = [p for p in paths if is_model_path(p)]
+    others = [p for p in paths if not is_model_path(p)]
+    if models:
+        window.open_model(models[-1])
+    if others:
+        window.open_images(others)
+
+
+def has_local_files(mime: QMimeData) -> bool:
+    """Whether a drag carries at least one local file (remote URLs are not opened)."""
+    return mime.hasUrls() and any(u.isLocalFile() for u in mime.urls())
+
+
+def local_paths(mime: QMimeData) -> list[str]:
+    """The local files among a drop's or the clipboard's URLs."""
+    return [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
+
+
 # -- clipboard ---------------------------------------------------------------------------------
 def paste(window: MainWindow) -> None:
     """Open the clipboard's picture, or the files copied in a file manager."""
     clipboard = QGuiApplication.clipboard()
     mime = clipboard.mimeData()
     if mime is not None and mime.hasUrls():
-        window.open_paths([u.toLocalFile() for u in mime.urls() if u.isLocalFile()])
+        window.open_paths(local_paths(mime))
     elif mime is not None and mime.hasImage():
         buffer = QBuffer()
         buffer.open(QIODevice.OpenModeFlag.WriteOnly)

@@ -224,6 +224,22 @@ class BatchExporter(QObject):
         self.finished.emit(self._written, list(self._failures))
 
 
+def export_shown(window, path: str | Path, image: dict | None, shown: dict | None, model: dict | None) -> Path | None:
+    """Write ``window``'s map on screen (``write_export``); errors go to the user, not up. The overlay's path."""
+    if shown is None or image is None:
+        window.show_error("There is no map to export yet: open a model and a picture first.")
+        return None
+    settings = {"alpha": window.alpha_slider.value() / 100.0, "colormap": window.colormap_box.currentText(),
+                "model": model, "versions": window.versions}
+    try:
+        paths = write_export(path, image["rgb"], dict(shown, path=image.get("path")), settings)
+    except OutputError as exc:
+        window.show_error(str(exc))
+        return None
+    window.set_status(f"Saved {paths['overlay']}")
+    return paths["overlay"]
+
+
 def start_batch(window, images: list[dict], folder: str | Path, *, layer: str | None,
                 class_index: int | None) -> BatchExporter:
     """Run a BatchExporter for ``window`` with a cancellable progress dialog and a final report."""

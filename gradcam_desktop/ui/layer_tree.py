@@ -40,6 +40,17 @@ def describe(node: Any) -> str:
     return "No map here: this layer's output has no spatial grid"
 
 
+def nodes_by_path(nodes: Iterable[Any]) -> dict[str, Any]:
+    """Every node of the tree (nested ones too) by its path; a repeated path keeps the last node."""
+    return {node.path: node for node in _walk(nodes)}
+
+
+def _walk(nodes: Iterable[Any]) -> Iterable[Any]:
+    for node in nodes:
+        yield node
+        yield from _walk(node.children or [])
+
+
 class LayerTreeModel(QAbstractItemModel):
     """Read-only model over a tree of layer nodes (the core's ``LayerNode``, duck-typed).
 

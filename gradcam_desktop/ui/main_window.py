@@ -18,32 +18,16 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEve
 from PySide6.QtWidgets import QApplication, QDockWidget, QMainWindow, QWidget
 
 from gradcam_desktop import __version__
-from gradcam_desktop.core.errors import OutputError
 from gradcam_desktop.core.overlay import COLORMAPS
-from gradcam_desktop.ui import actions, dialogs, layout
-from gradcam_desktop.ui.class_list import format_probability
-from gradcam_desktop.ui.export import BatchExporter, start_batch, write_export
-from gradcam_desktop.ui.layer_tree import describe
+from gradcam_desktop.ui import actions, dialogs, layout, status_text
+from gradcam_desktop.ui.actions import MODEL_SUFFIXES, is_model_path  # noqa: F401 - re-exported for __main__
+from gradcam_desktop.ui.export import BatchExporter, export_shown, start_batch
+from gradcam_desktop.ui.layer_tree import nodes_by_path
 from gradcam_desktop.ui.settings import Settings
 from gradcam_desktop.ui.worker import GradCamWorker
 
 log = logging.getLogger(__name__)
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 _Q = Qt.ConnectionType.QueuedConnection  # worker signals always cross threads
-
-
-def is_model_path(path: str | Path) -> bool:
-    """A model file, or a TensorFlow SavedModel folder (so the engine can say why it refuses it)."""
-    p = Path(path)
-    if p.is_dir():
-        return (p / "saved_model.pb").exists() or (p / "saved_model.pbtxt").exists()
-    return p.suffix.lower() in MODEL_SUFFIXES
-
-
-def _walk(nodes):
-    for node in nodes:
-        yield node
-        yield from _walk(node.children or [])
 
 
 class MainWindow(QMainWindow):
@@ -128,7 +112,7 @@ class MainWindow(QMainWindow):
             spec = str(Path(spec).expanduser())
         request = self.worker.load_model(spec, trust)
         self._model_request = (request, spec, trust)
-        self.set_status(f"Opening model {self._spec_label(spec)}…")
+        self.set_status(f"Opening model {status_text.spec_label(spec)}…")
         if spec.startswith("zoo:"):
             self._zoo_dialog = dialogs.download_progress(self, f"Opening {spec[4:]}", self.worker.cancel_download)
         return request
@@ -142,28 +126,11 @@ class MainWindow(QMainWindow):
 
     def open_paths(self, paths: list[str]) -> None:
         """What a drop or the command line does: models to open_model, the rest to open_images."""
-        models = [p for p in paths if is_model_path(p)]
-        others = [p for p in paths if not is_model_path(p)]
-        if models:
-            self.open_model(models[-1])
-        if others:
-            self.open_images(others)
+        actions.open_paths(self, paths)
 
     def export_overlay(self, path: str | Path) -> Path | None:
         """Write the shown overlay (image resolution), raw map, display map and JSON sidecar."""
-        image = self.current_image()
-        if self._shown is None or image is None:
-            self.show_error("There is no map to export yet: open a model and a picture first.")
-            return None
-        settings = {"alpha": self.alpha_slider.value() / 100.0, "colormap": self.colormap_box.currentText(),
-                    "model": self._model, "versions": self.versions}
-        try:
-            paths = write_export(path, image["rgb"], dict(self._shown, path=image.get("path")), settings)
-        except OutputError as exc:
-            self.show_error(str(exc))
-            return None
-        self.set_status(f"Saved {paths['overlay']}")
-        return paths["overlay"]
+        return export_shown(self, path, self.current_image(), self._shown, self._model)
 
     def export_all(self, folder: str | Path) -> BatchExporter | None:
         """Compute and write <stem>.png for every loaded picture into ``folder`` (with progress)."""
@@ -194,8 +161,7 @@ class MainWindow(QMainWindow):
         self._shown = None
         self.view.set_image(image["rgb"])
         self.strip.set_current(index)
-        notices = "; ".join(image.get("notices") or [])
-        self.set_status(f"{image['name']} ({index + 1} of {len(self._images)})" + (f" — {notices}" if notices else ""))
+        self.set_status(status_text.image_shown(image, index, len(self._images)))
         self._request_map()
 
     def step_image(self, step: int) -> None:
@@ -239,7 +205,7 @@ class MainWindow(QMainWindow):
         self._close_zoo_dialog()
         self._model_request = None
         self._model = info
-        self._nodes = {node.path: node for node in _walk(info["layers"])}
+        self._nodes = nodes_by_path(info["layers"])
         self._layer, self._class, self._probabilities_for = info["default_layer"], None, None
         self.layer_tree.set_layers(info["layers"], info["default_layer"])
         self.class_list.set_classes(info["class_names"])
@@ -247,8 +213,7 @@ class MainWindow(QMainWindow):
         actions.fill_recent_menu(self)
         self.setWindowTitle(f"{info['display_name']} — Grad-CAM Desktop")
         self.findChild(QDockWidget, "layersDock").setWindowTitle(f"Layers of {info['display_name']}")
-        self.set_status(f"Model {info['display_name']} ready: {len(info['class_names'])} classes."
-                         + ("" if self._images else " Open pictures (Ctrl+O) or drop them here."))
+        self.set_status(status_text.model_ready(info, bool(self._images)))
         self._request_map()
 
     def _on_refused(self, request: int, _message: str, trustable: bool) -> None:
@@ -279,14 +244,9 @@ class MainWindow(QMainWindow):
         self.class_list.blockSignals(True)  # showing the explained class is not a user choice
         self.class_list.select_class(result["class_index"])
         self.class_list.blockSignals(False)
-        _top_index, top_name, top_p = result["top"][0]
-        self.prediction_label.setText(f"Predicted: {top_name} ({format_probability(top_p)})")
-        seconds = result["seconds"]
-        self.time_label.setText("Map: from cache" if result.get("cached") else
-                                f"Map: {seconds * 1000:.0f} ms" if seconds < 1 else f"Map: {seconds:.1f} s")
-        flat = " The map is flat: nothing in the picture speaks for this class at this layer." if result["flat"] else ""
-        self.set_status(f"{image['name']}: evidence for “{result['class_name']}” "
-                         f"({format_probability(result['score'])}) at layer {result['layer']}.{flat}")
+        self.prediction_label.setText(status_text.prediction(result))
+        self.time_label.setText(status_text.map_time(result))
+        self.set_status(status_text.map_shown(image["name"], result))
         self.resultShown.emit({"model": self._model["source"] if self._model else None, "image": image["name"],
                                "image_key": image["key"], "layer": result["layer"],
                                "class_index": result["class_index"], "class_name": result["class_name"],
@@ -300,7 +260,7 @@ class MainWindow(QMainWindow):
             self._close_zoo_dialog()
             if self._refused.pop(request, False):
                 self.set_status(message)
-                dialogs.ask_trust(self, self._spec_label(spec), message, lambda: self.open_model(spec, trust=True))
+                dialogs.ask_trust(self, status_text.spec_label(spec), message, lambda: self.open_model(spec, trust=True))
                 self.errorShown.emit(message)
             else:
                 self.show_error(message, "Model not opened")
@@ -317,8 +277,7 @@ class MainWindow(QMainWindow):
             log.debug("ignored failure of stale request %s: %s", request, message)
 
     def _on_progress(self, text: str, done: int, total: int) -> None:
-        amount = f"{done / 2**20:.1f} of {total / 2**20:.1f} MB" if "Download" in text and total else \
-            f"{done} of {total}" if total else f"{done / 2**20:.1f} MB"
+        amount = status_text.progress_amount(text, done, total)
         self.status_label.setText(f"{text}: {amount}")
         if self._zoo_dialog is not None:
             self._zoo_dialog.setLabelText(f"{text}…\n{amount}")
@@ -334,9 +293,7 @@ class MainWindow(QMainWindow):
         if node is None or path == self._layer:
             return
         if not node.eligible:
-            self.set_status(f"No map at layer “{node.name}”: {describe(node)[len('No map here: '):]}. "
-                             f"Pick a layer marked with a coloured square, such as “{self._model['default_layer']}”. "
-                             f"Still showing layer “{self._layer}”.")
+            self.set_status(status_text.layer_refused(node, self._model["default_layer"], self._layer))
             return
         self._layer = path
         self._request_map()
@@ -355,7 +312,7 @@ class MainWindow(QMainWindow):
             self.colorbar.set_colormap(name)
 
     def _on_hover(self, x: int, y: int, value: float) -> None:
-        self.value_label.setText(f"Map value at ({x}, {y}): {value:.2f}" if value >= 0 else "")
+        self.value_label.setText(status_text.hover_value(x, y, value))
 
     # -- helpers -------------------------------------------------------------------------------
     def _request_map(self) -> None:
@@ -366,12 +323,9 @@ class MainWindow(QMainWindow):
 
     def _flush_image_failures(self) -> None:
         failures, self._image_failures = self._image_failures, []
-        lines = [m if not n or n in m else f"{n}: {m}" for n, m in failures]
-        if len(lines) == 1:
-            self.show_error(lines[0], "Picture not opened")
-        elif lines:
-            shown = "\n".join(f"• {line}" for line in lines[:6]) + ("\n…" if len(lines) > 6 else "")
-            self.show_error(f"{len(lines)} files could not be opened:\n{shown}", "Pictures not opened")
+        message = status_text.open_failures(failures)
+        if message is not None:
+            self.show_error(*message)
 
     def _set_engine_ready(self, ready: bool) -> None:
         self._ready = ready
@@ -395,20 +349,16 @@ class MainWindow(QMainWindow):
             self._zoo_dialog.deleteLater()
             self._zoo_dialog = None
 
-    @staticmethod
-    def _spec_label(spec: str) -> str:
-        return "demo" if spec == "demo" else spec if spec.startswith("zoo:") else Path(spec).name
-
     # -- Qt events -----------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
-        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+        if actions.has_local_files(event.mimeData()):
             event.acceptProposedAction()
 
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802
         self.dragEnterEvent(event)
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
-        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        paths = actions.local_paths(event.mimeData())
         if paths:
             event.acceptProposedAction()
             self.open_paths(paths)

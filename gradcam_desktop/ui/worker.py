@@ -20,30 +20,33 @@ Rules the window relies on:
   queue has been idle for ``PRECOMPUTE_DELAY`` after a map was shown, the maps of the current
   image's top classes are precomputed, one at a time (a real request goes first);
 * the display map is sent as uint8 (0–255, exactly ``round(display_map * 255)``) at the
-  image's size: a quarter of the float map's memory, and the image view needs no float pass;
+  image's size (see ``results.display_uint8``);
 * the engine keeps the preprocessed input of recent images, so other classes and layers of
   the same picture do not resize it again;
 * signals only carry plain Python/NumPy objects; no widget is ever touched from here.
+
+This module is the thread: its loop and request handlers. The requests (re-exported here) are
+in ``requests.py``, the map cache in ``map_cache.py``, the signals' payloads in ``results.py``.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import platform
 import queue
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 from PySide6.QtCore import QThread, Signal
 
-from gradcam_desktop import __version__
 from gradcam_desktop.ui.applog import log_path
+from gradcam_desktop.ui.map_cache import MapCache
+from gradcam_desktop.ui.requests import Explain, LoadImages, LoadModel, Precompute, Shutdown, expand_sources
+from gradcam_desktop.ui.results import display_uint8, image_item, map_result, model_info, trust_would_help, versions
+
+__all__ = ["Explain", "GradCamWorker", "LoadImages", "LoadModel", "Precompute", "Shutdown"]
 
 log = logging.getLogger(__name__)
 
@@ -65,64 +68,6 @@ CACHE_ENTRIES = 96
 CACHE_BYTES = 384 * 1024 * 1024
 #: A zoo download reports progress at most this often (signals are cheap, repaints are not).
 _PROGRESS_INTERVAL = 0.1
-
-_ids = itertools.count(1)
-
-
-def _next_id() -> int:
-    # itertools.count.__next__ is atomic under the GIL: ids are unique across threads.
-    return next(_ids)
-
-
-# -- requests (plain data, created on the UI thread, consumed by run()) --------------------
-@dataclass
-class LoadModel:
-    """Load a model file, "demo" or "zoo:Name"."""
-
-    spec: str
-    trust: bool = False
-    id: int = field(default_factory=_next_id)
-
-
-@dataclass
-class LoadImages:
-    """Decode image files, folders (their images), encoded bytes (the clipboard) or (name, bytes)."""
-
-    sources: list[Any]
-    id: int = field(default_factory=_next_id)
-
-
-@dataclass
-class Explain:
-    """Compute (or fetch from the cache) one map. ``class_index`` None = the top class.
-
-    ``supersedable=False`` (batch export) exempts a request from newest-request-wins: a batch
-    must get every one of its maps even if the user clicks around meanwhile.
-    """
-
-    image_key: str
-    layer: str | None
-    class_index: int | None
-    supersedable: bool = True
-    id: int = field(default_factory=_next_id)
-
-
-@dataclass
-class Precompute:
-    """Low-priority maps worth having ready: other top classes of the image just shown."""
-
-    image_key: str
-    generation: int
-    layer: str
-    class_indices: list[int]
-    id: int = 0
-
-
-@dataclass
-class Shutdown:
-    """Leave run()."""
-
-    id: int = field(default_factory=_next_id)
 
 
 class _Stopping(Exception):
@@ -152,7 +97,6 @@ class GradCamWorker(QThread):
         self._queue: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._cancel = threading.Event()
-        self._cache_entries = cache_entries
         self._precompute_enabled = precompute
         # Everything below is touched by run() only (the worker thread).
         self._pending: list[Any] = []
@@ -162,8 +106,7 @@ class GradCamWorker(QThread):
         self._generation = 0
         self._images: dict[str, Any] = {}
         self._image_counter = itertools.count(1)
-        self._cache: OrderedDict[tuple, dict] = OrderedDict()
-        self._cache_bytes = 0
+        self._cache = MapCache(cache_entries, CACHE_BYTES)
         self._predictions: dict[tuple[str, int], Any] = {}
         self._import_error: str | None = None
         self._modules: dict[str, Any] = {}
@@ -250,22 +193,13 @@ class GradCamWorker(QThread):
             log.exception("zoo registry unavailable")
 
     def _versions(self) -> dict:
-        versions = {"app": __version__, "python": platform.python_version()}
-        tf = self._modules.get("tf")
-        keras = self._modules.get("keras")
-        if tf is not None:
-            versions["tensorflow"] = tf.__version__
-        if keras is not None:
-            versions["keras"] = keras.__version__
         zoo = self._modules.get("zoo")
         try:
-            versions["zoo_names"] = list(zoo.zoo_names()) if zoo else []
+            zoo_names = list(zoo.zoo_names()) if zoo else []
         except Exception:  # noqa: BLE001
             log.exception("zoo_names failed")
-            versions["zoo_names"] = []
-        if self._import_error:
-            versions["error"] = self._import_error
-        return versions
+            zoo_names = []
+        return versions(self._modules.get("tf"), self._modules.get("keras"), zoo_names, self._import_error)
 
     def _next_request(self):
         """The next request to run, or None when idle and there is precompute work.
@@ -330,7 +264,7 @@ class GradCamWorker(QThread):
             log.info("request %s failed: %s", request.id, exc)
             message = str(exc)
             if isinstance(exc, UnsafeModelError):
-                self.modelRefused.emit(request.id, message, _trust_would_help(exc))
+                self.modelRefused.emit(request.id, message, trust_would_help(exc))
         else:
             log.error("request %s (%s) failed unexpectedly", request.id, type(request).__name__, exc_info=exc)
             message = f"Unexpected error: {type(exc).__name__}: {exc}; see the log at {log_path()}"
@@ -364,44 +298,16 @@ class GradCamWorker(QThread):
         self._gradcam = engine
         self._generation += 1
         self._cache.clear()
-        self._cache_bytes = 0
         self._predictions.clear()
         self._precompute = None
-        info = {
-            "id": request.id,
-            "generation": self._generation,
-            "source": loaded.source,
-            "display_name": loaded.display_name,
-            "layers": layer_tree(loaded.model),
-            "default_layer": engine.default_layer,
-            "class_names": list(loaded.class_names),
-            "input_size": tuple(loaded.input_size),
-            "channels": loaded.channels,
-            "preprocess": loaded.preprocess,
-            "sha256": loaded.sha256,
-            "head": getattr(getattr(loaded, "head", None) or getattr(engine, "head", None), "kind", None),
-            "trusted": request.trust,
-        }
+        info = model_info(request.id, self._generation, loaded, engine, layer_tree(loaded.model), request.trust)
         self.modelLoaded.emit(request.id, info)
 
     def _load_images(self, request: LoadImages) -> None:
         images = self._modules["images"]
         from gradcam_desktop.core.errors import GradCamError
 
-        # Expand folders first, one input at a time: a missing path or an empty folder must not
-        # hide the other inputs. Bytes (a pasted image) pass through as they are.
-        sources: list[Any] = []
-        problems: list[tuple[str, str]] = []
-        for source in request.sources:
-            if isinstance(source, (bytes, bytearray)):
-                source = ("clipboard", bytes(source))
-            if isinstance(source, tuple):  # (name, encoded bytes): pasted or generated pictures
-                sources.append((str(source[0]), bytes(source[1])))
-                continue
-            try:
-                sources.extend(images.find_images([source]))
-            except GradCamError as exc:
-                problems.append((Path(source).name or str(source), str(exc)))
+        sources, problems = expand_sources(request.sources, images.find_images)
         if not sources:
             raise _error("ImageLoadError", problems[0][1] if len(problems) == 1 else
                          "No pictures could be opened: " + " ".join(m for _n, m in problems[:3]))
@@ -427,8 +333,7 @@ class GradCamWorker(QThread):
                 continue
             key = f"img{next(self._image_counter)}"
             self._images[key] = image
-            loaded.append({"key": key, "name": image.name, "path": image.path, "rgb": image.rgb,
-                           "notices": list(image.notices)})
+            loaded.append(image_item(key, image))
         if total > 1:
             self.progress.emit("Opening images", total, total)
         self.imagesLoaded.emit(request.id, loaded)
@@ -456,55 +361,20 @@ class GradCamWorker(QThread):
         key = (image_key, self._generation, layer, class_index)
         cached = self._cache.get(key) if class_index is not None else None
         if cached is not None:
-            self._cache.move_to_end(key)
             return dict(cached, cached=True, seconds=0.0)
-        overlay = self._modules["overlay"]
         time.sleep(_GIL_YIELD)
         start = time.perf_counter()
         explanation = self._gradcam.explain(image, layer, class_index)
-        display, flat = overlay.display_map(explanation.raw, image.rgb.shape[:2])
-        # Values are in [0, 1] without NaN: this is round(display * 255), what blend() and the
-        # exported PNG compute from the float map. Read-only: the window and the cache share it.
-        display = cv2.convertScaleAbs(display, alpha=255.0)
-        display.flags.writeable = False
+        display, flat = display_uint8(self._modules["overlay"], explanation.raw, image.rgb.shape[:2])
         self._predictions[(image_key, self._generation)] = explanation.prediction
-        prediction = explanation.prediction
-        result = {
-            "image_key": image_key,
-            "image": image.name,
-            "generation": self._generation,
-            "layer": explanation.layer,
-            "class_index": explanation.class_index,
-            "class_name": explanation.class_name,
-            "score": explanation.score,
-            "raw": explanation.raw,
-            "display": display,
-            "flat": bool(flat),
-            "probabilities": prediction.probabilities,
-            "top": list(prediction.top),
-            "head": prediction.head,
-            "seconds": time.perf_counter() - start,
-            "cached": False,
-        }
-        self._store((image_key, self._generation, explanation.layer, explanation.class_index), result)
+        result = map_result(image_key, image, self._generation, explanation, display, flat,
+                            time.perf_counter() - start)
+        self._cache.put((image_key, self._generation, explanation.layer, explanation.class_index), result)
         return result
-
-    def _store(self, key: tuple, result: dict) -> None:
-        if self._cache_entries <= 0:
-            return
-        size = result["raw"].nbytes + result["display"].nbytes
-        if key in self._cache:
-            old = self._cache.pop(key)
-            self._cache_bytes -= old["raw"].nbytes + old["display"].nbytes
-        self._cache[key] = result
-        self._cache_bytes += size
-        while self._cache and (len(self._cache) > self._cache_entries or self._cache_bytes > CACHE_BYTES):
-            _key, old = self._cache.popitem(last=False)
-            self._cache_bytes -= old["raw"].nbytes + old["display"].nbytes
 
     def cached_keys(self) -> list[tuple]:
         """Keys of the cached maps (for tests and diagnostics; a snapshot, read-only)."""
-        return list(self._cache.keys())
+        return self._cache.keys()
 
     def _precompute_one(self) -> None:
         """Compute one not-yet-cached map of the pending precompute job, if any."""
@@ -514,11 +384,8 @@ class GradCamWorker(QThread):
         if job.generation != self._generation or self._gradcam is None or job.image_key not in self._images:
             self._precompute = None
             return
-        while job.class_indices:
-            class_index = job.class_indices.pop(0)
-            if (job.image_key, job.generation, job.layer, class_index) not in self._cache:
-                break
-        else:
+        class_index = job.next_class(self._cache)
+        if class_index is None:
             self._precompute = None
             return
         try:
@@ -526,14 +393,6 @@ class GradCamWorker(QThread):
         except Exception:  # noqa: BLE001 - background work never bothers the user
             log.exception("precompute failed")
             self._precompute = None
-
-
-def _trust_would_help(exc: Exception) -> bool:
-    """Only Lambda layers may be trusted (custom modules and TF graphs stay refused)."""
-    flag = getattr(exc, "trustable", None)
-    if flag is not None:
-        return bool(flag)
-    return "lambda" in str(exc).lower()
 
 
 def _error(kind: str, message: str) -> Exception:

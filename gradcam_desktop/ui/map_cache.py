@@ -1,0 +1,71 @@
+"""The worker's bounded cache of computed maps: an LRU with byte accounting.
+
+Keys are (image key, model generation, layer, class index); values are the result dicts the
+worker emits, whose ``raw`` and ``display`` arrays are what the bytes count (maps at image
+resolution can weigh tens of MB each). Kept apart from worker.py so the thread module reads as
+the loop and its request handlers, and so the eviction rule is one small class of its own. Not
+thread-safe: only the worker thread writes it (``keys()`` is a snapshot for tests and
+diagnostics).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+__all__ = ["MapCache"]
+
+
+def _size(result: dict) -> int:
+    return result["raw"].nbytes + result["display"].nbytes
+
+
+class MapCache:
+    """At most ``max_entries`` results and ``max_bytes`` of map arrays; least recently used go first.
+
+    ``max_entries <= 0`` turns caching off (``put`` stores nothing).
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self._entries: OrderedDict[tuple, dict] = OrderedDict()
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
+
+    def get(self, key: tuple) -> dict | None:
+        """The cached result (now the most recently used), or None."""
+        cached = self._entries.get(key)
+        if cached is not None:
+            self._entries.move_to_end(key)
+        return cached
+
+    def __contains__(self, key: object) -> bool:
+        # A look that does not count as a use: precompute asks, it does not fetch.
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(self, key: tuple, result: dict) -> None:
+        """Store ``result`` under ``key``, then evict from the old end until within both bounds."""
+        if self._max_entries <= 0:
+            return
+        if key in self._entries:
+            self._bytes -= _size(self._entries.pop(key))
+        self._entries[key] = result
+        self._bytes += _size(result)
+        while self._entries and (len(self._entries) > self._max_entries or self._bytes > self._max_bytes):
+            _key, old = self._entries.popitem(last=False)
+            self._bytes -= _size(old)
+
+    def clear(self) -> None:
+        """Forget every map (a new model invalidates them all)."""
+        self._entries.clear()
+        self._bytes = 0
+
+    def nbytes(self) -> int:
+        """Bytes of the cached ``raw`` and ``display`` arrays."""
+        return self._bytes
+
+    def keys(self) -> list[tuple]:
+        """The keys, least recently used first (a snapshot)."""
+        return list(self._entries.keys())

@@ -1,0 +1,103 @@
+"""What the worker's signals carry back: plain dicts and arrays built from the engine's objects.
+
+``ready`` carries ``versions``, ``modelLoaded`` ``model_info``, ``imagesLoaded`` a list of ``image_item``, ``mapReady``
+a ``map_result`` whose display map comes from ``display_uint8``, and ``modelRefused`` the
+``trust_would_help`` flag. The window, the batch export and the tests read these keys, so the
+layouts live here in one place instead of inside the worker's handlers; that also keeps
+worker.py to the thread's loop and its handlers. Nothing here imports Qt or TensorFlow: the
+engine's objects (loaded model, image, explanation) come in as arguments.
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import cv2
+import numpy as np
+
+from gradcam_desktop import __version__
+
+__all__ = ["display_uint8", "image_item", "map_result", "model_info", "trust_would_help", "versions"]
+
+
+def versions(tf: Any, keras: Any, zoo_names: list[str], error: str | None) -> dict:
+    """``ready``'s payload: app, Python, TensorFlow and Keras versions, zoo names, ``error`` if the engine failed."""
+    out = {"app": __version__, "python": platform.python_version()}
+    if tf is not None:
+        out["tensorflow"] = tf.__version__
+    if keras is not None:
+        out["keras"] = keras.__version__
+    out["zoo_names"] = zoo_names
+    if error:
+        out["error"] = error
+    return out
+
+
+def model_info(request_id: int, generation: int, loaded: Any, engine: Any, layers: list, trusted: bool) -> dict:
+    """``modelLoaded``'s payload: names, layer tree, default layer, classes and input of a loaded model."""
+    return {
+        "id": request_id,
+        "generation": generation,
+        "source": loaded.source,
+        "display_name": loaded.display_name,
+        "layers": layers,
+        "default_layer": engine.default_layer,
+        "class_names": list(loaded.class_names),
+        "input_size": tuple(loaded.input_size),
+        "channels": loaded.channels,
+        "preprocess": loaded.preprocess,
+        "sha256": loaded.sha256,
+        "head": getattr(getattr(loaded, "head", None) or getattr(engine, "head", None), "kind", None),
+        "trusted": trusted,
+    }
+
+
+def image_item(key: str, image: Any) -> dict:
+    """One entry of ``imagesLoaded``'s list: the worker's key for the image and its pixels."""
+    return {"key": key, "name": image.name, "path": image.path, "rgb": image.rgb, "notices": list(image.notices)}
+
+
+def display_uint8(overlay: Any, raw: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, bool]:
+    """The display map at the image's ``size`` as read-only uint8 0..255, and whether it is flat.
+
+    ``overlay`` is ``core.overlay`` (imported by the worker on its own thread). Sent as uint8: a
+    quarter of the float map's memory, and the image view needs no float pass.
+    """
+    display, flat = overlay.display_map(raw, size)
+    # Values are in [0, 1] without NaN: this is round(display * 255), what blend() and the
+    # exported PNG compute from the float map. Read-only: the window and the cache share it.
+    display = cv2.convertScaleAbs(display, alpha=255.0)
+    display.flags.writeable = False
+    return display, flat
+
+
+def map_result(image_key: str, image: Any, generation: int, explanation: Any, display: np.ndarray,
+               flat: bool, seconds: float) -> dict:
+    """``mapReady``'s payload (before the worker adds the request ``id``): the map and the prediction."""
+    prediction = explanation.prediction
+    return {
+        "image_key": image_key,
+        "image": image.name,
+        "generation": generation,
+        "layer": explanation.layer,
+        "class_index": explanation.class_index,
+        "class_name": explanation.class_name,
+        "score": explanation.score,
+        "raw": explanation.raw,
+        "display": display,
+        "flat": bool(flat),
+        "probabilities": prediction.probabilities,
+        "top": list(prediction.top),
+        "head": prediction.head,
+        "seconds": seconds,
+        "cached": False,
+    }
+
+
+def trust_would_help(exc: Exception) -> bool:
+    """``modelRefused``'s flag. Only Lambda layers may be trusted (custom modules and TF graphs stay refused)."""
+    flag = getattr(exc, "trustable", None)
+    if flag is not None:
+        return bool(flag)
+    return "lambda" in str(exc).lower()

@@ -1,0 +1,80 @@
+"""The sentences the main window shows: status bar, its labels and the "not opened" messages.
+
+Pure functions from the window's state (model info, image dicts, the worker's map results) to
+user-facing text. Kept apart from main_window.py so that file stays wiring only, and so the
+wording lives in one place, where it can be read and reviewed as text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gradcam_desktop.ui.class_list import format_probability
+from gradcam_desktop.ui.layer_tree import describe
+
+
+def spec_label(spec: str) -> str:
+    """A model spec as the user knows it: "demo", "zoo:Name" or the file's name."""
+    return "demo" if spec == "demo" else spec if spec.startswith("zoo:") else Path(spec).name
+
+
+def image_shown(image: dict, index: int, count: int) -> str:
+    """Which picture is shown, and its notices (rotated, reduced, …)."""
+    notices = "; ".join(image.get("notices") or [])
+    return f"{image['name']} ({index + 1} of {count})" + (f" — {notices}" if notices else "")
+
+
+def model_ready(info: dict, has_images: bool) -> str:
+    """A model has opened; without pictures, say how to open some."""
+    return (f"Model {info['display_name']} ready: {len(info['class_names'])} classes."
+            + ("" if has_images else " Open pictures (Ctrl+O) or drop them here."))
+
+
+def prediction(result: dict) -> str:
+    """The prediction label: the top class and its probability."""
+    _top_index, top_name, top_p = result["top"][0]
+    return f"Predicted: {top_name} ({format_probability(top_p)})"
+
+
+def map_time(result: dict) -> str:
+    """The time label: how long the map took, or that it came from the cache."""
+    seconds = result["seconds"]
+    return ("Map: from cache" if result.get("cached") else
+            f"Map: {seconds * 1000:.0f} ms" if seconds < 1 else f"Map: {seconds:.1f} s")
+
+
+def map_shown(image_name: str, result: dict) -> str:
+    """What the map on screen is evidence for, and whether it is flat."""
+    flat = " The map is flat: nothing in the picture speaks for this class at this layer." if result["flat"] else ""
+    return (f"{image_name}: evidence for “{result['class_name']}” "
+            f"({format_probability(result['score'])}) at layer {result['layer']}.{flat}")
+
+
+def layer_refused(node: Any, default_layer: str, current_layer: str | None) -> str:
+    """Why a layer without a map cannot be picked, which one to pick, and what stays shown."""
+    return (f"No map at layer “{node.name}”: {describe(node)[len('No map here: '):]}. "
+            f"Pick a layer marked with a coloured square, such as “{default_layer}”. "
+            f"Still showing layer “{current_layer}”.")
+
+
+def progress_amount(text: str, done: int, total: int) -> str:
+    """How far a download (MB) or a batch (count) is; ``total`` 0 = unknown."""
+    return (f"{done / 2**20:.1f} of {total / 2**20:.1f} MB" if "Download" in text and total else
+            f"{done} of {total}" if total else f"{done / 2**20:.1f} MB")
+
+
+def hover_value(x: int, y: int, value: float) -> str:
+    """The map value under the pointer; empty off the image or without a map."""
+    return f"Map value at ({x}, {y}): {value:.2f}" if value >= 0 else ""
+
+
+def open_failures(failures: list[tuple[str, str]]) -> tuple[str, str] | None:
+    """(message, title) for pictures that could not be opened, or None when there were none."""
+    lines = [m if not n or n in m else f"{n}: {m}" for n, m in failures]
+    if len(lines) == 1:
+        return lines[0], "Picture not opened"
+    if lines:
+        shown = "\n".join(f"• {line}" for line in lines[:6]) + ("\n…" if len(lines) > 6 else "")
+        return f"{len(lines)} files could not be opened:\n{shown}", "Pictures not opened"
+    return None
