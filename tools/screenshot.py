@@ -33,12 +33,31 @@ def _sample_images() -> tuple[list, int]:
     return [str(p) for p in pictures], [str(p) for p in pictures].index(first)
 
 
+def _use_dark_palette(app) -> None:
+    """What a dark desktop theme hands the app: the window only reads the palette."""
+    from PySide6.QtGui import QColor, QPalette
+
+    app.setStyle("Fusion")
+    palette = QPalette()
+    role = QPalette.ColorRole
+    for name, colour in ((role.Window, "#2b2b2b"), (role.WindowText, "#e6e6e6"), (role.Base, "#1e1e1e"),
+                         (role.AlternateBase, "#262626"), (role.Text, "#e6e6e6"), (role.Button, "#353535"),
+                         (role.ButtonText, "#e6e6e6"), (role.Highlight, "#3d7bd9"),
+                         (role.HighlightedText, "#ffffff"), (role.ToolTipBase, "#353535"),
+                         (role.ToolTipText, "#e6e6e6"), (role.PlaceholderText, "#8a8a8a")):
+        palette.setColor(name, QColor(colour))
+    palette.setColor(QPalette.ColorGroup.Disabled, role.Text, QColor("#6e6e6e"))
+    palette.setColor(QPalette.ColorGroup.Disabled, role.WindowText, QColor("#6e6e6e"))
+    app.setPalette(palette)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "images" / "screenshot.png"))
     parser.add_argument("--size", default="1280x800", help="window size WIDTHxHEIGHT")
     parser.add_argument("--model", default="demo")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the map")
+    parser.add_argument("--dark", action="store_true", help="render with a dark palette (as a dark desktop would)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
 
@@ -50,6 +69,8 @@ def main() -> int:
     for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
         QSettings.setPath(fmt, QSettings.Scope.UserScope, settings_dir)
     app = QApplication([sys.argv[0]])
+    if args.dark:
+        _use_dark_palette(app)
     from gradcam_desktop.ui import MainWindow
 
     window = MainWindow()
