@@ -122,7 +122,8 @@ def main() -> None:
     batch_engine.explain(image, layer)  # warm: trace and one-time runtime costs
     per_image = statistics.median(batch_ms(batch_engine, paths, work / f"out{i}") for i in range(3))
 
-    print(f"model: {args.model} {size[0]}×{size[1]}, layer {layer}, {tf.config.threading.get_inter_op_parallelism_threads() or 'default'} inter-op threads, "
+    threads = tf.config.threading.get_inter_op_parallelism_threads() or "default"
+    print(f"model: {args.model} {size[0]}×{size[1]}, layer {layer}, {threads} inter-op threads, "
           f"TensorFlow {tf.__version__}, Keras {keras.__version__}, Python {sys.version.split()[0]}")
     print(f"{'what':<44}{'ms/image':>10}{'× floor':>10}")
     for label, value in (

@@ -10,7 +10,7 @@ lets us swap the classifier's activation for its logits without touching the use
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 

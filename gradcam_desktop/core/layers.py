@@ -7,7 +7,7 @@ separator is unambiguous).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from collections.abc import Iterator
 
 import keras
 
@@ -25,7 +25,7 @@ class LayerNode:
     type: str
     output_shape: tuple
     eligible: bool
-    children: list["LayerNode"] = field(default_factory=list)
+    children: list[LayerNode] = field(default_factory=list)
 
 
 def is_submodel(layer) -> bool:

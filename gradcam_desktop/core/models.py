@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 
@@ -20,7 +20,7 @@ from . import preprocess as preprocessing
 from . import safety, zoo
 from .assets import asset_path
 from .errors import GradCamError, ModelLoadError
-from .layers import child_layers, default_layer, is_submodel
+from .layers import default_layer, is_submodel
 
 log = logging.getLogger(__name__)
 

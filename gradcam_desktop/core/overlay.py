@@ -8,7 +8,7 @@ display map (0..255), letting the UI skip the float → uint8 step while only al
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import cv2
 import numpy as np
@@ -74,7 +74,7 @@ def display_map(raw: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, boo
     return out, False
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rgb_lut(colormap: str) -> np.ndarray:
     """256x1x3 lookup table in RGB order (OpenCV's tables are BGR)."""
     if colormap not in COLORMAPS:

@@ -21,7 +21,8 @@ import urllib.request
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from gradcam_desktop.core.assets import asset_path
 from gradcam_desktop.core.errors import ModelLoadError, ZooDownloadError

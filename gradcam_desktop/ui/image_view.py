@@ -28,7 +28,8 @@ class ImageView(QGraphicsView):
 
     Data: ``set_image(rgb)`` (HxWx3 uint8; clears the map, because a map never belongs to
     another image), ``set_map(display)`` (HxW at the image's size: float in [0, 1], or uint8
-    0..255 as the worker sends it; None to clear), ``set_alpha(alpha)`` (0..1), ``set_colormap(name)`` (a key of core.overlay.COLORMAPS),
+    0..255 as the worker sends it; None to clear), ``set_alpha(alpha)`` (0..1),
+    ``set_colormap(name)`` (a key of core.overlay.COLORMAPS),
     ``set_mode(mode)`` with ``mode`` in ``MODES``: "overlay", "heatmap", "original" or "side"
     (original left, overlay right); without a map every mode shows the plain image.
     ``clear()`` shows the placeholder text again.  Getters: ``alpha()``, ``colormap()``,

@@ -129,7 +129,8 @@ def test_multilabel_sigmoid_head_explains_each_logit(tmp_path):
 def test_head_inside_a_nested_model_and_sequential_outer(tmp_path):
     keras.utils.set_random_seed(11)
     head = keras.Sequential(
-        [keras.Input((8, 8, 16)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax", name="predictions")],
+        [keras.Input((8, 8, 16)), keras.layers.GlobalAveragePooling2D(),
+         keras.layers.Dense(3, activation="softmax", name="predictions")],
         name="head",
     )
     model = keras.Sequential([keras.Input((32, 32, 3)), conv_backbone(), head], name="outer")
