@@ -1,1 +1,0 @@
-"""Data shipped with Grad-CAM Desktop (demo model, labels, icons); read with importlib.resources."""
