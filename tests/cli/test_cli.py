@@ -181,15 +181,20 @@ BAD_MODELS = [
 ]
 
 
+def assert_one_error_line(code: int, err: str, message: str, out_png: Path, name: str = "") -> None:
+    """Exit 1, exactly one "Error: …" line matching ``message``, no traceback, nothing written."""
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and name in lines[0], err
+    assert re.search(message, lines[0], flags=re.I), lines[0]
+    assert "Traceback" not in err and not out_png.exists()
+
+
 @pytest.mark.parametrize("name,message", BAD_MODELS)
 def test_bad_models_get_one_clear_line(files, bad, capsys, tmp_path, name, message):
     out_png = tmp_path / "o.png"
-    code, out, err = run(capsys, "explain", "-m", bad / name, "-i", files["images"] / "a.png", "-o", out_png)
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), err
-    assert re.search(message, lines[0], flags=re.I), lines[0]
-    assert "Traceback" not in err and not out_png.exists()
+    code, _, err = run(capsys, "explain", "-m", bad / name, "-i", files["images"] / "a.png", "-o", out_png)
+    assert_one_error_line(code, err, message, out_png)
 
 
 def test_lambda_model_runs_no_code_unless_trusted(files, bad, capsys, tmp_path):
@@ -216,11 +221,7 @@ BAD_IMAGES = [
 def test_bad_images_get_one_clear_line(files, bad, capsys, tmp_path, name, message):
     out_png = tmp_path / "o.png"
     code, _, err = run(capsys, "explain", "-m", files["model"], "-i", bad / name, "-o", out_png)
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and name in lines[0], err
-    assert re.search(message, lines[0], flags=re.I), lines[0]
-    assert not out_png.exists()
+    assert_one_error_line(code, err, message, out_png, name)
 
 
 @pytest.mark.parametrize(
