@@ -7,7 +7,7 @@
 - recipe: the keras.io "Grad-CAM class activation visualization" recipe as published: eager,
   the gradient model rebuilt on every call.
 - engine: ``GradCam.explain`` in steady state (model input prepared from a decoded image).
-- batch: ``gradcam batch``'s loop (``commands.explain_batch``) per image in steady state —
+- batch: ``gradcam batch``'s loop (``core.batch.explain_batch``) per image in steady state —
   decoding the JPEG, explaining, blending and writing the overlay PNG atomically — timed over N
   images on an engine that has already run (model loading and tracing are start-up costs).
 
@@ -32,7 +32,7 @@ from gradcam_desktop.core.runtime import import_tensorflow_quietly
 tf = import_tensorflow_quietly()
 import keras  # noqa: E402
 
-from gradcam_desktop import commands  # noqa: E402
+from gradcam_desktop.core.batch import explain_batch  # noqa: E402
 from gradcam_desktop.core.gradcam import GradCam  # noqa: E402
 from gradcam_desktop.core.images import load_image  # noqa: E402
 from gradcam_desktop.core.models import load_model  # noqa: E402
@@ -68,10 +68,10 @@ def keras_io_recipe(img_array, model, last_conv_layer_name, pred_index=None):
 def batch_ms(engine: GradCam, paths: list[Path], out_dir: Path) -> float:
     out_dir.mkdir(exist_ok=True)
     start = time.perf_counter()
-    rows = commands.explain_batch(engine, paths, out_dir)
+    rows = list(explain_batch(engine, paths, out_dir))
     elapsed = time.perf_counter() - start
-    if any(row.get("error") for row in rows):
-        raise SystemExit(f"batch failed: {[row['error'] for row in rows if row.get('error')]}")
+    if any(row.error for row in rows):
+        raise SystemExit(f"batch failed: {[row.error for row in rows if row.error]}")
     return elapsed / len(paths) * 1000
 
 

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from .core import files, overlay
-from .core.errors import GradCamError, ImageLoadError, OutputError
-from .core.gradcam import Explanation, GradCam
+from .core.batch import OutputStyle, explain_batch, make_out_dir, write_csv
+from .core.errors import ImageLoadError, OutputError
+from .core.gradcam import GradCam
 from .core.images import LoadedImage, find_images, load_image
 from .core.layers import check_eligible, default_layer, iter_layers, layer_tree
 from .core.models import LoadedModel, load_model
-
-#: Images decoded ahead of the model in `batch`, so decoding overlaps the compute.
-PREFETCH = 2
-
 
 def _note(text: str) -> None:
     print(f"Note: {text}", file=sys.stderr)
@@ -112,16 +105,6 @@ def predict(args) -> int:
 
 
 # -- explain -----------------------------------------------------------------------------
-def _write_outputs(image: LoadedImage, explanation: Explanation, out, heatmap, alpha, colormap) -> bool:
-    """Write overlay/raw map as asked; return whether the map was flat (all zero)."""
-    display, flat = overlay.display_map(explanation.raw, image.rgb.shape[:2])
-    if out:
-        files.atomic_write_png(out, overlay.blend(image.rgb, display, alpha, colormap))
-    if heatmap:
-        files.atomic_write_npy(heatmap, explanation.raw)
-    return flat
-
-
 def explain(args) -> int:
     for target in (args.out, args.heatmap):
         if target and not Path(target).parent.exists():
@@ -129,53 +112,34 @@ def explain(args) -> int:
     loaded = _open_model(args)
     engine = GradCam(loaded)
     image = _load(args.image)
-    explanation = engine.explain(image, args.layer, args.cls)
-    flat = _write_outputs(image, explanation, args.out, args.heatmap, args.alpha, args.colormap)
-    result = {
-        "image": str(args.image),
-        "model": loaded.source,
-        "layer": explanation.layer,
-        "class_index": explanation.class_index,
-        "class_name": explanation.class_name,
-        "score": explanation.score,
-        "predicted_index": explanation.prediction.top[0][0],
-        "predicted_name": explanation.prediction.top[0][1],
-        "heatmap_shape": list(explanation.raw.shape),
-        "flat": flat,
-        "preprocess": loaded.preprocess,
-        "seconds": round(explanation.seconds, 4),
-        "overlay": args.out,
-        "heatmap": args.heatmap,
-    }
+    result = engine.explain(image, args.layer, args.cls)
+    display, result.flat = overlay.display_map(result.raw, image.rgb.shape[:2])
+    if args.out:
+        files.atomic_write_png(args.out, overlay.blend(image.rgb, display, args.alpha, args.colormap))
+    if args.heatmap:
+        files.atomic_write_npy(args.heatmap, result.raw)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps({**result.record(), "image": str(args.image), "overlay": args.out,
+                          "heatmap": args.heatmap}, indent=2))
     else:
-        h, w = explanation.raw.shape
-        print(f"{explanation.class_name} (class {explanation.class_index}, p = {explanation.score:.3f}) "
-              f"at layer {explanation.layer}: {h}×{w} map in {explanation.seconds:.2f} s")
+        h, w = result.raw.shape
+        print(f"{result.class_name} (class {result.class_index}, p = {result.score:.3f}) "
+              f"at layer {result.layer}: {h}×{w} map in {result.seconds:.2f} s")
         for label, path in (("overlay", args.out), ("raw map", args.heatmap)):
             if path:
                 print(f"  {label} → {path}")
-    if flat and float(explanation.raw.max()) > 0:
+        if not (args.out or args.heatmap):
+            print("  nothing written: add --out overlay.png to save the picture, --heatmap map.npy "
+                  "for the raw map, or --json for the numbers")
+    if result.flat and float(result.raw.max()) > 0:
         _note("the map is uniform: this layer's grid is too coarse or too even to show where. "
               "Try an earlier layer.")
-    elif flat:
+    elif result.flat:
         _note("the map is all zero: nothing at this layer speaks for this class. Try another layer or class.")
     return 0
 
 
 # -- batch -------------------------------------------------------------------------------
-CSV_FIELDS = ["image", "predicted_index", "predicted_name", "probability", "explained_index",
-              "explained_name", "explained_probability", "layer", "seconds", "error"]
-
-
-def _make_out_dir(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"Cannot create the output folder {folder}: {error.strerror or error}.") from error
-
-
 def _expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict]]:
     """Images from files and folders; an input that yields none becomes a failed row, not a stop."""
     paths: list[Path] = []
@@ -191,81 +155,36 @@ def _expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict]]:
 
 
 def batch(args) -> int:
-    out_dir = Path(args.out_dir)
     paths, bad = _expand_inputs(args.inputs)
     for row in bad:
         print(f"Skipped {row['image']}: {row['error']}", file=sys.stderr)
-    _make_out_dir(out_dir)
+    out_dir = make_out_dir(args.out_dir)
     loaded = _open_model(args)
     engine = GradCam(loaded)
     if args.layer:
         check_eligible(loaded.model, args.layer)  # fail before any image, not once per image
     class_index = engine.resolve_class(args.cls) if args.cls is not None else None
+    style = OutputStyle(alpha=args.alpha, colormap=args.colormap, heatmaps=args.heatmaps,
+                        sidecar_extra={"model_name": loaded.display_name, "model_sha256": loaded.sha256})
     progress = _batch_progress(len(paths))
+    rows: list = []
     try:
-        rows = explain_batch(
-            engine, paths, out_dir, layer=args.layer, class_index=class_index, heatmaps=args.heatmaps,
-            alpha=args.alpha, colormap=args.colormap,
-            on_failure=lambda path, error: _report_failure(progress, path, error),
-            on_done=(lambda: progress.advance(progress.task_ids[0])) if progress else None,
-        )
+        for row in explain_batch(engine, paths, out_dir, layer=args.layer, class_index=class_index, style=style):
+            rows.append(row)
+            for notice in row.notices:
+                _note(f"{Path(row.source).name}: {notice}")
+            if row.error:
+                _report_failure(progress, Path(row.source), row.error)
+            if progress:
+                progress.advance(progress.task_ids[0])
     finally:
         if progress:
             progress.stop()
     rows += bad
-    _write_csv(out_dir / "results.csv", rows)
-    failed = sum(1 for row in rows if row.get("error"))
+    write_csv(out_dir / "results.csv", rows)
+    failed = sum(1 for row in rows if (row.error if hasattr(row, "error") else row.get("error")))
     print(f"{len(rows) - failed} of {len(rows)} images explained → {out_dir}", file=sys.stderr)
     return 1 if failed else 0
-
-
-def explain_batch(engine: GradCam, paths: list[Path], out_dir: Path, *, layer=None, class_index=None,
-                  heatmaps=False, alpha=0.5, colormap="jet", on_failure=None, on_done=None) -> list[dict]:
-    """Explain and write every image; one row per image (``error`` set when it failed).
-
-    Decoding the next images and writing the previous results (Pillow and OpenCV release the
-    GIL) run in two threads beside TensorFlow; at most ``PREFETCH`` images wait on either side,
-    so memory stays flat however many images there are.
-    """
-    rows: list[dict] = []
-
-    def fail(row: dict, path: Path, error: GradCamError) -> None:
-        row["error"] = str(error)
-        if on_failure:
-            on_failure(path, error)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        decoded = deque(pool.submit(load_image, p) for p in paths[:PREFETCH])
-        writes: deque = deque()
-        for i, (path, stem) in enumerate(zip(paths, files.unique_stems(paths))):
-            if i + PREFETCH < len(paths):
-                decoded.append(pool.submit(load_image, paths[i + PREFETCH]))
-            row = {"image": str(path)}
-            rows.append(row)
-            try:
-                image = decoded.popleft().result()
-                for notice in image.notices:
-                    _note(f"{path.name}: {notice}")
-                explanation = engine.explain(image, layer, class_index)
-                heatmap = out_dir / f"{stem}.npy" if heatmaps else None
-                writes.append((row, path, pool.submit(_write_outputs, image, explanation, out_dir / f"{stem}.png",
-                                                      heatmap, alpha, colormap)))
-                top_index, top_name, top_p = explanation.prediction.top[0]
-                row.update(predicted_index=top_index, predicted_name=top_name, probability=f"{top_p:.6f}",
-                           explained_index=explanation.class_index, explained_name=explanation.class_name,
-                           explained_probability=f"{explanation.score:.6f}", layer=explanation.layer,
-                           seconds=f"{explanation.seconds:.4f}")
-            except GradCamError as error:
-                fail(row, path, error)
-            while len(writes) > PREFETCH or (writes and i == len(paths) - 1):
-                done_row, done_path, future = writes.popleft()
-                try:
-                    future.result()
-                except GradCamError as error:
-                    fail(done_row, done_path, error)
-            if on_done:
-                on_done()
-    return rows
 
 
 def _batch_progress(total: int):
@@ -279,20 +198,12 @@ def _batch_progress(total: int):
     return progress
 
 
-def _report_failure(progress, path: Path, error: Exception) -> None:
+def _report_failure(progress, path: Path, error: str) -> None:
     line = f"Skipped {path.name}: {error}"
     if progress:
         progress.console.print(line, markup=False, highlight=False)
     else:
         print(line, file=sys.stderr)
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    files.atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
 
 
 # -- zoo ---------------------------------------------------------------------------------

@@ -29,5 +29,9 @@ class ClassSelectionError(GradCamError):
     """Class index out of range or unknown class name."""
 
 
+class MethodError(GradCamError):
+    """Unknown CAM method, or a combination of options that makes no sense."""
+
+
 class OutputError(GradCamError):
     """A result could not be written."""

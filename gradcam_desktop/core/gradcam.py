@@ -1,61 +1,50 @@
-"""The Grad-CAM engine (Selvaraju et al., 2017), compiled once per (model, layer).
+"""The engine: pictures in, ``MapResult``s out, for one loaded model.
 
-    α_k = mean_ij ∂y^c/∂A^k_ij        map = ReLU(Σ_k α_k A^k)
+    capture (capture.py)   one compiled forward + backward per (model, layer): A, ∂y/∂A, logits
+    reduce  (cams.py)      a pure function of A and ∂y/∂A: Grad-CAM's ReLU(Σ_k mean_ij(g_k) A_k), …
 
-y^c is the pre-softmax score of class c (see heads.py); A is the chosen layer's output. One
-``tf.function`` per layer computes the forward pass, the gradient and the map together, so a
-map costs about one forward pass plus the (small) backward pass from the head to that layer.
-The class is a tensor argument (a weight vector over the logits), so changing the class never
-retraces; images of the same size never retrace either.
+y is the explained **pre-softmax** score (heads.py): the class logit, ±z for a binary head. The
+engine feeds pictures at the model's input size (preprocessed), batches them through a capture,
+and turns each row into a ``MapResult``. The class is a tensor argument (a score vector), so
+changing the class never retraces; images of the same size never retrace either.
 """
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from . import cams
 from . import preprocess as preprocessing
+from .capture import Capture
 from .errors import ClassSelectionError
 from .graph import run_graph
 from .heads import Head, detect_head
 from .images import LoadedImage, to_model_input
-from .layers import check_eligible, default_layer
+from .layers import default_layer
 from .models import LoadedModel
+from .types import MapResult, Prediction
+
+__all__ = ["GradCam", "MapResult", "Prediction", "Explanation", "MAX_VARIABLE_SIDE", "MIN_VARIABLE_SIDE"]
 
 #: Largest side used for models whose input size is variable (keeps memory and time bounded).
 MAX_VARIABLE_SIDE = 512
 #: Smallest side for those models: a tiny image would leave the last layers a 1 × 1 grid.
 MIN_VARIABLE_SIDE = 96
+#: How many classes a "no such class" message lists in full.
+LIST_CLASSES_UP_TO = 20
 
-
-@dataclass
-class Prediction:
-    """Class probabilities for one image."""
-
-    probabilities: np.ndarray
-    top: list[tuple[int, str, float]]
-    head: str
-
-
-@dataclass
-class Explanation:
-    """One Grad-CAM map and what it explains."""
-
-    raw: np.ndarray
-    layer: str
-    class_index: int
-    class_name: str
-    score: float
-    prediction: Prediction
-    seconds: float
+#: The engine's result is the one result type; the old name stays for scripts that used it.
+Explanation = MapResult
 
 
 class GradCam:
-    """Grad-CAM for one loaded model. Not thread-safe: use it from one thread.
+    """Maps for one loaded model. Not thread-safe: use it from one thread.
 
     ``input_cache`` > 0 keeps the preprocessed input of that many recent images, so explaining
     other classes or layers of the same picture skips the resize (25–70 ms for a 12-megapixel
@@ -70,11 +59,11 @@ class GradCam:
         self.model = loaded.model
         self.head: Head = loaded.head or detect_head(self.model)
         self.default_layer = default_layer(self.model)
-        self._map_functions: dict[str, tf.types.experimental.PolymorphicFunction] = {}
+        self._captures: dict[str, Capture] = {}
         # reduce_retracing: variable-size models see many image sizes; after the second size TF
         # traces one shape-generic function instead of one per size.
         self._predict_function = tf.function(self._logits, reduce_retracing=True)
-        #: Number of traces per layer (tests check that same-size images do not retrace).
+        #: Number of traces per layer (None: the prediction). Tests check same-size images do not retrace.
         self.trace_counts: dict[str | None, int] = {}
 
     @property
@@ -83,7 +72,7 @@ class GradCam:
 
     # -- inputs --------------------------------------------------------------------------
     def model_input(self, image: LoadedImage) -> np.ndarray:
-        """The preprocessed batch of one image at the model's input size.
+        """The preprocessed batch (1, h, w, c) of one image at the model's input size.
 
         With ``input_cache`` the batch is shared between calls and therefore read-only.
         """
@@ -114,7 +103,6 @@ class GradCam:
 
     # -- compiled functions ------------------------------------------------------------
     def _count_trace(self, layer: str | None) -> None:
-        # Runs only while tracing: a Python side effect inside tf.function.
         self.trace_counts[layer] = self.trace_counts.get(layer, 0) + 1
 
     def _logits(self, batch):
@@ -122,48 +110,22 @@ class GradCam:
         logits, _ = run_graph(self.model, batch, self.head)
         return tf.cast(logits, tf.float32)
 
-    def _top_weights(self, logits):
-        if self.head.kind == "binary":
-            # Class 1 when z > 0 (p > 0.5), else class 0, which explains -z.
-            return tf.where(logits > 0.0, 1.0, -1.0)
-        return tf.one_hot(tf.argmax(logits), self.head.units, dtype=tf.float32)
-
-    def _map_function(self, layer: str):
-        function = self._map_functions.get(layer)
-        if function is None:
-            check_eligible(self.model, layer)
-
-            def gradcam(batch, class_weights):
-                self._count_trace(layer)
-                with tf.GradientTape() as tape:
-                    logits, activations = run_graph(self.model, batch, self.head, layer, tape.watch)
-                    logits = tf.cast(logits, tf.float32)
-                    # All-zero weights ask for the top class, decided here from the same
-                    # forward pass (no second pass to predict first).
-                    weights = tf.where(
-                        tf.reduce_any(class_weights != 0.0),
-                        class_weights,
-                        tf.stop_gradient(self._top_weights(logits[0])),
-                    )
-                    score = tf.reduce_sum(logits[0] * weights)
-                gradients = tape.gradient(score, activations)
-                activations = tf.cast(activations, tf.float32)
-                gradients = tf.cast(gradients, tf.float32)
-                alphas = tf.reduce_mean(gradients[0], axis=(0, 1))
-                cam = tf.nn.relu(tf.reduce_sum(activations[0] * alphas, axis=-1))
-                return cam, logits[0]
-
-            function = tf.function(gradcam, reduce_retracing=True)
-            self._map_functions[layer] = function
-        return function
+    def capture(self, layer: str) -> Capture:
+        """The compiled capture at ``layer`` (built once per layer; LayerError if not eligible)."""
+        capture = self._captures.get(layer)
+        if capture is None:
+            capture = Capture(self.model, self.head, layer, on_trace=self._count_trace)
+            self._captures[layer] = capture
+        return capture
 
     # -- public API --------------------------------------------------------------------
     def predict(self, image: LoadedImage) -> Prediction:
         """Class probabilities for ``image``."""
         logits = self._predict_function(tf.constant(self.model_input(image)))
-        return self._prediction(logits.numpy()[0])
+        return self.prediction(logits.numpy()[0])
 
-    def _prediction(self, logits: np.ndarray, top: int = 5) -> Prediction:
+    def prediction(self, logits: np.ndarray, top: int = 5) -> Prediction:
+        """A ``Prediction`` from one row of logits."""
         probabilities = self.head.probabilities(logits)
         order = np.argsort(-probabilities, kind="stable")[:top]
         names = self.class_names
@@ -181,13 +143,7 @@ class GradCam:
                 raise ClassSelectionError("No class given and no prediction to pick one from.")
             return prediction.top[0][0]
         if isinstance(cls, str) and not cls.strip().lstrip("-").isdigit():
-            wanted = cls.strip().casefold()
-            for index, name in enumerate(names):
-                if name.casefold() == wanted:
-                    return index
-            close = [n for n in names if wanted in n.casefold()][:5]
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise ClassSelectionError(f"No class named '{cls}'.{hint}")
+            return _class_by_name(names, cls)
         index = int(cls)
         if not 0 <= index < len(names):
             raise ClassSelectionError(
@@ -196,31 +152,69 @@ class GradCam:
             )
         return index
 
-    def explain(
-        self,
-        image: LoadedImage,
-        layer: str | None = None,
-        class_index: int | str | None = None,
-    ) -> Explanation:
-        """The Grad-CAM map of ``class_index`` (default: the top class) at ``layer``."""
+    def explain(self, image: LoadedImage, layer: str | None = None, class_index: int | str | None = None,
+                method: str = "gradcam") -> MapResult:
+        """The map of ``class_index`` (default: the top class) at ``layer`` (default: the last spatial one)."""
+        return self.explain_many([image], layer, [class_index], method)[0]
+
+    def explain_many(self, images: Sequence[LoadedImage], layer: str | None = None,
+                     class_indices: Sequence[int | str | None] | None = None,
+                     method: str = "gradcam") -> list[MapResult]:
+        """One map per (image, class) pair, computed in one batched capture where sizes allow.
+
+        ``class_indices[i]`` None explains image i's top class. The same picture may appear
+        several times (several classes of one picture cost one batch).
+        """
         start = time.perf_counter()
+        reduction = cams.method(method)
         layer = layer or self.default_layer
-        function = self._map_function(layer)
-        batch = tf.constant(self.model_input(image))
-        if class_index is None:
-            weights = np.zeros(self.head.units, dtype=np.float32)
-        else:
-            weights = self.head.class_weights(self.resolve_class(class_index))
-        cam, logits = function(batch, tf.constant(weights))
-        prediction = self._prediction(logits.numpy())
-        index = prediction.top[0][0] if class_index is None else self.resolve_class(class_index)
-        raw = np.nan_to_num(cam.numpy().astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        return Explanation(
-            raw=raw,
-            layer=layer,
-            class_index=index,
-            class_name=self.class_names[index],
-            score=float(prediction.probabilities[index]),
-            prediction=prediction,
-            seconds=time.perf_counter() - start,
-        )
+        capture = self.capture(layer)
+        if class_indices is None:
+            class_indices = [None] * len(images)
+        asked = [None if c is None else self.resolve_class(c) for c in class_indices]
+        inputs = [self.model_input(image) for image in images]
+        weights = np.stack([np.zeros(self.head.units, np.float32) if c is None else self.head.class_weights(c)
+                            for c in asked])
+        captured = []
+        for group in _same_shape_groups(inputs):
+            batch = np.concatenate([inputs[i] for i in group]) if len(group) > 1 else inputs[group[0]]
+            captured.append((group, capture.run(batch, weights[group])))
+        seconds = (time.perf_counter() - start) / max(1, len(images))
+        results: list[MapResult | None] = [None] * len(images)
+        for group, run in captured:
+            for row, i in enumerate(group):
+                prediction = self.prediction(run.logits[row])
+                index = prediction.top[0][0] if asked[i] is None else asked[i]
+                results[i] = MapResult(
+                    raw=reduction.reduce(run.activations[row], run.gradients[row]),
+                    layer=layer, class_index=index, class_name=self.class_names[index],
+                    score=float(prediction.probabilities[index]), prediction=prediction, method=method,
+                    seconds=seconds, model=self.loaded.source, preprocess=self.loaded.preprocess,
+                    image=images[i].path or images[i].name,
+                )
+        return [r for r in results if r is not None]
+
+
+def _same_shape_groups(inputs: list[np.ndarray]) -> list[list[int]]:
+    """Indices grouped by input shape, in first-seen order (a variable-size model cannot batch sizes)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, batch in enumerate(inputs):
+        groups.setdefault(batch.shape, []).append(i)
+    return list(groups.values())
+
+
+def _class_by_name(names: list[str], asked: str) -> int:
+    wanted = asked.strip().casefold()
+    folded = [name.casefold() for name in names]
+    if wanted in folded:
+        return folded.index(wanted)
+    close = [names[folded.index(m)] for m in difflib.get_close_matches(wanted, folded, n=3, cutoff=0.6)]
+    close += [n for n in names if wanted and wanted in n.casefold() and n not in close][: 5 - len(close)]
+    message = f"No class named '{asked}'."
+    if close:
+        message += f" Did you mean: {', '.join(close)}?"
+    if len(names) <= LIST_CLASSES_UP_TO:
+        message += f" This model's classes: {', '.join(names)}."
+    else:
+        message += " `gradcam predict` shows the likely ones; class indices work too."
+    raise ClassSelectionError(message)

@@ -6,26 +6,14 @@ separator is unambiguous).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Iterator
 
 import keras
 
 from .errors import LayerError
+from .types import LayerNode
 
 SEPARATOR = "/"
-
-
-@dataclass
-class LayerNode:
-    """One layer of the tree; ``children`` holds the layers of a nested model."""
-
-    path: str
-    name: str
-    type: str
-    output_shape: tuple
-    eligible: bool
-    children: list[LayerNode] = field(default_factory=list)
 
 
 def is_submodel(layer) -> bool:

@@ -118,7 +118,16 @@ def test_batch_all_good_exits_zero(files, capsys, tmp_path):
     code, _, err = run(capsys, "batch", "-m", files["model"], "--out-dir", tmp_path, files["images"] / "a.png",
                        files["images"] / "b.jpg")
     assert code == 0, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "results.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.png", "b.json", "b.png", "results.csv"]
+    with open(tmp_path / "results.csv", newline="") as handle:
+        rows = {Path(row["image"]).name: row for row in csv.DictReader(handle)}
+    for stem, name in (("a", "a.png"), ("b", "b.jpg")):
+        sidecar = json.loads((tmp_path / f"{stem}.json").read_text())
+        # The sidecar says what its picture shows, the same as the table's row.
+        assert Path(sidecar["image"]).name == name and sidecar["files"] == {"overlay": f"{stem}.png"}
+        assert (sidecar["class_index"], sidecar["class_name"], sidecar["layer"], sidecar["method"]) == (
+            int(rows[name]["explained_index"]), rows[name]["explained_name"], rows[name]["layer"], "gradcam")
+        assert sidecar["alpha"] == 0.5 and sidecar["colormap"] == "jet"
 
 
 # -- bad input: one line on stderr, exit 1, nothing written ---------------------------------

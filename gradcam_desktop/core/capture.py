@@ -1,0 +1,75 @@
+"""One compiled forward + backward pass per (model, layer): activations, gradients and logits.
+
+For a batch of N model inputs and N score vectors w_n (one per input), ``Capture.run`` returns
+
+    A_n = the layer's output for input n                       (N, h, w, K)
+    g_n = ∂(Σ_u w_nu · logits_nu) / ∂A_n                        (N, h, w, K)
+    logits_n                                                    (N, units)
+
+Samples are independent at inference (BatchNorm and Dropout run with ``training=False``), so one
+backward pass of Σ_n w_n·logits_n gives every sample's own gradient. An all-zero w_n asks for
+the top class of input n, decided inside the same pass (no separate prediction first). What a
+method does with A and g is a pure function in cams.py.
+
+Each capture is one ``tf.function`` with ``reduce_retracing``: images of the same size and any
+class never retrace; a variable-size model traces one shape-generic function after two sizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from .graph import run_graph
+from .heads import Head
+from .layers import check_eligible
+
+
+@dataclass
+class Captured:
+    """What one capture returns, as float32 NumPy arrays (batch first)."""
+
+    activations: np.ndarray  # (N, h, w, K)
+    gradients: np.ndarray  # (N, h, w, K)
+    logits: np.ndarray  # (N, units)
+    weights: np.ndarray  # (N, units): the score vectors used (the top class filled in)
+
+
+def top_class_weights(head: Head, logits):
+    """Score vectors of each row's top class: one-hot, or ±1 for a binary head (z > 0: class 1)."""
+    if head.kind == "binary":
+        return tf.where(logits > 0.0, 1.0, -1.0)
+    return tf.one_hot(tf.argmax(logits, axis=-1), head.units, dtype=tf.float32)
+
+
+class Capture:
+    """The compiled capture of one layer of one model. Not thread-safe: use it from one thread."""
+
+    def __init__(self, model, head: Head, layer: str, on_trace: Callable[[str], None] | None = None):
+        check_eligible(model, layer)
+        self.model = model
+        self.head = head
+        self.layer = layer
+        self._on_trace = on_trace
+        self._function = tf.function(self._capture, reduce_retracing=True)
+
+    def _capture(self, batch, weights):
+        if self._on_trace is not None:
+            self._on_trace(self.layer)  # a Python side effect: runs only while tracing
+        with tf.GradientTape() as tape:
+            logits, activations = run_graph(self.model, batch, self.head, self.layer, tape.watch)
+            logits = tf.cast(logits, tf.float32)
+            asked = tf.reduce_any(weights != 0.0, axis=-1, keepdims=True)
+            weights = tf.where(asked, weights, tf.stop_gradient(top_class_weights(self.head, logits)))
+            score = tf.reduce_sum(logits * weights)
+        gradients = tape.gradient(score, activations)
+        return tf.cast(activations, tf.float32), tf.cast(gradients, tf.float32), logits, weights
+
+    def run(self, batch: np.ndarray, weights: np.ndarray) -> Captured:
+        """Activations, gradients and logits for model inputs ``batch`` and score vectors ``weights``."""
+        activations, gradients, logits, used = self._function(
+            tf.constant(batch), tf.constant(np.asarray(weights, dtype=np.float32)))
+        return Captured(activations.numpy(), gradients.numpy(), logits.numpy(), used.numpy())

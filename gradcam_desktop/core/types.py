@@ -1,0 +1,184 @@
+"""The core's vocabulary, free of Keras, TensorFlow and Qt: what the window may import directly.
+
+* ``ModelSpec`` — the one parser of what a user names as a model ("demo", "zoo:NAME", a path)
+  and its display label;
+* ``LayerNode`` — one layer of a model's tree;
+* ``Prediction`` — class probabilities of one image;
+* ``MapResult`` — THE result of one map, read by the CLI (text, ``--json``, ``results.csv``),
+  the worker (its ``mapReady`` signal), the window (caption, status, class list) and every export
+  (sidecar, Export All). ``record()`` is its one flat, JSON-ready form.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CSV_FIELDS", "DEMO", "ZOO_PREFIX", "LayerNode", "MapResult", "ModelSpec", "Prediction"]
+
+DEMO = "demo"
+ZOO_PREFIX = "zoo:"
+#: results.csv's columns, shared by ``gradcam batch`` and the window's Export All.
+CSV_FIELDS = ["image", "predicted_index", "predicted_name", "probability", "explained_index",
+              "explained_name", "explained_probability", "method", "layer", "seconds", "error"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the user asked to open: the demo, a zoo model or a file.
+
+    ``ModelSpec.parse`` is the only place that reads the text; ``str(spec)`` gives it back in its
+    canonical form (a file path with ``~`` expanded) and ``label`` as the user knows it.
+    """
+
+    kind: str  # "demo" | "zoo" | "file"
+    value: str  # "demo", the zoo name, or the file's path
+
+    @classmethod
+    def parse(cls, text: str | os.PathLike | ModelSpec) -> ModelSpec:
+        if isinstance(text, ModelSpec):
+            return text
+        raw = os.fspath(text)
+        if raw == DEMO:
+            return cls("demo", DEMO)
+        if raw.startswith(ZOO_PREFIX):
+            return cls("zoo", raw[len(ZOO_PREFIX):])
+        return cls("file", str(Path(raw).expanduser()) if raw.startswith("~") else raw)
+
+    @staticmethod
+    def looks_like_spec(text: str) -> bool:
+        """True for "demo" and "zoo:…" (a path needs its suffix checked by the caller)."""
+        return text == DEMO or text.startswith(ZOO_PREFIX)
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind == "file"
+
+    @property
+    def path(self) -> Path | None:
+        return Path(self.value) if self.kind == "file" else None
+
+    @property
+    def label(self) -> str:
+        """Short name for menus and messages: "Demo model", "zoo:ResNet50" or the file's name."""
+        if self.kind == "demo":
+            return "Demo model"
+        if self.kind == "zoo":
+            return ZOO_PREFIX + self.value
+        return Path(self.value).name or self.value
+
+    def __str__(self) -> str:
+        return {"demo": DEMO, "zoo": ZOO_PREFIX + self.value}.get(self.kind, self.value)
+
+
+@dataclass
+class LayerNode:
+    """One layer of the tree; ``children`` holds the layers of a nested model."""
+
+    path: str  # "backbone/last_conv"
+    name: str
+    type: str  # "Conv2D"
+    output_shape: tuple
+    eligible: bool  # a map can be taken here (4-D output with H, W > 1)
+    children: list[LayerNode] = field(default_factory=list)
+
+
+@dataclass
+class Prediction:
+    """Class probabilities for one image (binary heads: [1 − p, p])."""
+
+    probabilities: np.ndarray
+    top: list[tuple[int, str, float]]  # (index, name, probability), best first
+    head: str  # one of heads.HEAD_KINDS
+
+
+@dataclass
+class MapResult:
+    """One map and everything that says what it shows.
+
+    ``raw`` is at the layer's resolution, after the method's final ReLU, unscaled. ``display`` is
+    optional: the window's uint8 map at the picture's size (0..255 = this map's 0..max).
+    """
+
+    raw: np.ndarray
+    layer: str
+    class_index: int
+    class_name: str
+    score: float  # probability of the explained class
+    prediction: Prediction
+    method: str = "gradcam"
+    seconds: float = 0.0
+    model: str | None = None  # the model's spec ("demo", "zoo:Name", a path)
+    preprocess: str | None = None
+    image: str | None = None  # the picture's path, or its name when it has no file
+    image_key: str | None = None  # the worker's key for the picture
+    generation: int = 0  # the worker's model generation
+    display: np.ndarray | None = None
+    flat: bool = False
+    cached: bool = False
+    request_id: int = 0
+
+    @property
+    def predicted(self) -> tuple[int, str, float]:
+        """(index, name, probability) of the top class."""
+        return self.prediction.top[0]
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return self.prediction.probabilities
+
+    def with_(self, **changes: Any) -> MapResult:
+        """A copy with some fields changed (arrays are shared, not copied)."""
+        return replace(self, **changes)
+
+    def record(self) -> dict[str, Any]:
+        """The flat JSON-ready description shared by ``--json``, sidecars and results.csv."""
+        top_index, top_name, top_p = self.predicted
+        return {
+            "image": self.image,
+            "model": self.model,
+            "method": self.method,
+            "layer": self.layer,
+            "class_index": int(self.class_index),
+            "class_name": self.class_name,
+            "score": float(self.score),
+            "predicted_index": int(top_index),
+            "predicted_name": top_name,
+            "predicted_probability": float(top_p),
+            "heatmap_shape": [int(side) for side in self.raw.shape],
+            "flat": bool(self.flat),
+            "preprocess": self.preprocess,
+            "seconds": round(float(self.seconds), 4),
+        }
+
+    def csv_row(self) -> dict[str, Any]:
+        """One row of results.csv (``CSV_FIELDS``)."""
+        top_index, top_name, top_p = self.predicted
+        return {"image": self.image, "predicted_index": int(top_index), "predicted_name": top_name,
+                "probability": f"{top_p:.6f}", "explained_index": int(self.class_index),
+                "explained_name": self.class_name, "explained_probability": f"{self.score:.6f}",
+                "method": self.method, "layer": self.layer, "seconds": f"{self.seconds:.4f}", "error": ""}
+
+    def sidecar(self, *, image_size: tuple[int, int], alpha: float, colormap: str,
+                model_name: str | None = None, model_sha256: str | None = None,
+                versions: dict | None = None, files: dict | None = None) -> dict[str, Any]:
+        """The JSON sidecar written beside an exported picture: the record plus how it was drawn."""
+        data = self.record()
+        data.update({
+            "image_size": {"height": int(image_size[0]), "width": int(image_size[1])},
+            "model_name": model_name,
+            "model_sha256": model_sha256,
+            "alpha": float(alpha),
+            "colormap": colormap,
+            "scale": "each map is scaled to its own maximum: 0 … this map's maximum",
+            "versions": {k: v for k, v in (versions or {}).items() if isinstance(v, str)},
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        })
+        if files:
+            data["files"] = dict(files)
+        return data
