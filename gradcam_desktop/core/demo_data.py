@@ -79,7 +79,7 @@ def _shape_points(cls: int, rng: np.random.Generator, centre: tuple[float, float
 def _fill(canvas: np.ndarray, pts: np.ndarray, colour, antialias: bool) -> None:
     fixed = np.round(pts * (1 << _SUBPIXEL_SHIFT)).astype(np.int32)[None]
     line = cv2.LINE_AA if antialias else cv2.LINE_8
-    cv2.fillPoly(canvas, fixed, colour, lineType=line, shift=_SUBPIXEL_SHIFT)
+    cv2.fillPoly(canvas, list(fixed), colour, lineType=line, shift=_SUBPIXEL_SHIFT)
 
 
 def _random_colour(rng: np.random.Generator) -> np.ndarray:
@@ -146,9 +146,9 @@ def _background(rng: np.random.Generator, h: int, w: int, clutter: float = 1.0) 
             # Open arcs (≤ 200°) so they never read as circles.
             centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
             axes = (int(rng.uniform(8, 50) * scale), int(rng.uniform(8, 50) * scale))
-            start = float(rng.uniform(0, 360))
-            cv2.ellipse(canvas, centre, axes, float(rng.uniform(0, 180)), start,
-                        start + float(rng.uniform(30, 200)), colour,
+            first = float(rng.uniform(0, 360))
+            cv2.ellipse(canvas, centre, axes, float(rng.uniform(0, 180)), first,
+                        first + float(rng.uniform(30, 200)), colour,
                         max(1, round(rng.integers(1, 4) * scale)), cv2.LINE_AA)
         else:
             # Irregular splotch: noise thresholded inside a random window.  Only clearly
@@ -253,7 +253,8 @@ def make_scene(rng: np.random.Generator, classes: list[int | str], size: Size = 
             pts = _shape_points(k, rng, centre, r, stretch)
             trial = np.zeros((h, w), np.uint8)
             _fill(trial, pts, 1, antialias=False)
-            if not (cv2.dilate(trial, np.ones((2 * gap + 1,) * 2, np.uint8)) & occupied).any():
+            grown = np.asarray(cv2.dilate(trial, np.ones((2 * gap + 1,) * 2, np.uint8)), np.uint8)
+            if not (grown & occupied).any():
                 break
         else:
             raise ValueError(f"could not fit {len(ks)} objects into a {w}x{h} image")

@@ -57,7 +57,7 @@ class GradCam:
         # id(rgb) -> (rgb, batch): the array is held so its id cannot be reused by another one.
         self._inputs: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self.model = loaded.model
-        self.head: Head = loaded.head or detect_head(self.model)
+        self.head: Head = loaded.head if isinstance(loaded.head, Head) else detect_head(self.model)
         self.default_layer = default_layer(self.model)
         self._captures: dict[str, Capture] = {}
         # reduce_retracing: variable-size models see many image sizes; after the second size TF
@@ -184,7 +184,8 @@ class GradCam:
         for group, run in captured:
             for row, i in enumerate(group):
                 prediction = self.prediction(run.logits[row])
-                index = prediction.top[0][0] if asked[i] is None else asked[i]
+                chosen = asked[i]
+                index = prediction.top[0][0] if chosen is None else chosen
                 results[i] = MapResult(
                     raw=reduction.reduce(run.activations[row], run.gradients[row]),
                     layer=layer, class_index=index, class_name=self.class_names[index],

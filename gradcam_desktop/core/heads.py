@@ -10,6 +10,7 @@ built-in activation is softmax/sigmoid. The user's model is never modified.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -34,9 +35,9 @@ class Head:
 
     kind: str
     units: int
-    skip: object | None = None
-    linear: object | None = None
-    linear_twin: object | None = None
+    skip: Any = None  # keras layers (untyped)
+    linear: Any = None
+    linear_twin: Any = None
 
     @property
     def num_classes(self) -> int:

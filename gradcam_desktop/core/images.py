@@ -185,8 +185,7 @@ def load_image(
         if notice:
             notices.append(notice)
         img.load()  # force the full decode so truncated files fail here, not later
-        img = _apply_exif(img, notices)
-        rgb = _to_rgb(img, background)  # type: ignore[arg-type]
+        rgb = _to_rgb(_apply_exif(img, notices), background)
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -65,7 +65,7 @@ def display_map(raw: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, boo
     # peak, and the hottest displayed pixel should be exactly 1.
     out = (m / hi).astype(np.float32)
     if out.shape != (height, width):
-        out = cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)  # cv2: (w, h)
+        out = np.asarray(cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR), np.float32)  # (w, h)
     peak = float(out.max())
     if peak <= 0.0:  # unreachable for bilinear weights, kept so no division by zero
         return np.zeros((height, width), np.float32), True

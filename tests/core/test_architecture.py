@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import pkgutil
 import subprocess
 import sys
 from importlib import resources
+from pathlib import Path
 
 import gradcam_desktop.core
+
+CORE = Path(gradcam_desktop.core.__file__).parent
 
 
 def test_core_imports_no_qt():
@@ -33,3 +37,43 @@ def test_resources_ship_inside_the_package():
     assert len(labels) >= 3
     # Found through the package, wherever pip put it (not through the working directory).
     assert "site-packages" in str(root) or (root / ".." / "pyproject.toml").is_file()
+
+
+#: The core modules the window may import at module level: Keras- and TensorFlow-free. Everything
+#: else in core (engine, models, layers, zoo, ...) is imported by the worker thread only, inside
+#: its run(), so the window is on screen before TensorFlow has loaded.
+UI_MAY_IMPORT = {"annotate", "assets", "batch", "cams", "errors", "files", "images", "overlay", "types"}
+#: The one UI module that reaches the engine (inside functions, on its own thread).
+ENGINE_OWNER = "worker.py"
+
+
+def _module_level_core_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:  # top level only, not inside functions
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gradcam_desktop.core"):
+            rest = node.module.removeprefix("gradcam_desktop.core").lstrip(".")
+            names |= {rest.split(".")[0]} if rest else {alias.name for alias in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.name.split(".")[2] for a in node.names if a.name.startswith("gradcam_desktop.core.")}
+    return names
+
+
+def test_ui_imports_only_the_keras_free_core_modules():
+    ui = CORE.parent / "ui"
+    offenders = {p.name: sorted(_module_level_core_imports(p) - UI_MAY_IMPORT) for p in sorted(ui.glob("*.py"))}
+    assert {name: bad for name, bad in offenders.items() if bad} == {}
+    assert (ui / ENGINE_OWNER).is_file()
+
+
+def test_the_core_modules_the_ui_may_import_load_no_tensorflow():
+    modules = [f"gradcam_desktop.core.{name}" for name in sorted(UI_MAY_IMPORT)
+               if (CORE / f"{name}.py").is_file()]
+    assert "gradcam_desktop.core.types" in modules
+    code = (
+        "import sys, importlib\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'PySide6') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
