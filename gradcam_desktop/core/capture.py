@@ -11,8 +11,8 @@ backward pass of Σ_n w_n·logits_n gives every sample's own gradient. An all-ze
 the top class of input n, decided inside the same pass (no separate prediction first). What a
 method does with A and g is a pure function in cams.py.
 
-Each capture is one ``tf.function`` with ``reduce_retracing``: images of the same size and any
-class never retrace; a variable-size model traces one shape-generic function after two sizes.
+Each capture is one ``tf.function`` traced once: its signature leaves the batch size free (and
+the height and width for a variable-size model), so no batch size, picture or class retraces.
 """
 
 from __future__ import annotations
@@ -48,13 +48,16 @@ def top_class_weights(head: Head, logits):
 class Capture:
     """The compiled capture of one layer of one model. Not thread-safe: use it from one thread."""
 
-    def __init__(self, model, head: Head, layer: str, on_trace: Callable[[str], None] | None = None):
+    def __init__(self, model, head: Head, layer: str, input_shape: tuple[int | None, int | None, int],
+                 on_trace: Callable[[str], None] | None = None):
+        """``input_shape`` is (height, width, channels) of the model input; None for a variable side."""
         check_eligible(model, layer)
         self.model = model
         self.head = head
         self.layer = layer
         self._on_trace = on_trace
-        self._function = tf.function(self._capture, reduce_retracing=True)
+        signature = [tf.TensorSpec((None, *input_shape), tf.float32), tf.TensorSpec((None, head.units), tf.float32)]
+        self._function = tf.function(self._capture, input_signature=signature)
 
     def _capture(self, batch, weights):
         if self._on_trace is not None:
@@ -71,5 +74,5 @@ class Capture:
     def run(self, batch: np.ndarray, weights: np.ndarray) -> Captured:
         """Activations, gradients and logits for model inputs ``batch`` and score vectors ``weights``."""
         activations, gradients, logits, used = self._function(
-            tf.constant(batch), tf.constant(np.asarray(weights, dtype=np.float32)))
+            tf.constant(batch, tf.float32), tf.constant(np.asarray(weights, dtype=np.float32)))
         return Captured(activations.numpy(), gradients.numpy(), logits.numpy(), used.numpy())

@@ -114,7 +114,9 @@ class GradCam:
         """The compiled capture at ``layer`` (built once per layer; LayerError if not eligible)."""
         capture = self._captures.get(layer)
         if capture is None:
-            capture = Capture(self.model, self.head, layer, on_trace=self._count_trace)
+            height, width = self.loaded.input_size
+            capture = Capture(self.model, self.head, layer, (height or None, width or None, self.loaded.channels),
+                              on_trace=self._count_trace)
             self._captures[layer] = capture
         return capture
 
