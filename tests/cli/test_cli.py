@@ -67,6 +67,15 @@ def test_explain_json_writes_image_sized_overlay_and_raw_map(files, capsys, tmp_
     assert result["score"] == pytest.approx(expected.score, rel=1e-5)
 
 
+def test_explain_without_outputs_says_what_to_add(files, capsys, tmp_path):
+    code, out, err = run(capsys, "explain", "-m", files["model"], "-i", files["images"] / "a.png")
+    assert code == 0, err
+    first, second = out.strip().splitlines()
+    assert re.match(r"\w+ \(class \d, p = [0-9.]+\) at layer backbone/last_conv: 12×16 map", first), first
+    assert "nothing written" in second and "--out" in second and "--heatmap" in second
+    assert not list(tmp_path.iterdir())
+
+
 def test_alpha_zero_overlay_is_the_original_image(files, capsys, tmp_path):
     image = files["images"] / "a.png"
     code, _, err = run(capsys, "explain", "-m", files["model"], "-i", image, "--alpha", "0", "-o", tmp_path / "o.png")
@@ -239,7 +248,10 @@ def test_bad_images_get_one_clear_line(files, bad, capsys, tmp_path, name, messa
         (["--layer", "nope"], "No layer 'nope'.*Eligible layers: .*backbone/last_conv"),
         (["--layer", "gap"], "no spatial grid"),
         (["--class", "3"], "out of range"),
-        (["--class", "zebra"], "No class named 'zebra'"),
+        # Few classes: all of them are listed; a typo gets the close match first.
+        (["--class", "zebra"], r"No class named 'zebra'\. This model's classes: cat, dog, bird\.$"),
+        (["--class", "dgo"], r"No class named 'dgo'\. Did you mean: dog\? This model's classes: cat, dog, bird\."),
+        (["--class", "Brid"], r"Did you mean: bird\?"),
     ],
 )
 def test_bad_layer_and_class_choices(files, capsys, tmp_path, extra, message):
