@@ -1,0 +1,161 @@
+"""What a map shows, in words, and those words burnt into an exported picture.
+
+``caption`` and ``warning`` are the sentences the window puts above the picture; ``burn`` adds
+them (a band above) and the colour legend "0 … this map's maximum" (a band below) to an RGB
+picture, so an exported overlay still says what it shows once it is pasted into a report.
+``decorator(colormap)`` is that drawing as ``core.batch.OutputStyle.decorate`` for Export All
+and ``gradcam batch``.
+
+Text is drawn with Pillow's scalable default font (class names may carry accents, which
+OpenCV's Hershey fonts cannot draw); bands and the colour ramp are NumPy/OpenCV. No Qt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .overlay import colorize
+from .types import MapResult
+
+__all__ = ["LEGEND_HIGH", "LEGEND_LOW", "SCALE_NOTE", "UNLIKELY", "burn", "caption", "decorator",
+           "format_probability", "warning"]
+
+#: Below this probability the explained class is called unlikely: its map still has hot spots
+#: (each map is scaled to its own maximum), which reads as confidence it does not have.
+UNLIKELY = 0.05
+LEGEND_LOW = "0"
+LEGEND_HIGH = "this map's maximum"
+SCALE_NOTE = "Each map is scaled to its own maximum: colours compare places within one map, not between maps."
+METHOD_NAMES = {"gradcam": "Grad-CAM"}
+
+_PAPER = (255, 255, 255)
+_INK = (25, 25, 25)
+_WARN = (170, 70, 0)  # dark orange: reads as a caution on white without shouting
+
+
+def format_probability(p: float) -> str:
+    """"93.1 %"; tiny non-zero values read "<0.1 %" rather than a misleading "0.0 %"."""
+    if 0.0 < p < 0.0005:
+        return "<0.1 %"
+    return f"{p * 100:.1f} %"
+
+
+def caption(result: MapResult) -> str:
+    """"Evidence for 'star' (0.4 %) · layer last_conv" (and the method when it is not Grad-CAM)."""
+    text = f"Evidence for '{result.class_name}' ({format_probability(result.score)}) · layer {result.layer}"
+    if result.method != "gradcam":
+        text += f" · {METHOD_NAMES.get(result.method, result.method)}"
+    return text
+
+
+def warning(result: MapResult) -> str | None:
+    """A caution the caption needs, or None: a flat map, or a class the model finds unlikely."""
+    if result.flat:
+        return "flat map: nothing in the picture speaks for this class at this layer"
+    if result.score < UNLIKELY:
+        return "unlikely class: the map still shows where the evidence would be"
+    return None
+
+
+# -- drawing -----------------------------------------------------------------------------------
+@lru_cache(maxsize=8)
+def _font(size: int) -> Any:
+    try:
+        return ImageFont.load_default(size=size)  # scalable (Pillow ≥ 10.1 with FreeType)
+    except (TypeError, AttributeError, OSError):
+        return ImageFont.load_default()  # the fixed bitmap font: small, but still text
+
+
+def _text_width(text: str, size: int) -> int:
+    left, _top, right, _bottom = _font(size).getbbox(text)
+    return int(np.ceil(right - left))
+
+
+def _font_size(width: int) -> int:
+    """Text grows with the picture (a caption on a 4000-pixel photo must still be readable)."""
+    return int(min(max(round(width / 36), 13), 64))
+
+
+def _text_band(width: int, height: int, items: list[tuple[int, int, str, tuple[int, int, int]]],
+               size: int) -> np.ndarray:
+    """A white band with ``items`` = (x, y of the text's top, text, colour)."""
+    image = Image.new("RGB", (width, height), _PAPER)
+    draw = ImageDraw.Draw(image)
+    font = _font(size)
+    top = font.getbbox("Eg")[1]  # the font's ascent gap: place the ink, not the em box
+    for x, y, text, colour in items:
+        draw.text((x, y - top), text, fill=colour, font=font)
+    return np.array(image)
+
+
+def _caption_band(width: int, lines: list[tuple[str, tuple[int, int, int]]], size: int) -> np.ndarray:
+    pad, line_h = max(4, size // 2), round(size * 1.35)
+    return _text_band(width, 2 * pad + line_h * len(lines) - (line_h - size),
+                      [(pad, pad + i * line_h, text, colour) for i, (text, colour) in enumerate(lines)], size)
+
+
+def _legend(width: int, colormap: str, size: int) -> np.ndarray:
+    """"0 [ramp] this map's maximum" as a white band, the ramp from the overlay's own colorize."""
+    pad = max(4, size // 2)
+    low_w, high_w = _text_width(LEGEND_LOW, size), _text_width(LEGEND_HIGH, size)
+    height = 2 * pad + size
+    band = _text_band(width, height, [(pad, pad, LEGEND_LOW, _INK), (width - pad - high_w, pad, LEGEND_HIGH, _INK)], size)
+    x0, x1 = 2 * pad + low_w, width - 2 * pad - high_w
+    if x1 - x0 >= 8:
+        thickness = max(6, size // 2 + 2)
+        y0 = (height - thickness) // 2
+        ramp = colorize(np.linspace(0.0, 1.0, x1 - x0, dtype=np.float32)[None, :], colormap)
+        band[y0:y0 + thickness, x0:x1] = ramp
+        band[[y0 - 1, y0 + thickness], x0 - 1:x1 + 1] = (120, 120, 120)  # a thin frame
+        band[y0 - 1:y0 + thickness + 1, [x0 - 1, x1]] = (120, 120, 120)
+    return band
+
+
+def burn(picture: np.ndarray, result: MapResult, colormap: str = "jet", *, with_caption: bool = True,
+         with_legend: bool = True) -> np.ndarray:
+    """``picture`` (HxWx3 uint8 RGB) with the caption (and warning) above and the legend below.
+
+    The picture's own pixels are copied unchanged. A picture too narrow for its caption is
+    centred on a wider white canvas rather than shrinking the text past reading.
+    """
+    picture = np.ascontiguousarray(picture, dtype=np.uint8)
+    if picture.ndim != 3 or picture.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 RGB picture, got {picture.shape}")
+    h, w = picture.shape[:2]
+    size = _font_size(w)
+    lines: list[tuple[str, tuple[int, int, int]]] = []
+    if with_caption:
+        lines.append((caption(result), _INK))
+        note = warning(result)
+        if note:
+            lines.append((note[0].upper() + note[1:], _WARN))
+    pad = max(4, size // 2)
+    needed = max([_text_width(text, size) + 2 * pad for text, _ in lines]
+                 + [_text_width(LEGEND_LOW + LEGEND_HIGH, size) + 4 * pad + 60 if with_legend else 0])
+    width = max(w, needed)
+    parts = []
+    if lines:
+        parts.append(_caption_band(width, lines, size))
+    body = np.full((h, width, 3), 255, np.uint8)
+    left = (width - w) // 2
+    body[:, left:left + w] = picture
+    parts.append(body)
+    if with_legend:
+        parts.append(_legend(width, colormap, size))
+    return np.ascontiguousarray(np.concatenate(parts, axis=0))
+
+
+def decorator(colormap: str = "jet", *, with_caption: bool = True,
+              with_legend: bool = True) -> Callable[[np.ndarray, MapResult], np.ndarray]:
+    """``burn`` with these settings, in the shape of ``core.batch.OutputStyle.decorate``."""
+    colorize(np.zeros((1, 1), np.float32), colormap)  # an unknown colormap fails here, not per picture
+
+    def decorate(picture: np.ndarray, result: MapResult) -> np.ndarray:
+        return burn(picture, result, colormap, with_caption=with_caption, with_legend=with_legend)
+
+    return decorate
