@@ -1,4 +1,4 @@
-"""Render images/readme_demo.png: one sample image, and the demo model's maps for two classes.
+"""Render docs/readme_demo.png: one sample image, and the demo model's maps for two classes.
 
     python tools/make_readme_picture.py
 """
@@ -35,8 +35,8 @@ def main() -> None:
         panels.append(label(overlay.blend(image.rgb, display, 0.5, "jet"), f"Grad-CAM for '{name}'"))
     gap = np.full((image.rgb.shape[0], 8, 3), 255, np.uint8)
     picture = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
-    files.atomic_write_png(ROOT / "images" / "readme_demo.png", picture)
-    print("wrote images/readme_demo.png")
+    files.atomic_write_png(ROOT / "docs" / "readme_demo.png", picture)
+    print("wrote docs/readme_demo.png")
 
 
 if __name__ == "__main__":
