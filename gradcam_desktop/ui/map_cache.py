@@ -1,37 +1,46 @@
 """The worker's bounded cache of computed maps: an LRU with byte accounting.
 
-Keys are (image key, model generation, layer, class index); values are the result dicts the
-worker emits, whose ``raw`` and ``display`` arrays are what the bytes count (maps at image
-resolution can weigh tens of MB each). Kept apart from worker.py so the thread module reads as
-the loop and its request handlers, and so the eviction rule is one small class of its own. Not
-thread-safe: only the worker thread writes it (``keys()`` is a snapshot for tests and
+Keys are ``map_key(image key, model generation, layer, class index, method)``; values are the
+``MapResult``s the worker emits, whose ``raw`` and ``display`` arrays are what the bytes count
+(maps at image resolution can weigh tens of MB each). Kept apart from worker.py so the thread
+module reads as the loop and its handlers, and so the eviction rule is one small class of its
+own. Not thread-safe: only the worker thread writes it (``keys()`` is a snapshot for tests and
 diagnostics).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
-__all__ = ["MapCache"]
+__all__ = ["MapCache", "map_key", "result_bytes"]
 
 
-def _size(result: dict) -> int:
-    return result["raw"].nbytes + result["display"].nbytes
+def map_key(image_key: str, generation: int, layer: str, class_index: int, method: str) -> tuple:
+    """The cache key of one map: everything that changes the map (the model by its generation)."""
+    return (image_key, int(generation), layer, int(class_index), method)
+
+
+def result_bytes(result: Any) -> int:
+    """Bytes a cached result holds: its ``raw`` map plus its ``display`` map if it has one."""
+    display = getattr(result, "display", None)
+    return int(result.raw.nbytes) + (int(display.nbytes) if display is not None else 0)
 
 
 class MapCache:
     """At most ``max_entries`` results and ``max_bytes`` of map arrays; least recently used go first.
 
-    ``max_entries <= 0`` turns caching off (``put`` stores nothing).
+    ``max_entries <= 0`` turns caching off (``put`` stores nothing). A single result larger than
+    ``max_bytes`` is not kept at all (it would evict everything else and then itself).
     """
 
     def __init__(self, max_entries: int, max_bytes: int) -> None:
-        self._entries: OrderedDict[tuple, dict] = OrderedDict()
+        self._entries: OrderedDict[tuple, Any] = OrderedDict()
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._bytes = 0
 
-    def get(self, key: tuple) -> dict | None:
+    def get(self, key: tuple) -> Any | None:
         """The cached result (now the most recently used), or None."""
         cached = self._entries.get(key)
         if cached is not None:
@@ -45,17 +54,17 @@ class MapCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def put(self, key: tuple, result: dict) -> None:
+    def put(self, key: tuple, result: Any) -> None:
         """Store ``result`` under ``key``, then evict from the old end until within both bounds."""
         if self._max_entries <= 0:
             return
         if key in self._entries:
-            self._bytes -= _size(self._entries.pop(key))
+            self._bytes -= result_bytes(self._entries.pop(key))
         self._entries[key] = result
-        self._bytes += _size(result)
+        self._bytes += result_bytes(result)
         while self._entries and (len(self._entries) > self._max_entries or self._bytes > self._max_bytes):
             _key, old = self._entries.popitem(last=False)
-            self._bytes -= _size(old)
+            self._bytes -= result_bytes(old)
 
     def clear(self) -> None:
         """Forget every map (a new model invalidates them all)."""

@@ -1,12 +1,12 @@
 """The requests the window puts on the worker's queue: plain data, one dataclass per kind.
 
-They are created on the UI thread and consumed by ``GradCamWorker.run()``; each carries an int
-id from one process-wide counter, which the results carry back so the window can drop stale
-answers. Two small rules that only read a request live with it: which inputs a ``LoadImages``
-names (``expand_sources``) and which map a ``Precompute`` job wants next. Kept apart from
-worker.py because they are the thread boundary's vocabulary, not the thread: no Qt or
-TensorFlow object, so tests can build and compare them without a thread.
-``gradcam_desktop.ui.worker`` re-exports the dataclasses.
+They are created on the UI thread and consumed by ``GradCamWorker.run()`` through the
+scheduler; each carries an int id from one process-wide counter, which the results carry back so
+the window can drop stale answers (an ``ExportAll``'s id is also its job's id). Two small rules
+that only read a request live with it: which inputs a ``LoadImages`` names (``expand_sources``)
+and which map a ``Precompute`` plan wants next. Kept apart from worker.py because they are the
+thread boundary's vocabulary, not the thread: no Qt or TensorFlow object, so tests can build and
+compare them without a thread. ``gradcam_desktop.ui.worker`` re-exports the dataclasses.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Explain", "LoadImages", "LoadModel", "Precompute", "Shutdown", "expand_sources"]
+from gradcam_desktop.ui.map_cache import map_key
+
+__all__ = ["CancelJob", "Explain", "ExportAll", "LoadImages", "LoadModel", "Precompute", "Shutdown",
+           "expand_sources"]
 
 _ids = itertools.count(1)
 
@@ -48,14 +51,36 @@ class LoadImages:
 class Explain:
     """Compute (or fetch from the cache) one map. ``class_index`` None = the top class.
 
-    ``supersedable=False`` (batch export) exempts a request from newest-request-wins: a batch
-    must get every one of its maps even if the user clicks around meanwhile.
+    ``supersedable=False`` exempts a request from newest-request-wins (a script that needs every
+    one of its maps even if the user clicks around meanwhile).
     """
 
     image_key: str
     layer: str | None
     class_index: int | None
     supersedable: bool = True
+    method: str = "gradcam"
+    id: int = field(default_factory=_next_id)
+
+
+@dataclass
+class ExportAll:
+    """Start the Export All job over these pictures (never superseded; the id is the job's)."""
+
+    image_keys: list[str]
+    folder: str
+    layer: str | None
+    class_index: int | None
+    style: Any  # core.batch.OutputStyle
+    method: str = "gradcam"
+    id: int = field(default_factory=_next_id)
+
+
+@dataclass
+class CancelJob:
+    """Cancel a background job (Export All's Cancel button)."""
+
+    job_id: int
     id: int = field(default_factory=_next_id)
 
 
@@ -67,13 +92,13 @@ class Precompute:
     generation: int
     layer: str
     class_indices: list[int]
-    id: int = 0
+    method: str = "gradcam"
 
     def next_class(self, cached: Container[tuple]) -> int | None:
-        """Pop class indices until one whose map key is not in ``cached``; None when none is left."""
+        """Pop class indices until one whose map key (``map_key``) is not in ``cached``; None when none is left."""
         while self.class_indices:
             class_index = self.class_indices.pop(0)
-            if (self.image_key, self.generation, self.layer, class_index) not in cached:
+            if map_key(self.image_key, self.generation, self.layer, class_index, self.method) not in cached:
                 return class_index
         return None
 

@@ -1,15 +1,16 @@
-"""What the worker's signals carry back: plain dicts and arrays built from the engine's objects.
+"""What the worker's signals carry back: plain dicts, arrays and core ``MapResult``s.
 
-``ready`` carries ``versions``, ``modelLoaded`` ``model_info``, ``imagesLoaded`` a list of ``image_item``, ``mapReady``
-a ``map_result`` whose display map comes from ``display_uint8``, and ``modelRefused`` the
-``trust_would_help`` flag. The window, the batch export and the tests read these keys, so the
-layouts live here in one place instead of inside the worker's handlers; that also keeps
-worker.py to the thread's loop and its handlers. Nothing here imports Qt or TensorFlow: the
-engine's objects (loaded model, image, explanation) come in as arguments.
+``ready`` carries ``versions``, ``modelLoaded`` ``model_info``, ``imagesLoaded`` a list of
+``image_item``, ``mapReady`` a ``MapResult`` (``map_result``) whose display map comes from
+``display_uint8``, and ``modelRefused`` the ``trust_would_help`` flag. The window and the tests
+read these layouts, so they live here in one place instead of inside the worker's handlers;
+that also keeps worker.py to the thread's loop and its handlers. Nothing here imports Qt or
+TensorFlow: the engine's objects (loaded model, image, explanation) come in as arguments.
 """
 
 from __future__ import annotations
 
+import logging
 import platform
 from typing import Any
 
@@ -20,15 +21,23 @@ from gradcam_desktop import __version__
 
 __all__ = ["display_uint8", "image_item", "map_result", "model_info", "trust_would_help", "versions"]
 
+log = logging.getLogger(__name__)
 
-def versions(tf: Any, keras: Any, zoo_names: list[str], error: str | None) -> dict:
-    """``ready``'s payload: app, Python, TensorFlow and Keras versions, zoo names, ``error`` if the engine failed."""
+
+def versions(modules: dict[str, Any], error: str | None) -> dict:
+    """``ready``'s payload: app, Python, TensorFlow and Keras versions, zoo names, ``error`` if the engine failed.
+
+    ``modules`` are the worker's imports ("tf", "keras", "zoo"); any of them may be missing.
+    """
     out = {"app": __version__, "python": platform.python_version()}
-    if tf is not None:
-        out["tensorflow"] = tf.__version__
-    if keras is not None:
-        out["keras"] = keras.__version__
-    out["zoo_names"] = zoo_names
+    for key, name in (("tf", "tensorflow"), ("keras", "keras")):
+        if modules.get(key) is not None:
+            out[name] = modules[key].__version__
+    try:
+        out["zoo_names"] = list(modules["zoo"].zoo_names()) if modules.get("zoo") else []
+    except Exception:  # noqa: BLE001 - the window works without the zoo list
+        log.exception("zoo_names failed")
+        out["zoo_names"] = []
     if error:
         out["error"] = error
     return out
@@ -72,27 +81,12 @@ def display_uint8(overlay: Any, raw: np.ndarray, size: tuple[int, int]) -> tuple
     return display, flat
 
 
-def map_result(image_key: str, image: Any, generation: int, explanation: Any, display: np.ndarray,
-               flat: bool, seconds: float) -> dict:
-    """``mapReady``'s payload (before the worker adds the request ``id``): the map and the prediction."""
-    prediction = explanation.prediction
-    return {
-        "image_key": image_key,
-        "image": image.name,
-        "generation": generation,
-        "layer": explanation.layer,
-        "class_index": explanation.class_index,
-        "class_name": explanation.class_name,
-        "score": explanation.score,
-        "raw": explanation.raw,
-        "display": display,
-        "flat": bool(flat),
-        "probabilities": prediction.probabilities,
-        "top": list(prediction.top),
-        "head": prediction.head,
-        "seconds": seconds,
-        "cached": False,
-    }
+def map_result(explanation: Any, *, image_key: str, generation: int, display: np.ndarray, flat: bool,
+               seconds: float) -> Any:
+    """``mapReady``'s payload (before the worker sets ``request_id``): the engine's ``MapResult``
+    with the worker's picture key, model generation and display map filled in."""
+    return explanation.with_(image_key=image_key, generation=generation, display=display, flat=bool(flat),
+                             seconds=seconds, cached=False)
 
 
 def trust_would_help(exc: Exception) -> bool:

@@ -1,32 +1,33 @@
 """The one thread that owns TensorFlow and the model.
 
 Shape (measured, not a style choice): a ``QThread`` *subclass* whose ``run()`` loops over a
-thread-safe ``queue.Queue`` of plain request objects. The other common shape — a ``QObject``
-moved to a thread whose slots call TensorFlow — deadlocked in 3 of 3 runs on TensorFlow 2.21 +
-PySide6 6.12: PySide6 makes a fresh Python thread state per slot call and TensorFlow's pybind11
+thread-safe ``queue.Queue`` of plain request objects (handed to a ``Scheduler``). The other common
+shape — a ``QObject`` moved to a thread whose slots call TensorFlow — deadlocked in 3 of 3 runs on
+TensorFlow 2.21 + PySide6 6.12: PySide6 makes a fresh Python thread state per slot call and TensorFlow's pybind11
 layer caches another, so both threads end up waiting for the GIL. ``run()`` keeps one thread
 state for the worker's whole life.
 
 TensorFlow, Keras and the core engine are imported inside ``run()`` so the window is shown
 before TensorFlow has loaded; ``ready`` is emitted once the import is done.
 
-Rules the window relies on:
+Rules the window relies on (the ordering ones are ``scheduler.py``'s, tested without a thread):
 
-* every request gets an int id (``load_model``/``load_images``/``explain`` return it) and the
-  results carry it back, so the window can drop stale ones;
+* every request gets an int id (``load_model``/``load_images``/``explain``/``export_all`` return
+  it) and the results carry it back, so the window can drop stale ones;
 * **newest request wins**: of several queued ``Explain`` requests only the newest runs;
-  ``LoadModel``, ``LoadImages`` and ``Shutdown`` are never dropped;
-* results are cached per (image, model generation, layer, class) in a bounded LRU, and once the
-  queue has been idle for ``PRECOMPUTE_DELAY`` after a map was shown, the maps of the current
-  image's top classes are precomputed, one at a time (a real request goes first);
-* the display map is sent as uint8 (0–255, exactly ``round(display_map * 255)``) at the
-  image's size (see ``results.display_uint8``);
-* the engine keeps the preprocessed input of recent images, so other classes and layers of
-  the same picture do not resize it again;
-* signals only carry plain Python/NumPy objects; no widget is ever touched from here.
+  ``LoadModel``, ``LoadImages``, ``ExportAll``, ``CancelJob`` and ``Shutdown`` are never dropped;
+* **user requests go first**: background jobs (``jobs.py``: precompute, Export All) advance one
+  small step at a time, only while no request waits, report ``jobProgress``/``jobFinished`` and
+  stop at ``cancel_job``;
+* maps are cached in a bounded LRU (``map_cache.map_key``); ``PRECOMPUTE_DELAY`` after the last
+  request, the shown picture's top classes are precomputed, one per step;
+* the display map is sent as uint8 (exactly ``round(display_map * 255)``) at the image's size;
+* signals only carry plain Python/NumPy objects and core ``MapResult``s; no widget is ever
+  touched from here, and every file Export All writes is written off the UI thread.
 
 This module is the thread: its loop and request handlers. The requests (re-exported here) are
-in ``requests.py``, the map cache in ``map_cache.py``, the signals' payloads in ``results.py``.
+in ``requests.py``, the ordering in ``scheduler.py``, the jobs in ``jobs.py``, the map cache in
+``map_cache.py``, the signals' payloads in ``results.py``.
 """
 
 from __future__ import annotations
@@ -42,11 +43,14 @@ from typing import Any
 from PySide6.QtCore import QThread, Signal
 
 from gradcam_desktop.ui.applog import log_path
-from gradcam_desktop.ui.map_cache import MapCache
-from gradcam_desktop.ui.requests import Explain, LoadImages, LoadModel, Precompute, Shutdown, expand_sources
+from gradcam_desktop.ui.jobs import PrecomputeJob, export_job
+from gradcam_desktop.ui.map_cache import MapCache, map_key
+from gradcam_desktop.ui.requests import (CancelJob, Explain, ExportAll, LoadImages, LoadModel, Precompute, Shutdown,
+                                         expand_sources)
 from gradcam_desktop.ui.results import display_uint8, image_item, map_result, model_info, trust_would_help, versions
+from gradcam_desktop.ui.scheduler import Job, Run, Scheduler, Wait
 
-__all__ = ["Explain", "GradCamWorker", "LoadImages", "LoadModel", "Precompute", "Shutdown"]
+__all__ = ["CancelJob", "Explain", "ExportAll", "GradCamWorker", "LoadImages", "LoadModel", "Precompute", "Shutdown"]
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +79,7 @@ class _Stopping(Exception):
 
 
 class GradCamWorker(QThread):
-    """Owns TensorFlow, the loaded model, the decoded images and the map cache.
+    """Owns TensorFlow, the loaded model, the decoded images, the map cache and the scheduler.
 
     Public methods are thread-safe and return at once; results arrive as signals, which Qt
     queues to the receivers' (UI) thread.
@@ -86,12 +90,17 @@ class GradCamWorker(QThread):
     modelRefused = Signal(int, str, bool)  # id, message, whether trusting the file would help
     imagesLoaded = Signal(int, list)
     imageFailed = Signal(str, str)
-    mapReady = Signal(int, dict)
+    mapReady = Signal(int, object)  # request id, core.types.MapResult (display, image_key, generation set)
     failed = Signal(int, str)
     progress = Signal(str, int, int)  # text, done, total (0 = unknown)
     busy = Signal(str)  # what is being computed; "" when idle
+    jobProgress = Signal(int, int, int, str)  # job id, done, total, picture being worked on
+    jobFinished = Signal(int, dict)  # job id, {"written", "failures", "cancelled", "folder", "csv"}
 
-    def __init__(self, parent=None, *, cache_entries: int = CACHE_ENTRIES, precompute: bool = True) -> None:
+    def __init__(self, parent=None, *, cache_entries: int = CACHE_ENTRIES, precompute: bool = True,
+                 modules: dict[str, Any] | None = None) -> None:
+        """``modules`` replaces core modules the thread imports ("models", "gradcam", …) with
+        stand-ins: how tests fake a slow download or a failing engine without reaching inside."""
         super().__init__(parent)
         self.setObjectName("GradCamWorker")
         self._queue: queue.Queue = queue.Queue()
@@ -99,9 +108,7 @@ class GradCamWorker(QThread):
         self._cancel = threading.Event()
         self._precompute_enabled = precompute
         # Everything below is touched by run() only (the worker thread).
-        self._pending: list[Any] = []
-        self._precompute: Precompute | None = None
-        self._precompute_at = 0.0  # time.monotonic() before which precompute waits
+        self._scheduler = Scheduler()
         self._gradcam = None
         self._generation = 0
         self._images: dict[str, Any] = {}
@@ -110,6 +117,7 @@ class GradCamWorker(QThread):
         self._predictions: dict[tuple[str, int], Any] = {}
         self._import_error: str | None = None
         self._modules: dict[str, Any] = {}
+        self._module_overrides = dict(modules or {})
 
     # -- thread-safe API (UI thread) ------------------------------------------------------
     def load_model(self, spec: str, trust: bool = False) -> int:
@@ -122,9 +130,23 @@ class GradCamWorker(QThread):
         return self._put(LoadImages(list(sources)))
 
     def explain(self, image_key: str, layer: str | None, class_index: int | None,
-                *, supersedable: bool = True) -> int:
+                *, method: str = "gradcam", supersedable: bool = True) -> int:
         """Queue a map request; returns the request id. Newer requests supersede it."""
-        return self._put(Explain(image_key, layer, class_index, supersedable))
+        return self._put(Explain(image_key, layer, class_index, supersedable, method))
+
+    def export_all(self, image_keys: list[str], folder: str | Path, *, layer: str | None,
+                   class_index: int | None, style: Any, method: str = "gradcam") -> int:
+        """Start the Export All job (``core.batch`` rows, then results.csv); returns its job id.
+
+        ``style`` is a ``core.batch.OutputStyle``; its ``sidecar_extra`` gets the model's name and
+        hash unless it has them. Progress arrives as ``jobProgress``, the end as ``jobFinished``
+        (or ``failed`` with this id when the export cannot start, e.g. no model).
+        """
+        return self._put(ExportAll(list(image_keys), str(folder), layer, class_index, style, method))
+
+    def cancel_job(self, job_id: int) -> None:
+        """Cancel a background job; it ends after the step running now (``jobFinished`` says so)."""
+        self._put(CancelJob(int(job_id)))
 
     def cancel_download(self) -> None:
         """Ask a running zoo download to stop (it then fails with a 'cancelled' message)."""
@@ -145,8 +167,8 @@ class GradCamWorker(QThread):
         return request.id
 
     # -- the thread ----------------------------------------------------------------------
-    def run(self) -> None:  # noqa: C901 - the loop is the point of this class
-        """Import TensorFlow, then serve requests until Shutdown/stop()."""
+    def run(self) -> None:
+        """Import TensorFlow, then do what the scheduler says until Shutdown/stop()."""
         self.busy.emit("Starting TensorFlow…")
         try:
             self._import_engine()
@@ -157,19 +179,20 @@ class GradCamWorker(QThread):
             )
         if self._stopping.is_set():
             return
-        self.ready.emit(self._versions())
+        self.ready.emit(versions(self._modules, self._import_error))
         self.busy.emit("")
         while not self._stopping.is_set():
-            try:
-                request = self._next_request()
-            except _Stopping:
-                break
-            if request is None:  # idle: do one low-priority item, then look at the queue again
-                self._precompute_one()
-                continue
-            if isinstance(request, Shutdown):
-                break
-            self._handle(request)
+            self._drain(0)  # the scheduler must see every queued request to pick the newest
+            action = self._scheduler.next_action(time.monotonic())
+            if isinstance(action, Wait):
+                self._drain(action.timeout)
+            elif isinstance(action, Run):
+                if isinstance(action.request, Shutdown):
+                    break
+                self._handle(action.request)
+            else:
+                self._step(action.job)
+        self._wind_up_jobs()
         self._gradcam = None
         self._cache.clear()
         log.debug("worker leaves run()")
@@ -191,48 +214,15 @@ class GradCamWorker(QThread):
             self._modules["zoo"] = zoo
         except Exception:  # noqa: BLE001 - the zoo is optional for the window to work
             log.exception("zoo registry unavailable")
+        self._modules.update(self._module_overrides)
 
-    def _versions(self) -> dict:
-        zoo = self._modules.get("zoo")
+    def _drain(self, timeout: float | None) -> None:
+        """Move queued requests to the scheduler, first waiting up to ``timeout`` s (None: forever) for one."""
         try:
-            zoo_names = list(zoo.zoo_names()) if zoo else []
-        except Exception:  # noqa: BLE001
-            log.exception("zoo_names failed")
-            zoo_names = []
-        return versions(self._modules.get("tf"), self._modules.get("keras"), zoo_names, self._import_error)
-
-    def _next_request(self):
-        """The next request to run, or None when idle and there is precompute work.
-
-        Drains the queue into ``_pending`` and skips every supersedable Explain that has a newer
-        supersedable Explain behind it (newest request wins). Blocks when there is nothing to do,
-        and until ``_precompute_at`` when precompute work waits.
-        """
-        while True:
-            if self._pending:
-                self._drain(block=False)
-            elif self._precompute is None:
-                self._drain(block=True)
-            else:
-                self._drain(block=True, timeout=self._precompute_at - time.monotonic())
-            if self._stopping.is_set():
-                raise _Stopping
-            if not self._pending:
-                return None
-            request = self._pending.pop(0)
-            if isinstance(request, Explain) and request.supersedable and any(
-                isinstance(r, Explain) and r.supersedable for r in self._pending
-            ):
-                log.debug("request %s superseded", request.id)
-                continue
-            return request
-
-    def _drain(self, *, block: bool, timeout: float | None = None) -> None:
-        try:
-            if block and (timeout is None or timeout > 0):
-                self._pending.append(self._queue.get(timeout=timeout))
+            if timeout is None or timeout > 0:
+                self._scheduler.submit(self._queue.get(timeout=timeout))
             while True:
-                self._pending.append(self._queue.get_nowait())
+                self._scheduler.submit(self._queue.get_nowait())
         except queue.Empty:
             pass
 
@@ -246,13 +236,35 @@ class GradCamWorker(QThread):
                 self._load_images(request)
             elif isinstance(request, Explain):
                 self._explain(request)
+            elif isinstance(request, ExportAll):
+                self._start_export(request)
+            elif isinstance(request, CancelJob):
+                self._scheduler.cancel_job(request.job_id)
         except _Stopping:
             self._stopping.set()
         except Exception as exc:  # noqa: BLE001 - every error must reach the user, none kills the thread
             self._report(request, exc)
         finally:
             self.busy.emit("")
-            self._precompute_at = time.monotonic() + PRECOMPUTE_DELAY
+
+    def _step(self, job: Job) -> None:
+        """One step of a background job; a visible job's progress and end go to the window."""
+        try:
+            more = job.step()
+        except Exception:  # noqa: BLE001 - background work never takes the thread down
+            log.exception("background job %s failed", type(job).__name__)
+            more = False
+        self._scheduler.stepped(job, more)
+        if job.visible:
+            self.jobProgress.emit(job.id, *job.progress())
+            if not more:
+                self.jobFinished.emit(job.id, job.summary())
+
+    def _wind_up_jobs(self) -> None:
+        """On stop: cancelled jobs get their last step (Export All writes the rows done so far)."""
+        self._scheduler.cancel_all()
+        for job in self._scheduler.jobs():
+            self._step(job)
 
     def _report(self, request, exc: Exception) -> None:
         from gradcam_desktop.core.errors import GradCamError, UnsafeModelError
@@ -299,7 +311,7 @@ class GradCamWorker(QThread):
         self._generation += 1
         self._cache.clear()
         self._predictions.clear()
-        self._precompute = None
+        self._scheduler.cancel_group(PrecomputeJob.group)
         info = model_info(request.id, self._generation, loaded, engine, layer_tree(loaded.model), request.trust)
         self.modelLoaded.emit(request.id, info)
 
@@ -339,60 +351,58 @@ class GradCamWorker(QThread):
         self.imagesLoaded.emit(request.id, loaded)
 
     def _explain(self, request: Explain) -> None:
-        if self._gradcam is None:
-            raise _error("ModelLoadError", "Open a model first (File → Open Demo Model, or drop a .keras file).")
+        engine = self._engine()
         image = self._images.get(request.image_key)
         if image is None:
             raise _error("ImageLoadError", "That image is no longer loaded; open it again.")
-        layer = request.layer or self._gradcam.default_layer
+        layer = request.layer or engine.default_layer
         self.busy.emit(f"Computing the map for {image.name} at layer {layer}…")
-        result = self._map(request.image_key, image, layer, request.class_index)
-        result = dict(result, id=request.id)
-        self.mapReady.emit(request.id, result)
+        result = self._map(request.image_key, image, layer, request.class_index, request.method)
+        self.mapReady.emit(request.id, result.with_(request_id=request.id))
         if request.supersedable and self._precompute_enabled:
-            top = [index for index, _name, _p in result["top"][:PRECOMPUTE_TOP]]
-            self._precompute = Precompute(request.image_key, self._generation, layer, top)
+            top = [index for index, _name, _p in result.prediction.top[:PRECOMPUTE_TOP]]
+            plan = Precompute(request.image_key, self._generation, layer, top, request.method)
+            self._scheduler.add_job(PrecomputeJob(plan, self._cache, self._precompute_map, delay=PRECOMPUTE_DELAY))
 
-    def _map(self, image_key: str, image, layer: str, class_index: int | None) -> dict:
-        """A map from the cache, or computed and cached."""
+    def _map(self, image_key: str, image, layer: str, class_index: int | None, method: str):
+        """A ``MapResult`` from the cache, or computed and cached."""
         prediction = self._predictions.get((image_key, self._generation))
         if class_index is None and prediction is not None:
             class_index = prediction.top[0][0]
-        key = (image_key, self._generation, layer, class_index)
-        cached = self._cache.get(key) if class_index is not None else None
+        cached = (self._cache.get(map_key(image_key, self._generation, layer, class_index, method))
+                  if class_index is not None else None)
         if cached is not None:
-            return dict(cached, cached=True, seconds=0.0)
+            return cached.with_(cached=True, seconds=0.0)
         time.sleep(_GIL_YIELD)
         start = time.perf_counter()
-        explanation = self._gradcam.explain(image, layer, class_index)
+        explanation = self._gradcam.explain(image, layer, class_index, method)
         display, flat = display_uint8(self._modules["overlay"], explanation.raw, image.rgb.shape[:2])
         self._predictions[(image_key, self._generation)] = explanation.prediction
-        result = map_result(image_key, image, self._generation, explanation, display, flat,
-                            time.perf_counter() - start)
-        self._cache.put((image_key, self._generation, explanation.layer, explanation.class_index), result)
+        result = map_result(explanation, image_key=image_key, generation=self._generation, display=display,
+                            flat=flat, seconds=time.perf_counter() - start)
+        self._cache.put(map_key(image_key, self._generation, result.layer, result.class_index, method), result)
         return result
 
-    def cached_keys(self) -> list[tuple]:
-        """Keys of the cached maps (for tests and diagnostics; a snapshot, read-only)."""
-        return self._cache.keys()
+    def _precompute_map(self, plan: Precompute, class_index: int) -> None:
+        """PrecomputeJob's step: one map into the cache, unless the model or picture is gone."""
+        image = self._images.get(plan.image_key)
+        if plan.generation == self._generation and self._gradcam is not None and image is not None:
+            self._map(plan.image_key, image, plan.layer, class_index, plan.method)
 
-    def _precompute_one(self) -> None:
-        """Compute one not-yet-cached map of the pending precompute job, if any."""
-        job = self._precompute
-        if job is None:
-            return
-        if job.generation != self._generation or self._gradcam is None or job.image_key not in self._images:
-            self._precompute = None
-            return
-        class_index = job.next_class(self._cache)
-        if class_index is None:
-            self._precompute = None
-            return
-        try:
-            self._map(job.image_key, self._images[job.image_key], job.layer, class_index)
-        except Exception:  # noqa: BLE001 - background work never bothers the user
-            log.exception("precompute failed")
-            self._precompute = None
+    def _start_export(self, request: ExportAll) -> None:
+        # The job keeps this engine: a model opened meanwhile does not change what it exports.
+        job = export_job(request, self._engine(), self._images, log_hint=f"; see the log at {log_path()}")
+        self._scheduler.add_job(job)
+        self.jobProgress.emit(job.id, *job.progress())
+
+    def _engine(self):
+        if self._gradcam is None:
+            raise _error("ModelLoadError", "Open a model first (File → Open Demo Model, or drop a .keras file).")
+        return self._gradcam
+
+    def cached_keys(self) -> list[tuple]:
+        """Keys of the cached maps, ``map_key`` layout (for tests and diagnostics; a snapshot)."""
+        return self._cache.keys()
 
 
 def _error(kind: str, message: str) -> Exception:

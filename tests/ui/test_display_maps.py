@@ -37,10 +37,10 @@ def test_worker_sends_the_core_map_as_read_only_uint8(qtbot, model_file, image_f
     finally:
         worker.stop()
         assert worker.wait(20_000)
-    want, flat = display_map(result["raw"], image["rgb"].shape[:2])
-    assert result["display"].dtype == np.uint8 and not result["display"].flags.writeable
-    np.testing.assert_array_equal(result["display"], np.round(want * 255.0).astype(np.uint8))
-    assert result["flat"] == flat
+    want, flat = display_map(result.raw, image["rgb"].shape[:2])
+    assert result.display.dtype == np.uint8 and not result.display.flags.writeable
+    np.testing.assert_array_equal(result.display, np.round(want * 255.0).astype(np.uint8))
+    assert result.flat == flat
 
 
 @pytest.mark.parametrize("alpha, colormap", [(0.7, "turbo"), (0.35, "jet")])

@@ -1,27 +1,61 @@
-"""The worker thread: long request runs without a hang, newest request wins, errors, clean stop."""
+"""The worker thread: long request runs without a hang, newest request wins, errors, jobs, clean stop.
+
+The ordering rules themselves are tested without a thread in test_scheduler.py; here the real
+thread runs them with TensorFlow. Stand-ins (a slow download, a failing or slow engine) go in
+through the worker's ``modules`` argument, never by reaching into it.
+"""
 
 from __future__ import annotations
 
+import csv
 import logging
 import time
+from types import SimpleNamespace
 
 import pytest
 
-from gradcam_desktop.ui.worker import Explain, GradCamWorker, LoadImages, LoadModel
+from gradcam_desktop.core.batch import OutputStyle
+from gradcam_desktop.core.types import MapResult
+from gradcam_desktop.ui.map_cache import map_key
+from gradcam_desktop.ui.worker import GradCamWorker
 
 LAYERS = ["backbone/last_conv", "backbone/conv2", "backbone/conv1", "backbone/pool2", "backbone/pool1"]
 TIMEOUT = 60_000  # first map of a layer traces a tf.function; generous for 2 loaded cores
 
 
+def _started(qtbot, **kwargs):
+    w = GradCamWorker(**kwargs)
+    with qtbot.waitSignal(w.ready, timeout=TIMEOUT):
+        w.start()
+    return w
+
+
 @pytest.fixture
 def worker(qtbot):
     """A started worker; stopped and joined at the end whatever the test did."""
-    w = GradCamWorker(cache_entries=0, precompute=False)
-    with qtbot.waitSignal(w.ready, timeout=TIMEOUT):
-        w.start()
+    w = _started(qtbot, cache_entries=0, precompute=False)
     yield w
     w.stop()
     assert w.wait(20_000)
+
+
+def _engine_module(explain_hook):
+    """A stand-in for core.gradcam whose GradCam runs ``explain_hook(args)`` before each real explain.
+
+    The real engine is imported inside, on the worker thread, as the worker itself does.
+    """
+
+    def make(loaded, input_cache=0):
+        from gradcam_desktop.core.gradcam import GradCam
+
+        class Hooked(GradCam):
+            def explain(self, image, layer=None, class_index=None, method="gradcam"):
+                explain_hook(image, layer, class_index)
+                return super().explain(image, layer, class_index, method)
+
+        return Hooked(loaded, input_cache=input_cache)
+
+    return SimpleNamespace(GradCam=make)
 
 
 def _load(qtbot, worker, model_file, image_files):
@@ -61,9 +95,10 @@ def test_hundred_back_to_back_requests_with_mixed_layers(qtbot, worker, model_fi
         image = images[i % len(images)]
         layer = LAYERS[i % len(LAYERS)]
         result = _explain(qtbot, worker, image["key"], layer, i % 4)
-        assert result["layer"] == layer and result["class_index"] == i % 4
-        assert result["display"].shape == image["rgb"].shape[:2]
-        assert not result["cached"]  # cache off: every request really ran TensorFlow
+        assert isinstance(result, MapResult)
+        assert result.layer == layer and result.class_index == i % 4 and result.image_key == image["key"]
+        assert result.display.shape == image["rgb"].shape[:2] and result.method == "gradcam"
+        assert not result.cached  # cache off: every request really ran TensorFlow
 
 
 def test_newest_request_wins(qtbot, worker, model_file, image_files):
@@ -79,45 +114,31 @@ def test_newest_request_wins(qtbot, worker, model_file, image_files):
     assert len(emitted) <= 2
 
 
-def test_superseded_explains_are_skipped_but_loads_are_kept():
-    """The queue rule itself, without threads: only the newest Explain survives a drain."""
-    worker = GradCamWorker()
-    requests = [Explain("img1", None, i) for i in range(5)]
-    load = LoadImages(["x.png"])
-    model = LoadModel("demo")
-    for r in requests[:2] + [load] + requests[2:] + [model]:
-        worker._queue.put(r)
-    batch = Explain("img1", None, 0, supersedable=False)
-    worker._queue.put(batch)
-    served = []
-    while True:
-        request = worker._next_request()
-        if request is None:
-            break
-        served.append(request)
-        if worker._queue.empty() and not worker._pending:
-            break
-    assert served == [load, requests[-1], model, batch]
+def test_errors_arrive_as_failed(qtbot, model_file, image_files, caplog):
+    def boom(_image, layer, _class_index):
+        if layer == "backbone/conv1":
+            raise ValueError("kaboom")
 
-
-def test_errors_arrive_as_failed(qtbot, worker, model_file, image_files, caplog):
-    _info, images = _load(qtbot, worker, model_file, image_files)
-    key = images[0]["key"]
-    for layer, class_index, words in (("nope", None, "No layer"), ("gap", None, "no spatial grid"),
-                                      (None, 99, "out of range")):
-        message = _wait_for(qtbot, worker.failed, lambda: worker.explain(key, layer, class_index))
-        assert words in message
-    message = _wait_for(qtbot, worker.failed, lambda: worker.explain("img-unknown", None, None))
-    assert "no longer loaded" in message
-
-    def boom(*_args, **_kwargs):
-        raise ValueError("kaboom")
-
-    worker._gradcam.explain = boom  # runs on the worker thread at the next request
-    with caplog.at_level(logging.ERROR, logger="gradcam_desktop.ui.worker"):
-        message = _wait_for(qtbot, worker.failed, lambda: worker.explain(key, "backbone/conv1", 2))
-    assert message.startswith("Unexpected error: ValueError: kaboom; see the log at ")
-    assert any(r.exc_info and "kaboom" in str(r.exc_info[1]) for r in caplog.records)
+    worker = _started(qtbot, cache_entries=0, precompute=False, modules={"gradcam": _engine_module(boom)})
+    try:
+        _info, images = _load(qtbot, worker, model_file, image_files)
+        key = images[0]["key"]
+        for layer, class_index, words in (("nope", None, "No layer"), ("gap", None, "no spatial grid"),
+                                          (None, 99, "out of range")):
+            message = _wait_for(qtbot, worker.failed, lambda: worker.explain(key, layer, class_index))
+            assert words in message
+        message = _wait_for(qtbot, worker.failed, lambda: worker.explain("img-unknown", None, None))
+        assert "no longer loaded" in message
+        message = _wait_for(qtbot, worker.failed, lambda: worker.explain(key, None, None, method="nope"))
+        assert "Unknown method 'nope'" in message
+        with caplog.at_level(logging.ERROR, logger="gradcam_desktop.ui.worker"):
+            message = _wait_for(qtbot, worker.failed, lambda: worker.explain(key, "backbone/conv1", 2))
+        assert message.startswith("Unexpected error: ValueError: kaboom; see the log at ")
+        assert any(r.exc_info and "kaboom" in str(r.exc_info[1]) for r in caplog.records)
+        assert _explain(qtbot, worker, key, "backbone/conv2", 2).class_index == 2  # the thread lives on
+    finally:
+        worker.stop()
+        assert worker.wait(20_000)
 
 
 def test_bad_images_and_empty_folder(qtbot, worker, tmp_path, image_files):
@@ -143,13 +164,12 @@ def test_cache_and_precompute(qtbot, model_file, image_files):
         _info, images = _load(qtbot, w, model_file, image_files)
         key = images[0]["key"]
         first = _explain(qtbot, w, key, None, None)
-        assert not first["cached"]
-        again = _explain(qtbot, w, key, None, first["class_index"])
-        assert again["cached"] and again["raw"] is first["raw"]
-        top3 = {index for index, _n, _p in first["top"][:3]}
-        generation = first["generation"]
-        qtbot.waitUntil(lambda: top3 <= {k[3] for k in w.cached_keys()
-                                         if k[:3] == (key, generation, "backbone/last_conv")}, timeout=TIMEOUT)
+        assert not first.cached
+        again = _explain(qtbot, w, key, None, first.class_index)
+        assert again.cached and again.raw is first.raw and again.request_id != first.request_id
+        top3 = [index for index, _n, _p in first.prediction.top[:3]]
+        wanted = {map_key(key, first.generation, "backbone/last_conv", c, "gradcam") for c in top3}
+        qtbot.waitUntil(lambda: wanted <= set(w.cached_keys()), timeout=TIMEOUT)
     finally:
         w.stop()
         assert w.wait(20_000)
@@ -187,8 +207,8 @@ class _SlowDownload:
         raise AssertionError("never cancelled")
 
 
-def test_cancel_and_stop_during_download(qtbot, worker):
-    worker._modules["models"] = _SlowDownload()  # read by the worker thread at the next request
+def test_cancel_and_stop_during_download(qtbot):
+    worker = _started(qtbot, modules={"models": _SlowDownload()})
     progress = []
     worker.progress.connect(lambda text, done, total: progress.append((text, done, total)))
     request = worker.load_model("zoo:Fake")
@@ -204,3 +224,87 @@ def test_cancel_and_stop_during_download(qtbot, worker):
     worker.stop()
     assert worker.wait(10_000)
     assert time.monotonic() - start < 3.0
+
+
+# -- Export All as a background job ------------------------------------------------------------
+STEP_SECONDS = 0.15  # each map of the slow engine: rows take long enough to see clicks between them
+
+
+@pytest.fixture
+def slow_worker(qtbot, model_file, image_files):
+    """A worker whose engine takes STEP_SECONDS per map, with 9 pictures loaded (3 files × 3)."""
+    w = _started(qtbot, cache_entries=0, precompute=False,
+                 modules={"gradcam": _engine_module(lambda *_a: time.sleep(STEP_SECONDS))})
+    _info, images = _load(qtbot, w, model_file, image_files * 3)
+    yield w, [image["key"] for image in images]
+    w.stop()
+    assert w.wait(20_000)
+
+
+def _record(worker):
+    events = []
+    worker.jobProgress.connect(lambda job, done, total, _name: events.append(("progress", job, done, total)))
+    worker.jobFinished.connect(lambda job, summary: events.append(("finished", job, summary)))
+    worker.mapReady.connect(lambda rid, _r: events.append(("map", rid)))
+    return events
+
+
+def _done_so_far(events, job):
+    return max((e[2] for e in events if e[0] == "progress" and e[1] == job), default=-1)
+
+
+def _csv_rows(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_export_all_lets_a_click_go_first_between_rows(qtbot, slow_worker, tmp_path):
+    worker, keys = slow_worker
+    events = _record(worker)
+    job = worker.export_all(keys, tmp_path / "out", layer=None, class_index=None, style=OutputStyle())
+    qtbot.waitUntil(lambda: _done_so_far(events, job) >= 1, timeout=TIMEOUT)
+    seen = _done_so_far(events, job)
+    click = worker.explain(keys[0], "backbone/conv2", 3)
+    qtbot.waitUntil(lambda: any(e[0] == "finished" for e in events), timeout=TIMEOUT)
+    at_map = events.index(("map", click))
+    done_at_map = _done_so_far(events[:at_map], job)
+    # The click waited for the row being computed when it came (and at most one more row whose
+    # signal had not reached this thread yet), not for the export: 9 rows of 0.15 s each.
+    assert done_at_map <= seen + 2 and done_at_map < len(keys)
+    summary = events[-1][2]
+    assert events[-1][:2] == ("finished", job)
+    assert summary["written"] == len(keys) and summary["failures"] == [] and not summary["cancelled"]
+    rows = _csv_rows(summary["csv"])
+    assert len(rows) == len(keys) and all(row["layer"] == "backbone/last_conv" for row in rows)
+    assert len(list((tmp_path / "out").glob("*.json"))) == len(keys)
+
+
+def test_cancel_job_writes_the_rows_done_so_far(qtbot, slow_worker, tmp_path):
+    worker, keys = slow_worker
+    events = _record(worker)
+    job = worker.export_all(keys, tmp_path / "out", layer="backbone/conv2", class_index=1, style=OutputStyle())
+    qtbot.waitUntil(lambda: _done_so_far(events, job) >= 1, timeout=TIMEOUT)
+    worker.cancel_job(job)
+    qtbot.waitUntil(lambda: any(e[0] == "finished" for e in events), timeout=TIMEOUT)
+    summary = events[-1][2]
+    assert summary["cancelled"] and 1 <= summary["written"] < len(keys)
+    rows = _csv_rows(summary["csv"])
+    assert len(rows) == summary["written"] == _done_so_far(events, job)
+    assert {(row["layer"], row["explained_index"]) for row in rows} == {("backbone/conv2", "1")}
+
+
+def test_export_all_without_a_model_fails_with_its_id(qtbot, worker, tmp_path):
+    message = _wait_for(qtbot, worker.failed, lambda: worker.export_all(["img1"], tmp_path, layer=None,
+                                                                       class_index=None, style=OutputStyle()))
+    assert "Open a model first" in message
+
+
+def test_stop_during_export_still_writes_the_table(qtbot, slow_worker, tmp_path):
+    worker, keys = slow_worker
+    events = _record(worker)
+    job = worker.export_all(keys, tmp_path / "out", layer=None, class_index=None, style=OutputStyle())
+    qtbot.waitUntil(lambda: _done_so_far(events, job) >= 1, timeout=TIMEOUT)
+    worker.stop()
+    assert worker.wait(20_000)
+    rows = _csv_rows(tmp_path / "out" / "results.csv")
+    assert 1 <= len(rows) < len(keys)
