@@ -6,7 +6,9 @@ it on Cancel (``close()``). A picture that fails is a row with ``error`` set, ne
 
 Decoding the next pictures and writing the previous results (Pillow and OpenCV release the
 GIL) run in two threads beside TensorFlow; at most ``PREFETCH`` pictures wait on either side,
-so memory stays flat however many pictures there are.
+so memory stays flat however many pictures there are. ``write_ahead=0`` yields each row as soon
+as its own files are written: one map per step, and a stop never leaves files without a row
+(the window's Export All); the CLI keeps the overlap.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def _name(source: str | os.PathLike[str] | LoadedImage) -> str:
 
 def explain_batch(engine, sources: Sequence[str | os.PathLike[str] | LoadedImage], out_dir: str | os.PathLike[str], *,
                   layer: str | None = None, class_index: int | None = None, method: str = "gradcam",
-                  style: OutputStyle | None = None) -> Iterator[BatchRow]:
+                  style: OutputStyle | None = None, write_ahead: int = PREFETCH) -> Iterator[BatchRow]:
     """Explain and write every picture, yielding one ``BatchRow`` per picture in order.
 
     ``sources`` are paths (decoded here, ahead of the model) or already decoded pictures.
@@ -134,7 +136,7 @@ def explain_batch(engine, sources: Sequence[str | os.PathLike[str] | LoadedImage
             except GradCamError as error:
                 row.error = str(error)
                 writes.append((row, _done(None)))
-            while len(writes) > PREFETCH or (writes and i == len(sources) - 1):
+            while len(writes) > write_ahead or (writes and i == len(sources) - 1):
                 done, future = writes.popleft()
                 try:
                     done.written = future.result() or {}

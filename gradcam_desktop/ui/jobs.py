@@ -79,8 +79,10 @@ class ExportJob(Job):
         self._engine = engine
         self._images = list(images)
         self._folder = Path(folder)
+        # write_ahead=0: a step is one map and its files, so a click waits at most one map and a
+        # cancel leaves no picture without its row in results.csv.
         self._options = {"layer": layer, "class_index": class_index, "method": method,
-                         "style": style or OutputStyle()}
+                         "style": style or OutputStyle(), "write_ahead": 0}
         self._log_hint = log_hint
         self._rows: list[BatchRow] = []
         self._failures: list[tuple[str, str]] = list(missing)

@@ -106,3 +106,14 @@ def test_explain_many_batches_pictures_and_classes_like_single_calls(engine):
         assert np.all(np.abs(result.raw - single.raw) <= bound)
     # Four maps of a fixed-size model cost one trace of the capture, whatever the classes.
     assert engine.trace_counts["backbone/conv2"] == 1
+
+
+def test_without_write_ahead_a_stop_leaves_only_the_rows_it_yielded(engine, pictures, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    rows = explain_batch(engine, pictures, out, write_ahead=0)
+    yielded = [next(rows), next(rows)]
+    rows.close()
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{pictures[i].stem}{suffix}" for i in range(2) for suffix in (".json", ".png"))
+    assert all(row.written for row in yielded)
