@@ -102,12 +102,14 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def _split_inputs(inputs: list[str]) -> tuple[str | None, list[str]]:
-    from gradcam_desktop.ui.main_window import is_model_path
+    """(the model named on the command line — the last one wins — or None, the pictures)."""
+    from gradcam_desktop.core.types import ModelSpec
+    from gradcam_desktop.ui.dnd import is_model_path
 
     model = None
     images = []
     for item in inputs:
-        if item == "demo" or item.startswith("zoo:") or is_model_path(item):
+        if ModelSpec.looks_like_spec(item) or is_model_path(item):
             model = item
         else:
             images.append(item)

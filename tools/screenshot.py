@@ -1,6 +1,7 @@
-"""Render the real window (demo model, a two-object sample, overlay shown) to images/screenshot.png.
+"""Render the real window (demo model, a two-object sample, overlay shown) to docs/screenshot.png.
 
-    python tools/screenshot.py [--out images/screenshot.png] [--size 1280x800] [--model demo]
+    python tools/screenshot.py [--out docs/screenshot.png] [--size 1280x800] [--model demo]
+                               [--mode overlay|heatmap|original|side] [--class NAME] [--dark]
 
 Runs offscreen with its own empty settings, so the picture never depends on the machine's saved
 window layout. The README shows the result.
@@ -53,11 +54,13 @@ def _use_dark_palette(app) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(REPO / "images" / "screenshot.png"))
+    parser.add_argument("--out", default=str(REPO / "docs" / "screenshot.png"))
     parser.add_argument("--size", default="1280x800", help="window size WIDTHxHEIGHT")
     parser.add_argument("--model", default="demo")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the map")
     parser.add_argument("--dark", action="store_true", help="render with a dark palette (as a dark desktop would)")
+    parser.add_argument("--mode", default="overlay", help="view mode: overlay, heatmap, original or side")
+    parser.add_argument("--class", dest="class_name", help="explain (and keep) this class instead of the top one")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
 
@@ -77,7 +80,7 @@ def main() -> int:
     window.resize(width, height)
     window.show()
     images, show = _sample_images()
-    shown: list[dict] = []
+    shown: list = []
     errors: list[str] = []
     window.resultShown.connect(shown.append)
     window.errorShown.connect(errors.append)
@@ -91,6 +94,15 @@ def main() -> int:
     if show and not errors:
         window.show_image(show)
         loop.exec()
+    if args.class_name and not errors:
+        names = window.model_info()["class_names"]
+        if args.class_name not in names:
+            print(f"screenshot: no class {args.class_name!r}; the model has {', '.join(names)}", file=sys.stderr)
+            window.close()
+            return 1
+        window.keep_class(names.index(args.class_name))
+        loop.exec()
+    window.set_view_mode(args.mode)
     if errors or not shown:
         print("screenshot: " + (errors[0] if errors else "no map was shown in time"), file=sys.stderr)
         window.close()
@@ -103,8 +115,9 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     ok = window.grab().save(str(out))
     window.close()
-    print(f"screenshot: {out} ({width}x{height}), showing {shown[-1]['image']}: "
-          f"{shown[-1]['class_name']} at {shown[-1]['layer']}" if ok else "screenshot: could not save")
+    last = shown[-1]
+    print(f"screenshot: {out} ({width}x{height}), showing {Path(last.image).name}: "
+          f"{last.class_name} at {last.layer}" if ok else "screenshot: could not save")
     return 0 if ok else 1
 
 

@@ -1,24 +1,24 @@
-"""The class picker: classes sorted by probability, a filter box, and probability bars."""
+"""The class picker: classes sorted by probability, a filter box, probability bars, and whether
+the class is kept from picture to picture or follows each picture's top class."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from PySide6.QtCore import (QAbstractListModel, QModelIndex, QPersistentModelIndex, QRect, QSize,
+from PySide6.QtCore import (QAbstractListModel, QEvent, QModelIndex, QObject, QPersistentModelIndex, QRect, QSize,
                             QSortFilterProxyModel, Qt, Signal)
-from PySide6.QtGui import QColor, QPainter, QPalette
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QLineEdit, QListView, QStyle,
+from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPalette
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QLineEdit, QListView, QRadioButton, QSizePolicy, QStyle,
                                QStyledItemDelegate, QStyleOptionViewItem, QVBoxLayout, QWidget)
 
+from gradcam_desktop.core.annotate import format_probability
+
+__all__ = ["ClassFilterProxyModel", "ClassListModel", "ClassListWidget", "ProbabilityBarDelegate", "format_probability"]
+
 _Index = QModelIndex | QPersistentModelIndex
-
-
-def format_probability(p: float) -> str:
-    """"93.1 %"; tiny non-zero values read "<0.1 %" rather than a misleading "0.0 %"."""
-    if 0.0 < p < 0.0005:
-        return "<0.1 %"
-    return f"{p * 100:.1f} %"
+#: Names wider than this many "M"s are elided rather than widening the panel further.
+_MAX_NAME_EMS = 18
 
 
 class ClassListModel(QAbstractListModel):
@@ -58,6 +58,15 @@ class ClassListModel(QAbstractListModel):
     def row_for_class(self, class_index: int) -> int | None:
         """The row showing ``class_index``, or None."""
         return self._row_of.get(class_index)
+
+    def name_of(self, class_index: int) -> str | None:
+        """The name of ``class_index``, or None."""
+        row = self._row_of.get(class_index)
+        return None if row is None else self._rows[row][1]
+
+    def names(self) -> list[str]:
+        """Every class name, in row order."""
+        return [name for _cls, name, _p in self._rows]
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self._rows)
@@ -105,7 +114,7 @@ class ClassFilterProxyModel(QSortFilterProxyModel):
         self._needle = needle
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
-    def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:  # noqa: N802
+    def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:
         if not self._needle:
             return True
         name = self.sourceModel().index(source_row, 0, source_parent).data(Qt.ItemDataRole.DisplayRole)
@@ -148,7 +157,7 @@ class ProbabilityBarDelegate(QStyledItemDelegate):
         fm = opt.fontMetrics
         text_rect = rect.adjusted(self._PAD, 0, -self._PAD, 0)
         pct = format_probability(p) if p is not None else ""
-        pct_width = fm.horizontalAdvance("100.0 %") if pct else 0
+        pct_width = self.percent_width(fm) if pct else 0
         align = Qt.AlignmentFlag.AlignVCenter
         if pct:
             painter.drawText(text_rect, align | Qt.AlignmentFlag.AlignRight, pct)
@@ -157,26 +166,44 @@ class ProbabilityBarDelegate(QStyledItemDelegate):
                          fm.elidedText(name, Qt.TextElideMode.ElideRight, name_rect.width()))
         painter.restore()
 
-    def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:  # noqa: N802
+    def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
         # Rows a little taller than text so the bars read as bars.
         return QSize(160, option.fontMetrics.height() + 10)
 
+    @staticmethod
+    def percent_width(fm: QFontMetrics) -> int:
+        """Room for the widest percentage, "100.0 %"."""
+        return fm.horizontalAdvance("100.0 %")
+
+    def row_width(self, fm: QFontMetrics, name_width: int) -> int:
+        """The row width that shows a name ``name_width`` wide and its percentage uncut."""
+        return 4 + 3 * self._PAD + name_width + self.percent_width(fm) + self._PAD
+
 
 class ClassListWidget(QWidget):
-    """A "Find a class…" filter box above the class list (a QListView, objectName "classList").
+    """The class list (a QListView, objectName "classList") under a "Find a class…" filter box and
+    two radio buttons that say whether the class is kept on the next pictures:
+    "Follow each picture's top class" (objectName "followTopClass") or "Keep class: NAME"
+    ("keepClass").
 
-    Signal ``classChosen(int)``: the class index the user picked (click or keyboard), or that
-    ``select_class`` picked; emitted at most once per change, never for the class already chosen.
-    Filtering never emits: a chosen class hidden by the filter stays chosen.
+    Signal ``classChosen(int)``: the user picked a class — a click on any row, *including the
+    row already highlighted* (that is how the top class is kept), the keyboard, Enter in the
+    filter box or "Keep class"; and ``select_class`` when it changes the class. Programmatic
+    selection of the class already chosen and filtering never emit (a chosen class hidden by
+    the filter stays chosen). Signal ``followTopChosen()``: the user picked "Follow each
+    picture's top class". The widget only shows the mode (``set_kept``); the window decides.
 
     Interface: ``set_classes(names, probabilities=None)`` (keeps the chosen class if it still
     exists, without emitting), ``clear()``, ``select_class(index) -> bool``,
-    ``current_class() -> int | None``; attributes ``model`` (ClassListModel), ``proxy``
-    (ClassFilterProxyModel, the view's model: UserRole on its indexes is the class index),
-    ``filter_edit`` (QLineEdit) and ``view`` (QListView).
+    ``current_class() -> int | None``, ``show_explained(index)`` (silent), ``set_kept(kept)``,
+    ``is_kept()``, ``content_width()``;
+    attributes ``model`` (ClassListModel), ``proxy`` (ClassFilterProxyModel, the view's model:
+    UserRole on its indexes is the class index), ``filter_edit`` (QLineEdit), ``view``
+    (QListView), ``follow_button`` and ``keep_button`` (QRadioButton).
     """
 
     classChosen = Signal(int)
+    followTopChosen = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -194,24 +221,46 @@ class ClassListWidget(QWidget):
         self.view.setUniformItemSizes(True)  # 1000 ImageNet rows: one size computation, not 1000
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.follow_button = QRadioButton("Follow each picture's top class", self)
+        self.follow_button.setObjectName("followTopClass")
+        self.follow_button.setToolTip("Each picture shows the evidence for the class the model finds most likely in it")
+        self.keep_button = QRadioButton("Keep class", self)
+        self.keep_button.setObjectName("keepClass")
+        self.keep_button.setToolTip("Keep explaining this class on the next pictures (click a class to choose it)")
+        self.follow_button.setChecked(True)
+        for button in (self.follow_button, self.keep_button):  # only the words are clickable: no wider
+            button.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
+        layout.addWidget(self.follow_button)
+        layout.addWidget(self.keep_button)
         layout.addWidget(self.filter_edit)
         layout.addWidget(self.view)
         self._chosen: int | None = None
+        self._kept = False
         self._silent = False
+        self._pressed_chosen: int | None = None
+        self._name_width: int | None = None
         self.filter_edit.textChanged.connect(self._on_filter)
         self.filter_edit.returnPressed.connect(self._choose_first_visible)
         self.view.selectionModel().currentChanged.connect(self._on_current)
+        self.view.clicked.connect(self._on_clicked)
+        self.view.viewport().installEventFilter(self)
+        self.follow_button.clicked.connect(self._on_follow_clicked)
+        self.keep_button.clicked.connect(self._on_keep_clicked)
+        self._show_mode()
 
     def set_classes(self, names: Sequence[str], probabilities: Sequence[float] | None = None) -> None:
         """Show ``names`` (sorted by ``probabilities`` if given); see the class docstring."""
         keep = self._chosen
+        if list(names) != self.model.names():
+            self._name_width = None
         with _Silence(self):
             self.model.set_classes(names, probabilities)
             self._chosen = keep if keep is not None and self.model.row_for_class(keep) is not None else None
             self._show_chosen()
+        self._show_mode()
         self.view.scrollToTop()
 
     def clear(self) -> None:
@@ -232,7 +281,66 @@ class ClassListWidget(QWidget):
                 self.classChosen.emit(index)
         with _Silence(self):
             self._show_chosen()
+        self._show_mode()
         return True
+
+    def show_explained(self, class_index: int) -> None:
+        """Highlight the class whose map is shown: not a user choice, so it never emits."""
+        with _Silence(self):
+            self.select_class(class_index)
+
+    def set_kept(self, kept: bool) -> None:
+        """Show whether the chosen class is kept on the next pictures (never emits)."""
+        self._kept = bool(kept)
+        self._show_mode()
+
+    def is_kept(self) -> bool:
+        """Whether "Keep class" is shown as the mode."""
+        return self._kept
+
+    def content_width(self) -> int:
+        """The width at which every percentage and (up to ~18 em) every name is shown uncut."""
+        fm = self.view.fontMetrics()
+        if self._name_width is None:
+            widest = max((fm.horizontalAdvance(name) for name in self.model.names()), default=0)
+            self._name_width = min(widest, _MAX_NAME_EMS * fm.horizontalAdvance("M"))
+        delegate = self.view.itemDelegate()
+        assert isinstance(delegate, ProbabilityBarDelegate)
+        view = (delegate.row_width(fm, self._name_width) + 2 * self.view.frameWidth()
+                + self.view.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent, None, self.view))
+        return max(view, self.follow_button.sizeHint().width(), self.keep_button.sizeHint().width())
+
+    def _show_mode(self) -> None:
+        name = self.model.name_of(self._chosen) if self._chosen is not None else None
+        self.keep_button.setText(f"Keep class: {name}" if name else "Keep class")
+        self.keep_button.setEnabled(name is not None)
+        (self.keep_button if self._kept else self.follow_button).setChecked(True)
+
+    def _on_follow_clicked(self) -> None:
+        if self._kept:
+            self.followTopChosen.emit()
+        self._show_mode()  # the window confirms with set_kept; until then show what is true
+
+    def _on_keep_clicked(self) -> None:
+        if not self._kept and self._chosen is not None:
+            self.classChosen.emit(self._chosen)
+        self._show_mode()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        # Note, before the view handles a press, whether it lands on the class already chosen: the
+        # view will not report it as a change, but it is a choice ("keep this class").
+        if watched is self.view.viewport() and event.type() == QEvent.Type.MouseButtonPress \
+                and isinstance(event, QMouseEvent) and event.button() == Qt.MouseButton.LeftButton:
+            index = self.view.indexAt(event.position().toPoint())
+            cls = index.data(Qt.ItemDataRole.UserRole) if index.isValid() else None
+            self._pressed_chosen = cls if cls is not None and cls == self._chosen else None
+        return False
+
+    def _on_clicked(self, index: QModelIndex) -> None:
+        cls = index.data(Qt.ItemDataRole.UserRole)
+        pressed, self._pressed_chosen = self._pressed_chosen, None
+        if cls is not None and cls == pressed == self._chosen:
+            self.classChosen.emit(int(cls))
 
     def _proxy_index(self, class_index: int | None) -> QModelIndex:
         row = self.model.row_for_class(class_index) if class_index is not None else None
@@ -258,6 +366,7 @@ class ClassListWidget(QWidget):
         if cls is not None and cls != self._chosen:
             self._chosen = int(cls)
             self.classChosen.emit(self._chosen)
+            self._show_mode()
 
     def _on_filter(self, text: str) -> None:
         # Rows vanish under the filter and Qt moves "current" to a neighbour: that is not a choice.
@@ -267,7 +376,11 @@ class ClassListWidget(QWidget):
 
     def _choose_first_visible(self) -> None:
         if self.proxy.rowCount() > 0:
-            self.select_class(int(self.proxy.index(0, 0).data(Qt.ItemDataRole.UserRole)))
+            cls = int(self.proxy.index(0, 0).data(Qt.ItemDataRole.UserRole))
+            if cls == self._chosen:
+                self.classChosen.emit(cls)  # Enter on the class already shown: keep it
+            else:
+                self.select_class(cls)
 
 
 class _Silence:

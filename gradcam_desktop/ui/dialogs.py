@@ -1,8 +1,9 @@
-"""Message boxes and small pickers, all safe for automation.
+"""Message boxes, pickers and the commands that start with a file dialog, all safe for automation.
 
 Messages never block: they are shown with ``open()`` (window-modal, returns at once), and with
 ``GRADCAM_DESKTOP_NO_DIALOGS=1`` they are not shown at all (the window still sets its status bar
-and emits ``errorShown``). Pickers (file and zoo dialogs) only run from menu actions.
+and emits ``errorShown``). Pickers (file and zoo dialogs) only run from menu actions, and each
+ends in one of the window's scripting methods.
 """
 
 from __future__ import annotations
@@ -10,24 +11,37 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QInputDialog, QMessageBox, QProgressDialog, QWidget
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QProgressDialog, QWidget
 
+from gradcam_desktop.core.images import IMAGE_EXTENSIONS
+from gradcam_desktop.core.types import ZOO_PREFIX
 from gradcam_desktop.ui.applog import log_path
+
+if TYPE_CHECKING:
+    from gradcam_desktop.ui.main_window import MainWindow
+
+MODEL_FILTER = "Keras models (*.keras *.h5 *.hdf5);;All files (*)"
+IMAGE_FILTER = "Images ({});;All files (*)".format(" ".join(f"*{e}" for e in sorted(IMAGE_EXTENSIONS)))
 
 HELP_TITLE = "What am I looking at?"
 HELP_TEXT = """\
 <h3>The heat map</h3>
 <p>The colours laid over the picture are a <b>Grad-CAM</b> map. They show which parts of the
-image made the model lean towards the chosen class. The legend under the picture gives the
-scale: the <b>high</b> end marks strong evidence, the <b>low</b> end little or none.
+image made the model lean towards the class named above the picture. The legend under the
+picture runs from <b>0</b> (no evidence) to <b>this map's maximum</b>: every map is scaled to its
+own maximum, so red means "the most of this map", never the same amount in two maps. A class
+the model finds <b>unlikely</b> still gets red spots: they show where the evidence <i>would</i> be.
 The map shows <i>where the model looked</i>, not whether it is right: a hot spot on the
 background, a ruler or a text label often means the model learned a shortcut.</p>
 <h3>Classes</h3>
 <p>The <b>Classes</b> list shows what the model thinks the picture is, most likely first, with
 its probability. Click any class to see the evidence for that class, even one the model did not
-pick. Type in the box above the list to find a class by name.</p>
+pick; it is then kept for the next pictures ("Keep class"), until you choose "Follow each
+picture's top class". Type in the box above the list to find a class by name.</p>
 <h3>Layers</h3>
 <p>A model looks at a picture in stages called <b>layers</b>. Early layers see edges and
 textures in fine detail; late layers see whole objects on a coarse grid. The map is taken at one
@@ -131,3 +145,62 @@ def about_text(versions: dict) -> str:
 
 def show_about(parent: QWidget, versions: dict) -> QMessageBox | None:
     return show_message(parent, "About Grad-CAM Desktop", about_text(versions), icon=QMessageBox.Icon.Information)
+
+
+# -- commands that start with a file dialog ----------------------------------------------------
+def open_model_dialog(window: MainWindow) -> None:
+    path, _ = QFileDialog.getOpenFileName(window, "Open Model", window.settings.folder("models"), MODEL_FILTER)
+    if path:
+        window.settings.set_folder("models", str(Path(path).parent))
+        window.open_model(path)
+
+
+def open_zoo_dialog(window: MainWindow) -> None:
+    name = choose_zoo_model(window, list(window.versions.get("zoo_names", [])))
+    if name:
+        window.open_model(ZOO_PREFIX + name)
+
+
+def open_images_dialog(window: MainWindow) -> None:
+    paths, _ = QFileDialog.getOpenFileNames(window, "Open Images", window.settings.folder("images"), IMAGE_FILTER)
+    if paths:
+        window.settings.set_folder("images", str(Path(paths[0]).parent))
+        window.open_images(paths)
+
+
+def open_folder_dialog(window: MainWindow) -> None:
+    folder = QFileDialog.getExistingDirectory(window, "Open Folder of Images", window.settings.folder("images"))
+    if folder:
+        window.settings.set_folder("images", folder)
+        window.open_images([folder])
+
+
+def export_dialog(window: MainWindow) -> None:
+    image = window.current_image()
+    stem = Path(image["name"]).stem if image else "overlay"
+    start = str(Path(window.settings.folder("export") or Path.home()) / f"{stem}_gradcam.png")
+    # QFileDialog asks before replacing the PNG itself; the companion files are asked about here.
+    path, _ = QFileDialog.getSaveFileName(window, "Export Overlay", start, "PNG image (*.png)")
+    if not path:
+        return
+    from gradcam_desktop.ui.export import export_paths  # export shows dialogs itself: import when used
+
+    others = [p.name for kind, p in export_paths(path).items() if kind != "overlay" and p.exists()]
+    if others and not confirm(window, "Replace files?", "These files already exist and will be "
+                              "replaced:\n" + "\n".join(others)):
+        return
+    window.settings.set_folder("export", str(Path(path).parent))
+    window.export_overlay(path)
+
+
+def export_all_dialog(window: MainWindow) -> None:
+    folder = QFileDialog.getExistingDirectory(window, "Export All Overlays Into", window.settings.folder("export"))
+    if not folder:
+        return
+    window.settings.set_folder("export", folder)
+    existing = [Path(folder, Path(i["name"]).stem + ".png") for i in window.images()]
+    existing = [p.name for p in existing if p.exists()]
+    if existing and not confirm(window, "Replace files?", f"{len(existing)} file(s) in this folder will "
+                                f"be replaced, for example {existing[0]}. Continue?"):
+        return
+    window.export_all(folder)

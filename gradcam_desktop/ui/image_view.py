@@ -7,8 +7,8 @@ QGraphicsView around them: scene, zoom, pan, hover readout, view modes and the p
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import (QImage, QMouseEvent, QPainter, QPaintEvent, QPalette, QPixmap, QResizeEvent, QShowEvent,
+from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtGui import (QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPalette, QPixmap, QResizeEvent, QShowEvent,
                            QTransform, QWheelEvent)
 from PySide6.QtWidgets import QFrame, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
 
@@ -33,7 +33,8 @@ class ImageView(QGraphicsView):
     ``set_mode(mode)`` with ``mode`` in ``MODES``: "overlay", "heatmap", "original" or "side"
     (original left, overlay right); without a map every mode shows the plain image.
     ``clear()`` shows the placeholder text again.  Getters: ``alpha()``, ``colormap()``,
-    ``mode()``, ``has_image()``; ``set_placeholder_text(text)``.
+    ``mode()``, ``has_image()``; ``set_placeholder_text(text)``.  ``set_pane_titles((left,
+    right) | None)``: the titles drawn on the two panes of side by side (``pane_titles()``).
 
     Zoom: ``fit_to_window()``, ``actual_size()`` (1:1), ``zoom_by(factor)``, ``zoom() -> float``;
     Ctrl+wheel zooms about the pointer, dragging pans.  The view fits the image to the window on
@@ -76,6 +77,7 @@ class ImageView(QGraphicsView):
         self._auto_fit = True
         self._hover_inside = False
         self._placeholder = PLACEHOLDER
+        self._pane_titles: tuple[str, str] | None = None
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         # Anchoring is done by hand (_scale_to): Qt's AnchorUnderMouse reads the global cursor.
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
@@ -156,6 +158,15 @@ class ImageView(QGraphicsView):
         """The text shown while there is no image."""
         self._placeholder = text
         self.viewport().update()
+
+    def set_pane_titles(self, titles: tuple[str, str] | None) -> None:
+        """What the two halves of side by side show, drawn on them (None: no titles)."""
+        self._pane_titles = titles
+        self.viewport().update()
+
+    def pane_titles(self) -> tuple[str, str] | None:
+        """The titles drawn on side by side's panes when a map is shown, or None."""
+        return self._pane_titles if self._mode == "side" and self._pixels.values is not None else None
 
     # -- compositing ---------------------------------------------------------------------------
     def _wanted_level(self) -> int:
@@ -259,7 +270,7 @@ class ImageView(QGraphicsView):
             item.setTransformationMode(mode)
 
     # -- events --------------------------------------------------------------------------------
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
+    def wheelEvent(self, event: QWheelEvent) -> None:
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             steps = event.angleDelta().y() / 120.0
             if steps:
@@ -268,21 +279,21 @@ class ImageView(QGraphicsView):
             return
         super().wheelEvent(event)
 
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+    def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         if self._auto_fit:
             self.fit_to_window()
 
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
+    def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         if self._auto_fit:
             self.fit_to_window()
 
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
         super().mouseMoveEvent(event)
         self._report_hover(self.mapToScene(event.position().toPoint()))
 
-    def leaveEvent(self, event: QEvent) -> None:  # noqa: N802
+    def leaveEvent(self, event: QEvent) -> None:
         super().leaveEvent(event)
         self._report_hover(None)
 
@@ -316,8 +327,11 @@ class ImageView(QGraphicsView):
                     return x, y
         return None
 
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+    def paintEvent(self, event: QPaintEvent) -> None:
         super().paintEvent(event)
+        titles = self.pane_titles()
+        if titles is not None:
+            self._paint_titles(titles)
         if self._pixels.rgb is None:
             painter = QPainter(self.viewport())
             painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
@@ -327,3 +341,27 @@ class ImageView(QGraphicsView):
             painter.drawText(self.viewport().rect().adjusted(20, 20, -20, -20),
                              Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._placeholder)
             painter.end()
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:
+        super().scrollContentsBy(dx, dy)
+        if self.pane_titles() is not None:
+            self.viewport().update()  # scrolling moves painted pixels: the titles must stay put
+
+    def _paint_titles(self, titles: tuple[str, str]) -> None:
+        """Each title in a dark box at its pane's top-left corner, in screen pixels (any zoom)."""
+        painter = QPainter(self.viewport())
+        font = painter.font()
+        font.setBold(True)
+        painter.setFont(font)
+        fm = painter.fontMetrics()
+        visible = self.viewport().rect()
+        for item, title in zip((self._left, self._right), titles):
+            pane = self.mapFromScene(item.sceneBoundingRect()).boundingRect().intersected(visible)
+            if pane.width() < 40 or pane.height() < fm.height() + 8:
+                continue
+            text = fm.elidedText(title, Qt.TextElideMode.ElideRight, pane.width() - 20)
+            box = QRect(pane.left() + 6, pane.top() + 6, fm.horizontalAdvance(text) + 12, fm.height() + 6)
+            painter.fillRect(box, QColor(0, 0, 0, 170))
+            painter.setPen(QColor(255, 255, 255))
+            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+        painter.end()

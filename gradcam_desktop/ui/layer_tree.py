@@ -7,7 +7,7 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex, QPointF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QKeyEvent, QLinearGradient, QPainter, QPalette, QPixmap
-from PySide6.QtWidgets import QAbstractItemView, QApplication, QHeaderView, QTreeView, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QApplication, QHeaderView, QStyle, QTreeView, QWidget
 
 _Index = QModelIndex | QPersistentModelIndex
 _NO_PARENT = -1
@@ -231,6 +231,10 @@ class LayerTreeView(QTreeView):
       default layer and makes it current **without** emitting ``layerChosen`` (the caller knows).
     * ``select_path(path) -> bool`` makes a layer current (expanding its parents); emits
       ``layerChosen`` once if that changed the current layer, not at all otherwise.
+    * ``show_path(path) -> bool``: the same without emitting (the window showing which layer
+      the map on screen comes from, e.g. after refusing a greyed layer).
+    * ``content_width() -> int``: the width at which no column is cut and no horizontal scroll
+      bar is needed for the rows shown.
     * ``current_path() -> str | None``; ``layer_model() -> LayerTreeModel`` (created by the view).
     * Up/Down step through *eligible* layers only, depth-first across nested models (no wrap).
     """
@@ -267,11 +271,7 @@ class LayerTreeView(QTreeView):
         self._model.set_layers(nodes, default_path)
         self.collapseAll()
         if default_path is not None:
-            self._silent = True
-            try:
-                self.select_path(default_path)
-            finally:
-                self._silent = False
+            self.show_path(default_path)
 
     def current_path(self) -> str | None:
         """Path of the current layer, or None."""
@@ -291,10 +291,25 @@ class LayerTreeView(QTreeView):
         self.scrollTo(index)
         return True
 
+    def show_path(self, path: str) -> bool:
+        """Make ``path`` current without emitting ``layerChosen``; False if unknown."""
+        before, self._silent = self._silent, True
+        try:
+            return self.select_path(path)
+        finally:
+            self._silent = before
+
+    def content_width(self) -> int:
+        """Columns at their content's width, plus frame and vertical scroll bar."""
+        columns = sum(max(self.sizeHintForColumn(c), self.header().sectionSizeHint(c))
+                      for c in range(self._model.columnCount()))
+        return (columns + 2 * self.frameWidth()
+                + self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent, None, self))
+
     def _forget_current(self) -> None:
         self._current = None
 
-    def currentChanged(self, current: QModelIndex, previous: QModelIndex) -> None:  # noqa: N802
+    def currentChanged(self, current: QModelIndex, previous: QModelIndex) -> None:
         super().currentChanged(current, previous)
         path = current.data(Qt.ItemDataRole.UserRole) if current.isValid() else None
         if path is None or path == self._current:
@@ -303,7 +318,7 @@ class LayerTreeView(QTreeView):
         if not self._silent:
             self.layerChosen.emit(path)
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+    def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
         plain = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier == Qt.KeyboardModifier.NoModifier
         if plain and key in (Qt.Key.Key_Up, Qt.Key.Key_Down):

@@ -1,9 +1,10 @@
 """The main window: wiring only. Every model call goes through the worker thread.
 
 Request flow: a user action updates the window's state (image, layer, class) and asks the
-worker for a map; the worker answers with the request id, and only the newest request's answer
-is shown. Alpha, colormap, view mode and zoom are handled by the image view from the cached
-display map, without asking the worker anything.
+worker for a map; the worker answers with the request id and a ``MapResult``, and only the
+newest request's answer is shown. Alpha, colormap, view mode and zoom never ask the worker.
+Widgets come from ``layout`` (``self.ui``), actions and menus from ``actions``; ``dnd``,
+``clipboard``, ``dialogs``, ``opening`` and ``export`` hold the rest of the behaviour.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from pathlib import Path
 
 import PySide6
 from PySide6.QtCore import Qt, QTimer, Signal, qVersion
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QDockWidget, QMainWindow, QWidget
+from PySide6.QtGui import QCloseEvent, QShowEvent
+from PySide6.QtWidgets import QApplication, QMainWindow, QWidget
 
 from gradcam_desktop import __version__
-from gradcam_desktop.core.overlay import COLORMAPS
-from gradcam_desktop.ui import actions, dialogs, layout, status_text
-from gradcam_desktop.ui.actions import MODEL_SUFFIXES, is_model_path  # noqa: F401 - re-exported for __main__
-from gradcam_desktop.ui.export import BatchExporter, export_shown, start_batch
+from gradcam_desktop.core.batch import OutputStyle
+from gradcam_desktop.core.types import MapResult, ModelSpec
+from gradcam_desktop.ui import actions, clipboard, dialogs, dnd, export, layout, status_text
+from gradcam_desktop.ui.export_all import ExportAllRun, start_export_all
 from gradcam_desktop.ui.layer_tree import nodes_by_path
+from gradcam_desktop.ui.opening import ModelOpener, PictureOpener
 from gradcam_desktop.ui.settings import Settings
 from gradcam_desktop.ui.worker import GradCamWorker
 
@@ -31,40 +33,42 @@ _Q = Qt.ConnectionType.QueuedConnection  # worker signals always cross threads
 
 
 class MainWindow(QMainWindow):
-    """Grad-CAM Desktop's window. Scripting surface: open_model, open_images, export_overlay."""
+    """Grad-CAM Desktop's window. Scripting surface: open_model, open_images, export_overlay, ...
 
-    resultShown = Signal(dict)
+    ``resultShown(MapResult)`` after each map shown (its ``image`` is the picture's path or
+    name, ``model`` the model's spec); ``errorShown(str)`` after each message to the user.
+    """
+
+    resultShown = Signal(object)
     errorShown = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Grad-CAM Desktop")
-        self.setAcceptDrops(True)  # drops anywhere on the window; child views accept none
         self.settings = Settings()
         self.versions: dict = {"app": __version__, "python": platform.python_version(),
                                "qt": qVersion(), "pyside": PySide6.__version__}
         self._ready = False
         self._model: dict | None = None
         self._nodes: dict = {}
-        self._model_request: tuple[int, str, bool] | None = None
-        self._refused: dict[int, bool] = {}
-        self._image_requests: set[int] = set()
-        self._image_failures: list[tuple[str, str]] = []
         self._images: list[dict] = []
         self._index = -1
         self._layer: str | None = None
-        self._class: int | None = None  # None: each image's top class
+        self._class: int | None = None  # None: each picture's top class
         self._want: int | None = None  # the only map request whose answer is shown
-        self._shown: dict | None = None
+        self._shown: MapResult | None = None
         self._probabilities_for: tuple | None = None
         self._idle_text = ""
-        self._zoo_dialog = None
-        self._batch: BatchExporter | None = None
+        self._batch: ExportAllRun | None = None
         self._closed = False
-        self._build()
+        self.ui = layout.build_widgets(self)
+        self._opener = ModelOpener(self)
+        self._pictures = PictureOpener(self)
         self.acts = actions.build_actions(self)
-        layout.build_toolbar(self)
-        actions.fill_recent_menu(self)
+        layout.build_toolbar(self, self.acts)
+        dnd.DropTarget(self, self.open_paths)
+        self._wire()
+        self._fill_recent_menu()
         self._restore()
         self.worker = GradCamWorker(self)
         self._connect_worker()
@@ -74,26 +78,23 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(0, self._start_worker)
 
     # -- construction --------------------------------------------------------------------------
-    def _build(self) -> None:
-        layout.build_widgets(self)
-        self.layer_tree.layerChosen.connect(self._on_layer)
-        self.class_list.classChosen.connect(self._on_class)
-        self.strip.imageChosen.connect(self.show_image)
-        self.alpha_slider.valueChanged.connect(self._on_alpha)
-        self.colormap_box.currentTextChanged.connect(self._on_colormap)
-        self.view.valueHovered.connect(self._on_hover)
+    def _wire(self) -> None:
+        ui = self.ui
+        ui.layer_tree.layerChosen.connect(self._on_layer)
+        ui.layer_tree.expanded.connect(lambda _index: self._fit_docks_later())
+        ui.class_list.classChosen.connect(self.keep_class)  # any click on a class, even the one shown
+        ui.class_list.followTopChosen.connect(self.follow_top_class)
+        ui.strip.imageChosen.connect(self.show_image)
+        self.acts.burn_in.toggled.connect(self.settings.set_burn_in)
 
     def _restore(self) -> None:
         geometry, state = self.settings.geometry(), self.settings.state()
         if geometry is None or not self.restoreGeometry(geometry):
             self.resize(1280, 800)
         if state is not None:
-            self.restoreState(state)
-        self.alpha_slider.setValue(self.settings.alpha())
-        self._on_alpha(self.alpha_slider.value())
-        colormap = self.settings.colormap()
-        self.colormap_box.setCurrentText(colormap if colormap in COLORMAPS else "jet")
-        self._on_colormap(self.colormap_box.currentText())
+            self.restoreState(state)  # dock widths are checked against their content once shown
+        self.ui.set_map_controls(self.settings.alpha(), self.settings.colormap())
+        self.acts.burn_in.setChecked(self.settings.burn_in())
 
     def _connect_worker(self) -> None:
         w = self.worker
@@ -105,51 +106,62 @@ class MainWindow(QMainWindow):
             signal.connect(slot, _Q)
 
     # -- scripting surface ---------------------------------------------------------------------
-    def open_model(self, spec: str | Path, trust: bool = False) -> int:
+    def open_model(self, spec: str | Path | ModelSpec, trust: bool = False) -> int:
         """Load "demo", "zoo:Name" or a model file/folder; returns the worker request id."""
-        spec = str(spec)
-        if spec != "demo" and not spec.startswith("zoo:"):
-            spec = str(Path(spec).expanduser())
-        request = self.worker.load_model(spec, trust)
-        self._model_request = (request, spec, trust)
-        self.set_status(f"Opening model {status_text.spec_label(spec)}…")
-        if spec.startswith("zoo:"):
-            self._zoo_dialog = dialogs.download_progress(self, f"Opening {spec[4:]}", self.worker.cancel_download)
-        return request
+        return self._opener.open(spec, trust)
 
     def open_images(self, sources) -> int:
         """Open image files, folders, encoded bytes or (name, bytes); returns the worker request id."""
-        sources = [sources] if isinstance(sources, (str, Path, bytes, tuple)) else list(sources)
-        request = self.worker.load_images([s if isinstance(s, (bytes, tuple)) else str(s) for s in sources])
-        self._image_requests.add(request)
-        return request
+        return self._pictures.open(sources)
 
     def open_paths(self, paths: list[str]) -> None:
-        """What a drop or the command line does: models to open_model, the rest to open_images."""
-        actions.open_paths(self, paths)
+        """What a drop, a paste of files or the command line does: a model file opens as the model,
+        the rest as pictures."""
+        model, pictures = dnd.split_paths(paths)
+        if model is not None:
+            self.open_model(model)
+        if pictures:
+            self.open_images(pictures)
+
+    def output_style(self) -> OutputStyle:
+        """How exported pictures look now: alpha, colours, burnt-in caption (if chosen), sidecar extras."""
+        return export.output_style(self.ui.alpha_slider.value() / 100.0, self.ui.colormap_box.currentText(),
+                                   burn_in=self.acts.burn_in.isChecked(), model=self._model, versions=self.versions)
 
     def export_overlay(self, path: str | Path) -> Path | None:
         """Write the shown overlay (image resolution), raw map, display map and JSON sidecar."""
-        return export_shown(self, path, self.current_image(), self._shown, self._model)
+        return export.export_shown(self, path, self.current_image(), self._shown, self.output_style())
 
-    def export_all(self, folder: str | Path) -> BatchExporter | None:
-        """Compute and write <stem>.png for every loaded picture into ``folder`` (with progress)."""
+    def export_all(self, folder: str | Path) -> ExportAllRun | None:
+        """Write <stem>.png + <stem>.json for every loaded picture and results.csv into ``folder`` (worker job)."""
         if not self._model or not self._images:
             self.show_error("Open a model and some pictures before exporting them.")
             return None
-        self._batch = start_batch(self, self._images, folder, layer=self._layer, class_index=self._class)
+        self._batch = start_export_all(self, folder, layer=self._layer, class_index=self._class)
         return self._batch
 
     def images(self) -> list[dict]:
         """The loaded pictures (dicts with key, name, path, rgb, notices)."""
         return list(self._images)
 
-    def shown_result(self) -> dict | None:
-        """The worker's result for the map on screen (raw, display, layer, class, ...), or None."""
+    def shown_result(self) -> MapResult | None:
+        """The result of the map on screen (raw, display, layer, class, prediction, ...), or None."""
         return self._shown
 
     def current_image(self) -> dict | None:
         return self._images[self._index] if 0 <= self._index < len(self._images) else None
+
+    def model_info(self) -> dict | None:
+        """The open model's description (source, display_name, layers, class_names, ...), or None."""
+        return self._model
+
+    def engine_ready(self) -> bool:
+        """True once TensorFlow has started on the worker thread."""
+        return self._ready
+
+    def kept_class(self) -> int | None:
+        """The class kept from picture to picture, or None when each picture's top class is shown."""
+        return self._class
 
     # -- commands ------------------------------------------------------------------------------
     def show_image(self, index: int) -> None:
@@ -158,9 +170,9 @@ class MainWindow(QMainWindow):
             return
         self._index = index
         image = self._images[index]
-        self._shown = None
-        self.view.set_image(image["rgb"])
-        self.strip.set_current(index)
+        self._show_result(None)
+        self.ui.view.set_image(image["rgb"])
+        self.ui.strip.set_current(index)
         self.set_status(status_text.image_shown(image, index, len(self._images)))
         self._request_map()
 
@@ -169,8 +181,20 @@ class MainWindow(QMainWindow):
         if self._images:
             self.show_image(min(max(self._index + step, 0), len(self._images) - 1))
 
+    def keep_class(self, index: int) -> None:
+        """Explain class ``index`` on this picture and the next ones."""
+        self._class = index
+        self.ui.class_list.set_kept(True)
+        self._request_map()
+
+    def follow_top_class(self) -> None:
+        """Explain each picture's own top class again."""
+        self._class = None
+        self.ui.class_list.set_kept(False)
+        self._request_map()
+
     def set_view_mode(self, mode: str) -> None:
-        self.view.set_mode(mode)
+        self.ui.view.set_mode(mode)
         self.acts.modes[mode].setChecked(True)
 
     def toggle_full_screen(self) -> None:
@@ -179,11 +203,20 @@ class MainWindow(QMainWindow):
 
     def paste(self) -> None:
         """Open the clipboard's picture (or the files copied in a file manager)."""
-        actions.paste(self)
+        content = clipboard.read()
+        if content is None:
+            self.show_error("The clipboard holds no picture. Copy an image first, then paste.")
+        else:
+            self.open_paths(content) if isinstance(content, list) else self.open_images([content])
 
     def copy_overlay(self) -> None:
-        """Copy the overlay at the picture's full size to the clipboard."""
-        actions.copy_overlay(self)
+        """Copy the overlay at the picture's full size (with its caption if burning in is on)."""
+        image, result = self.current_image(), self._shown
+        if result is None or image is None:
+            self.set_status("There is no map to copy yet.")
+            return
+        clipboard.put_picture(export.picture(image["rgb"], result, self.output_style()))
+        self.set_status("Overlay copied to the clipboard.")
 
     def show_error(self, message: str, title: str = "Grad-CAM Desktop") -> None:
         """Tell the user (status bar + non-blocking dialog) and emit ``errorShown``."""
@@ -191,6 +224,11 @@ class MainWindow(QMainWindow):
         self.set_status(message)
         dialogs.show_message(self, title, message)
         self.errorShown.emit(message)
+
+    def set_status(self, text: str) -> None:
+        """The status bar's message (shown again whenever the worker becomes idle)."""
+        self._idle_text = text
+        self.ui.status_label.setText(text)
 
     # -- worker results ------------------------------------------------------------------------
     def _on_ready(self, versions: dict) -> None:
@@ -200,92 +238,79 @@ class MainWindow(QMainWindow):
             self.show_error(versions["error"])
 
     def _on_model(self, request: int, info: dict) -> None:
-        if self._model_request is None or request != self._model_request[0]:
+        if not self._opener.loaded(request):
             return  # a newer model was asked for meanwhile
-        self._close_zoo_dialog()
-        self._model_request = None
         self._model = info
         self._nodes = nodes_by_path(info["layers"])
         self._layer, self._class, self._probabilities_for = info["default_layer"], None, None
-        self.layer_tree.set_layers(info["layers"], info["default_layer"])
-        self.class_list.set_classes(info["class_names"])
+        ui = self.ui
+        ui.layer_tree.set_layers(info["layers"], info["default_layer"])
+        ui.class_list.set_classes(info["class_names"])
+        ui.class_list.set_kept(False)
         self.settings.add_recent_model(info["source"])
-        actions.fill_recent_menu(self)
+        self._fill_recent_menu()
         self.setWindowTitle(f"{info['display_name']} — Grad-CAM Desktop")
-        self.findChild(QDockWidget, "layersDock").setWindowTitle(f"Layers of {info['display_name']}")
+        ui.layers_dock.setWindowTitle(f"Layers of {info['display_name']}")
         self.set_status(status_text.model_ready(info, bool(self._images)))
+        self._fit_docks_later()
         self._request_map()
 
     def _on_refused(self, request: int, _message: str, trustable: bool) -> None:
-        self._refused[request] = trustable
+        self._opener.refused(request, trustable)
 
     def _on_images(self, request: int, items: list) -> None:
-        self._image_requests.discard(request)
         first_new = len(self._images)
         self._images.extend(items)
-        self.strip.add_images(items)
-        self._flush_image_failures()
+        self.ui.strip.add_images(items)
+        self._pictures.loaded(request)
         if items:
             self.show_image(first_new)
 
     def _on_image_failed(self, name: str, message: str) -> None:
-        self._image_failures.append((name, message))
+        self._pictures.item_failed(name, message)
 
-    def _on_map(self, request: int, result: dict) -> None:
+    def _on_map(self, request: int, result: MapResult) -> None:
         image = self.current_image()
-        if request != self._want or image is None or result["image_key"] != image["key"]:
+        if request != self._want or image is None or result.image_key != image["key"]:
             return  # superseded: only the newest request is shown
-        self._shown = result
-        self.view.set_map(result["display"])
-        names = self._model["class_names"] if self._model else []
-        if (result["image_key"], result["generation"]) != self._probabilities_for and len(names) == len(result["probabilities"]):
-            self._probabilities_for = (result["image_key"], result["generation"])
-            self.class_list.set_classes(names, result["probabilities"])
-        self.class_list.blockSignals(True)  # showing the explained class is not a user choice
-        self.class_list.select_class(result["class_index"])
-        self.class_list.blockSignals(False)
-        self.prediction_label.setText(status_text.prediction(result))
-        self.time_label.setText(status_text.map_time(result))
+        model = self._model or {}
+        result = result.with_(image=image.get("path") or image["name"], model=result.model or model.get("source"),
+                              preprocess=result.preprocess or model.get("preprocess"))
+        ui = self.ui
+        ui.view.set_map(result.display)
+        names = model.get("class_names", [])
+        if (result.image_key, result.generation) != self._probabilities_for and len(names) == len(result.probabilities):
+            self._probabilities_for = (result.image_key, result.generation)
+            ui.class_list.set_classes(names, result.probabilities)
+        ui.class_list.show_explained(result.class_index)
+        if ui.layer_tree.current_path() != result.layer:
+            ui.layer_tree.show_path(result.layer)  # the tree names the layer the map comes from
+        self._show_result(result)
+        ui.prediction_label.setText(status_text.prediction(result))
+        ui.time_label.setText(status_text.map_time(result))
         self.set_status(status_text.map_shown(image["name"], result))
-        self.resultShown.emit({"model": self._model["source"] if self._model else None, "image": image["name"],
-                               "image_key": image["key"], "layer": result["layer"],
-                               "class_index": result["class_index"], "class_name": result["class_name"],
-                               "score": result["score"], "seconds": result["seconds"],
-                               "cached": bool(result.get("cached")), "flat": result["flat"], "id": request})
+        self.resultShown.emit(result)
 
     def _on_failed(self, request: int, message: str) -> None:
-        if self._model_request is not None and request == self._model_request[0]:
-            _id, spec, _trust = self._model_request
-            self._model_request = None
-            self._close_zoo_dialog()
-            if self._refused.pop(request, False):
-                self.set_status(message)
-                dialogs.ask_trust(self, status_text.spec_label(spec), message, lambda: self.open_model(spec, trust=True))
-                self.errorShown.emit(message)
-            else:
-                self.show_error(message, "Model not opened")
-            if spec != "demo" and not spec.startswith("zoo:") and not Path(spec).exists():
-                self.settings.remove_recent_model(spec)  # a recent file that was moved or deleted
-                actions.fill_recent_menu(self)
-        elif request in self._image_requests:
-            self._image_requests.discard(request)
-            self._image_failures.append(("", message))
-            self._flush_image_failures()
+        if self._opener.failed(request, message):
+            self._fill_recent_menu()
+        elif self._pictures.failed(request, message):
+            return
         elif request == self._want:
+            if self._shown is not None and self._layer != self._shown.layer:
+                self._layer = self._shown.layer  # no map at the new layer: the tree goes back to the shown one
+                self.ui.layer_tree.show_path(self._layer)
             self.show_error(message)
         else:
             log.debug("ignored failure of stale request %s: %s", request, message)
 
     def _on_progress(self, text: str, done: int, total: int) -> None:
         amount = status_text.progress_amount(text, done, total)
-        self.status_label.setText(f"{text}: {amount}")
-        if self._zoo_dialog is not None:
-            self._zoo_dialog.setLabelText(f"{text}…\n{amount}")
-            self._zoo_dialog.setRange(0, 1000 if total else 0)
-            self._zoo_dialog.setValue(int(1000 * done / total) if total else 0)
+        self.ui.status_label.setText(f"{text}: {amount}")
+        self._opener.progress(text, amount, done, total)
 
     def _on_busy(self, what: str) -> None:
-        self.status_label.setText(what or self._idle_text)
+        self.ui.status_label.setText(what or self._idle_text)
 
     # -- user changes --------------------------------------------------------------------------
     def _on_layer(self, path: str) -> None:
@@ -294,25 +319,15 @@ class MainWindow(QMainWindow):
             return
         if not node.eligible:
             self.set_status(status_text.layer_refused(node, self._model["default_layer"], self._layer))
+            # After the click has finished selecting the greyed row: select the shown layer again.
+            QTimer.singleShot(0, self._show_current_layer)
             return
         self._layer = path
         self._request_map()
 
-    def _on_class(self, index: int) -> None:
-        self._class = index
-        self._request_map()
-
-    def _on_alpha(self, value: int) -> None:
-        self.view.set_alpha(value / 100.0)
-        self.alpha_label.setText(f"{value} %")
-
-    def _on_colormap(self, name: str) -> None:
-        if name in COLORMAPS:
-            self.view.set_colormap(name)
-            self.colorbar.set_colormap(name)
-
-    def _on_hover(self, x: int, y: int, value: float) -> None:
-        self.value_label.setText(status_text.hover_value(x, y, value))
+    def _show_current_layer(self) -> None:
+        if self._layer is not None:
+            self.ui.layer_tree.show_path(self._layer)
 
     # -- helpers -------------------------------------------------------------------------------
     def _request_map(self) -> None:
@@ -321,52 +336,39 @@ class MainWindow(QMainWindow):
             return
         self._want = self.worker.explain(image["key"], self._layer, self._class)
 
-    def _flush_image_failures(self) -> None:
-        failures, self._image_failures = self._image_failures, []
-        message = status_text.open_failures(failures)
-        if message is not None:
-            self.show_error(*message)
+    def _show_result(self, result: MapResult | None) -> None:
+        """The map's words: the caption above the picture and the titles of side-by-side panes."""
+        self._shown = result
+        self.ui.caption.set_result(result)
+        self.ui.view.set_pane_titles(("Picture", f"Evidence for '{result.class_name}'") if result else None)
 
     def _set_engine_ready(self, ready: bool) -> None:
         self._ready = ready
         for action in self.acts.needs_engine:
             action.setEnabled(ready)
-        self.layer_tree.setEnabled(ready)
-        self.class_list.setEnabled(ready)
+        self.ui.layer_tree.setEnabled(ready)
+        self.ui.class_list.setEnabled(ready)
         if not ready:
             self.set_status("Starting TensorFlow…")
-        elif self._model_request is None and self._model is None:
+        elif not self._opener.waiting() and self._model is None:
             self.set_status("Ready. Open a model and pictures, or drop them here.")
 
-    def set_status(self, text: str) -> None:
-        """The status bar's message (shown again whenever the worker becomes idle)."""
-        self._idle_text = text
-        self.status_label.setText(text)
+    def _fill_recent_menu(self) -> None:
+        actions.fill_recent_menu(self.acts.recent_menu, self.settings.recent_models(), self.open_model)
 
-    def _close_zoo_dialog(self) -> None:
-        if self._zoo_dialog is not None:
-            self._zoo_dialog.close()
-            self._zoo_dialog.deleteLater()
-            self._zoo_dialog = None
+    def _fit_docks_later(self) -> None:
+        # Deferred: the tree's columns and the docks' sizes settle in the next layout pass.
+        QTimer.singleShot(0, lambda: None if self._closed else self.ui.fit_docks(self))
 
-    # -- Qt events -----------------------------------------------------------------------------
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
-        if actions.has_local_files(event.mimeData()):
-            event.acceptProposedAction()
+    # -- Qt events and shutdown ----------------------------------------------------------------
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._fit_docks_later()  # a restored state may come from a smaller window
 
-    def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802
-        self.dragEnterEvent(event)
-
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
-        paths = actions.local_paths(event.mimeData())
-        if paths:
-            event.acceptProposedAction()
-            self.open_paths(paths)
-
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+    def closeEvent(self, event: QCloseEvent) -> None:
         self.settings.save_window(self.saveGeometry(), self.saveState())
-        self.settings.set_alpha(self.alpha_slider.value())
-        self.settings.set_colormap(self.colormap_box.currentText())
+        self.settings.set_alpha(self.ui.alpha_slider.value())
+        self.settings.set_colormap(self.ui.colormap_box.currentText())
         self.settings.sync()
         self.shutdown()
         super().closeEvent(event)
@@ -385,7 +387,7 @@ class MainWindow(QMainWindow):
         self._closed = True
         if self._batch is not None:
             self._batch.cancel()
-        self._close_zoo_dialog()
+        self._opener.close_dialog()
         if not self.worker.isRunning():
             return True
         self.worker.stop()

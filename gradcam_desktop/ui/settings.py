@@ -62,6 +62,13 @@ class Settings:
     def set_colormap(self, name: str) -> None:
         self._qs.setValue("view/colormap", name)
 
+    def burn_in(self) -> bool:
+        """Whether exported and copied pictures get the caption and colour legend burnt in."""
+        return str(self._qs.value("export/burn_in", "false")).lower() in ("true", "1")
+
+    def set_burn_in(self, on: bool) -> None:
+        self._qs.setValue("export/burn_in", "true" if on else "false")
+
     def geometry(self) -> QByteArray | None:
         value = self._qs.value("window/geometry")
         return value if isinstance(value, QByteArray) and not value.isEmpty() else None

@@ -1,22 +1,19 @@
 """The sentences the main window shows: status bar, its labels and the "not opened" messages.
 
-Pure functions from the window's state (model info, image dicts, the worker's map results) to
-user-facing text. Kept apart from main_window.py so that file stays wiring only, and so the
-wording lives in one place, where it can be read and reviewed as text.
+Pure functions from the window's state (model info, image dicts, ``MapResult``s) to user-facing
+text. Kept apart from main_window.py so that file stays wiring only, and so the wording lives
+in one place, where it can be read and reviewed as text. What a map shows is said once, by
+``core.annotate`` (the caption above the picture and in exported pictures).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from gradcam_desktop.ui.class_list import format_probability
+from gradcam_desktop.core import annotate
+from gradcam_desktop.core.annotate import format_probability
+from gradcam_desktop.core.types import MapResult
 from gradcam_desktop.ui.layer_tree import describe
-
-
-def spec_label(spec: str) -> str:
-    """A model spec as the user knows it: "demo", "zoo:Name" or the file's name."""
-    return "demo" if spec == "demo" else spec if spec.startswith("zoo:") else Path(spec).name
 
 
 def image_shown(image: dict, index: int, count: int) -> str:
@@ -31,24 +28,23 @@ def model_ready(info: dict, has_images: bool) -> str:
             + ("" if has_images else " Open pictures (Ctrl+O) or drop them here."))
 
 
-def prediction(result: dict) -> str:
+def prediction(result: MapResult) -> str:
     """The prediction label: the top class and its probability."""
-    _top_index, top_name, top_p = result["top"][0]
+    _top_index, top_name, top_p = result.predicted
     return f"Predicted: {top_name} ({format_probability(top_p)})"
 
 
-def map_time(result: dict) -> str:
+def map_time(result: MapResult) -> str:
     """The time label: how long the map took, or that it came from the cache."""
-    seconds = result["seconds"]
-    return ("Map: from cache" if result.get("cached") else
+    seconds = result.seconds
+    return ("Map: from cache" if result.cached else
             f"Map: {seconds * 1000:.0f} ms" if seconds < 1 else f"Map: {seconds:.1f} s")
 
 
-def map_shown(image_name: str, result: dict) -> str:
-    """What the map on screen is evidence for, and whether it is flat."""
-    flat = " The map is flat: nothing in the picture speaks for this class at this layer." if result["flat"] else ""
-    return (f"{image_name}: evidence for “{result['class_name']}” "
-            f"({format_probability(result['score'])}) at layer {result['layer']}.{flat}")
+def map_shown(image_name: str, result: MapResult) -> str:
+    """The status line once a map is shown: the picture, the caption, and its warning if any."""
+    note = annotate.warning(result)
+    return f"{image_name}: {annotate.caption(result)}." + (f" {note[0].upper()}{note[1:]}." if note else "")
 
 
 def layer_refused(node: Any, default_layer: str, current_layer: str | None) -> str:

@@ -12,7 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
+from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.overlay import blend, display_map
+from gradcam_desktop.core.types import MapResult, Prediction
 from gradcam_desktop.ui.export import write_export
 from gradcam_desktop.ui.worker import GradCamWorker
 
@@ -49,11 +51,12 @@ def test_export_of_a_uint8_map_writes_the_float_maps_files(tmp_path, alpha, colo
     rgb = rng.integers(0, 256, (45, 61, 3), dtype=np.uint8)
     raw = rng.random((7, 9)).astype(np.float32)
     display, flat = display_map(raw, rgb.shape[:2])
-    base = {"layer": "conv", "class_index": 1, "class_name": "dog", "score": 0.5, "raw": raw, "flat": flat}
-    settings = {"alpha": alpha, "colormap": colormap, "model": None, "versions": {}}
+    base = MapResult(raw=raw, layer="conv", class_index=1, class_name="dog", score=0.5, flat=flat,
+                     prediction=Prediction(np.array([0.5, 0.5]), [(0, "cat", 0.5)], "softmax"))
+    style = OutputStyle(alpha=alpha, colormap=colormap)
     quantized = np.round(display * 255.0).astype(np.uint8)
-    write_export(tmp_path / "float.png", rgb, dict(base, display=display), settings)
-    write_export(tmp_path / "uint8.png", rgb, dict(base, display=quantized), settings)
+    write_export(tmp_path / "float.png", rgb, base.with_(display=display), style)
+    write_export(tmp_path / "uint8.png", rgb, base.with_(display=quantized), style)
     for suffix in (".png", "_map.png"):
         a = cv2.imread(str(tmp_path / f"float{suffix}"), cv2.IMREAD_UNCHANGED)
         b = cv2.imread(str(tmp_path / f"uint8{suffix}"), cv2.IMREAD_UNCHANGED)

@@ -18,6 +18,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QListView, QMessageBox, QPushButton, QSlider, QTreeView
 
+from gradcam_desktop.core.types import MapResult
 from gradcam_desktop.ui import MainWindow
 
 CLASS_NAMES = ["cat", "dog", "bird", "fish"]  # the labels sidecar of conftest's model_file
@@ -31,7 +32,7 @@ def window(qtbot):
     w = MainWindow()
     qtbot.addWidget(w)
     w.show()
-    qtbot.waitUntil(lambda: w._ready, timeout=TIMEOUT)
+    qtbot.waitUntil(w.engine_ready, timeout=TIMEOUT)
     return w
 
 
@@ -78,8 +79,8 @@ def test_engine_controls_wait_for_tensorflow(qtbot):
     w = MainWindow()  # the worker starts from the event loop: nothing has run yet
     qtbot.addWidget(w)
     assert not w.acts.open_model.isEnabled() and not w.acts.export.isEnabled()
-    assert not w.layer_tree.isEnabled()
-    assert w.status_label.text() == "Starting TensorFlow…"
+    assert not w.ui.layer_tree.isEnabled()
+    assert w.ui.status_label.text() == "Starting TensorFlow…"
     qtbot.waitUntil(lambda: w.acts.open_model.isEnabled(), timeout=TIMEOUT)
     assert w.versions["tensorflow"] and w.versions["keras"] and w.versions["zoo_names"]
 
@@ -91,94 +92,94 @@ def test_object_names_and_first_result(loaded):
     assert w.findChild(object, "colormapBox") is not None and w.findChild(object, "imageView") is not None
     slider = w.findChild(QSlider, "alphaSlider")
     assert (slider.minimum(), slider.maximum(), slider.value()) == (0, 100, 50)
-    assert w.alpha_label.text() == "50 %"
-    assert w.layer_tree.current_path() == "backbone/last_conv"
-    assert w.view.has_image() and w.strip.count() == 3
-    assert w.prediction_label.text().startswith("Predicted: ") and w.time_label.text().startswith("Map: ")
+    assert w.ui.alpha_label.text() == "50 %"
+    assert w.ui.layer_tree.current_path() == "backbone/last_conv"
+    assert w.ui.view.has_image() and w.ui.strip.count() == 3
+    assert w.ui.prediction_label.text().startswith("Predicted: ") and w.ui.time_label.text().startswith("Map: ")
     assert "tiny.keras" in w.settings.recent_models()[0]
 
 
 def test_layer_tree_selection_changes_the_map_layer(qtbot, qtmodeltester, loaded):
-    qtmodeltester.check(loaded.layer_tree.layer_model())  # the real core LayerNodes under the model
+    qtmodeltester.check(loaded.ui.layer_tree.layer_model())  # the real core LayerNodes under the model
     tree = loaded.findChild(QTreeView, "layerTree")
     index = tree.model().index_for_path("backbone/conv2")
     result = _shown(qtbot, loaded, lambda: tree.setCurrentIndex(index))
-    assert result["layer"] == "backbone/conv2"
-    assert result["image"] == "a.png" and result["model"].endswith("tiny.keras")
-    assert {"model", "image", "layer", "class_index", "seconds"} <= set(result)
+    assert isinstance(result, MapResult) and result.layer == "backbone/conv2"
+    assert result.image == str(loaded.images()[0]["path"]) and result.model.endswith("tiny.keras")
+    assert loaded.ui.layer_tree.current_path() == "backbone/conv2"
 
 
 def test_class_list_selection_changes_the_class(qtbot, qtmodeltester, loaded):
-    qtmodeltester.check(loaded.class_list.model)
+    qtmodeltester.check(loaded.ui.class_list.model)
     view = loaded.findChild(QListView, "classList")
     proxy = view.model()
     assert sorted(proxy.index(r, 0).data(USER) for r in range(proxy.rowCount())) == [0, 1, 2, 3]
     wanted = proxy.index(proxy.rowCount() - 1, 0)  # the least likely class: not the one shown
     cls = wanted.data(USER)
-    assert cls != loaded.class_list.current_class()
+    assert cls != loaded.ui.class_list.current_class()
     result = _shown(qtbot, loaded, lambda: view.setCurrentIndex(wanted))
-    assert result["class_index"] == cls and result["class_name"] == CLASS_NAMES[cls]
+    assert result.class_index == cls and result.class_name == CLASS_NAMES[cls]
 
 
 def test_alpha_and_colormap_change_pixels_without_recomputing(qtbot, loaded, monkeypatch):
     asked = []
     real = loaded.worker.explain
     monkeypatch.setattr(loaded.worker, "explain", lambda *a, **k: asked.append(a) or real(*a, **k))
-    before = loaded.view.composited()
+    before = loaded.ui.view.composited()
     with qtbot.assertNotEmitted(loaded.resultShown, wait=300):
-        loaded.alpha_slider.setValue(90)
-        after_alpha = loaded.view.composited()
-        loaded.colormap_box.setCurrentText("viridis")
-        after_colormap = loaded.view.composited()
+        loaded.ui.alpha_slider.setValue(90)
+        after_alpha = loaded.ui.view.composited()
+        loaded.ui.colormap_box.setCurrentText("viridis")
+        after_colormap = loaded.ui.view.composited()
     assert asked == []
-    assert loaded.alpha_label.text() == "90 %"
+    assert loaded.ui.alpha_label.text() == "90 %"
     assert not np.array_equal(before, after_alpha)
     assert not np.array_equal(after_alpha, after_colormap)
-    assert loaded.colorbar.colormap() == "viridis"
+    assert loaded.ui.colorbar.colormap() == "viridis"
 
 
 def test_view_modes_and_zoom(loaded):
     w = loaded
     rgb = w.current_image()["rgb"]
-    overlay = w.view.composited()
+    overlay = w.ui.view.composited()
     w.acts.modes["original"].trigger()
-    assert w.view.mode() == "original" and np.array_equal(w.view.composited(), rgb)
+    assert w.ui.view.mode() == "original" and np.array_equal(w.ui.view.composited(), rgb)
     w.acts.modes["heatmap"].trigger()
-    heat = w.view.composited()
-    assert w.view.mode() == "heatmap" and not np.array_equal(heat, overlay)
+    heat = w.ui.view.composited()
+    assert w.ui.view.mode() == "heatmap" and not np.array_equal(heat, overlay)
     w.acts.modes["side"].trigger()
-    assert w.view.composited().shape[1] > 2 * rgb.shape[1]
+    assert w.ui.view.composited().shape[1] > 2 * rgb.shape[1]
     w.acts.modes["overlay"].trigger()
-    assert np.array_equal(w.view.composited(), overlay)
+    assert np.array_equal(w.ui.view.composited(), overlay)
     w.acts.actual.trigger()
-    assert w.view.zoom() == pytest.approx(1.0)
+    assert w.ui.view.zoom() == pytest.approx(1.0)
     w.acts.fit.trigger()
 
 
 def test_navigation_keys_keep_layer_class_alpha_colormap_and_zoom(qtbot, loaded):
     w = loaded
-    tree = w.layer_tree
+    tree = w.ui.layer_tree
     _shown(qtbot, w, lambda: tree.select_path("backbone/conv2"))
-    cls = next(c for c in range(4) if c != w.class_list.current_class())
-    _shown(qtbot, w, lambda: w.class_list.select_class(cls))
-    w.alpha_slider.setValue(30)
-    w.colormap_box.setCurrentText("inferno")
+    cls = next(c for c in range(4) if c != w.ui.class_list.current_class())
+    _shown(qtbot, w, lambda: w.ui.class_list.select_class(cls))
+    w.ui.alpha_slider.setValue(30)
+    w.ui.colormap_box.setCurrentText("inferno")
     w.activateWindow()
-    w.view.setFocus()
-    result = _shown(qtbot, w, lambda: QTest.keyClick(w.view, Qt.Key.Key_Right))
-    assert (result["image"], result["layer"], result["class_index"]) == ("b.png", "backbone/conv2", cls)
-    result = _shown(qtbot, w, lambda: QTest.keyClick(w.view, Qt.Key.Key_D))
-    assert result["image"] == "c.png"
-    result = _shown(qtbot, w, lambda: QTest.keyClick(w.view, Qt.Key.Key_A))
-    assert (result["image"], result["layer"], result["class_index"]) == ("b.png", "backbone/conv2", cls)
-    result = _shown(qtbot, w, lambda: QTest.keyClick(w.view, Qt.Key.Key_Left))
-    assert result["image"] == "a.png" and w.strip.currentRow() == 0
-    assert w.alpha_slider.value() == 30 and w.colormap_box.currentText() == "inferno"
-    assert w.view.alpha() == pytest.approx(0.3) and w.view.colormap() == "inferno"
+    w.ui.view.setFocus()
+    result = _shown(qtbot, w, lambda: QTest.keyClick(w.ui.view, Qt.Key.Key_Right))
+    assert (Path(result.image).name, result.layer, result.class_index) == ("b.png", "backbone/conv2", cls)
+    result = _shown(qtbot, w, lambda: QTest.keyClick(w.ui.view, Qt.Key.Key_D))
+    assert Path(result.image).name == "c.png"
+    result = _shown(qtbot, w, lambda: QTest.keyClick(w.ui.view, Qt.Key.Key_A))
+    assert (Path(result.image).name, result.layer, result.class_index) == ("b.png", "backbone/conv2", cls)
+    result = _shown(qtbot, w, lambda: QTest.keyClick(w.ui.view, Qt.Key.Key_Left))
+    assert Path(result.image).name == "a.png" and w.ui.strip.currentRow() == 0
+    assert w.ui.alpha_slider.value() == 30 and w.ui.colormap_box.currentText() == "inferno"
+    assert w.ui.view.alpha() == pytest.approx(0.3) and w.ui.view.colormap() == "inferno"
 
 
 def test_left_right_in_the_layer_tree_expand_and_collapse(qtbot, loaded):
-    tree = loaded.layer_tree
+    tree = loaded.ui.layer_tree
     tree.setFocus()
     _shown(qtbot, loaded, lambda: tree.select_path("backbone"))  # a nested model's own output
     assert tree.isExpanded(tree.model().index_for_path("backbone"))
@@ -190,41 +191,44 @@ def test_left_right_in_the_layer_tree_expand_and_collapse(qtbot, loaded):
 
 def test_same_size_images_keep_the_zoom(qtbot, loaded):
     w = loaded
-    w.view.actual_size()
-    w.view.zoom_by(2.0)
-    zoom = w.view.zoom()
+    w.ui.view.actual_size()
+    w.ui.view.zoom_by(2.0)
+    zoom = w.ui.view.zoom()
     _shown(qtbot, w, lambda: w.step_image(2))  # c.png: same size as a.png (b.png differs: refit)
-    assert w.view.zoom() == pytest.approx(zoom)
+    assert w.ui.view.zoom() == pytest.approx(zoom)
 
 
 def test_drop_images_and_a_model_file(qtbot, window, model_file, image_files, tmp_path):
     with qtbot.waitSignal(window.worker.imagesLoaded, timeout=TIMEOUT):
         drop = _drop(window, image_files[:2])
     assert drop.isAccepted()
-    assert window.strip.count() == 2
+    assert window.ui.strip.count() == 2
     result = _shown(qtbot, window, lambda: _drop(window, [model_file]))
-    assert result["model"] == str(model_file) and result["image"] == "a.png"
+    assert result.model == str(model_file) and Path(result.image).name == "a.png"
     folder = tmp_path / "more"
     folder.mkdir()
     cv2.imwrite(str(folder / "z.png"), np.full((40, 48, 3), 200, np.uint8))
     result = _shown(qtbot, window, lambda: _drop(window, [folder]))
-    assert result["image"] == "z.png" and window.strip.count() == 3
+    assert Path(result.image).name == "z.png" and window.ui.strip.count() == 3
 
 
 def test_export_overlay_writes_image_sized_png_and_sidecar(loaded, tmp_path):
-    loaded.alpha_slider.setValue(70)
-    loaded.colormap_box.setCurrentText("turbo")
+    loaded.ui.alpha_slider.setValue(70)
+    loaded.ui.colormap_box.setCurrentText("turbo")
     target = tmp_path / "result.png"
     target.write_bytes(b"old")  # scripts overwrite silently
     assert loaded.export_overlay(target) == target
     image = cv2.imread(str(target))
     assert image.shape[:2] == (40, 48)  # the picture's own size, not the view's
     sidecar = json.loads((tmp_path / "result.json").read_text())
-    assert sidecar["method"] == "Grad-CAM" and sidecar["layer"] == "backbone/last_conv"
+    assert sidecar["method"] == "gradcam" and sidecar["layer"] == "backbone/last_conv"
     assert sidecar["alpha"] == pytest.approx(0.7) and sidecar["colormap"] == "turbo"
     assert sidecar["model"].endswith("tiny.keras") and len(sidecar["model_sha256"]) == 64
     assert sidecar["class_name"] == CLASS_NAMES[sidecar["class_index"]]
-    assert sidecar["preprocessing"] and sidecar["versions"]["tensorflow"] and sidecar["versions"]["keras"]
+    assert sidecar["preprocess"] and sidecar["versions"]["tensorflow"] and sidecar["versions"]["keras"]
+    assert sidecar["image"] == str(loaded.images()[0]["path"]) and sidecar["image_size"] == {"height": 40, "width": 48}
+    assert sidecar["files"] == {"overlay": "result.png", "raw": "result.npy", "display": "result_map.png"}
+    assert sidecar["scale"].startswith("each map is scaled to its own maximum")
     raw = np.load(tmp_path / "result.npy")
     assert raw.dtype == np.float32 and raw.shape == (8, 8)
     assert cv2.imread(str(tmp_path / "result_map.png"), cv2.IMREAD_UNCHANGED).shape == (40, 48)
@@ -238,7 +242,7 @@ def test_unwritable_export_shows_an_error_and_writes_nothing(qtbot, loaded, tmp_
     message = _error(qtbot, loaded, lambda: loaded.export_overlay(blocker / "out.png"))
     assert "Cannot write" in message
     assert list(tmp_path.glob("**/out*")) == []
-    assert message in loaded.status_label.text()
+    assert message in loaded.ui.status_label.text()
 
 
 def test_copy_and_paste(qtbot, loaded):
@@ -249,18 +253,7 @@ def test_copy_and_paste(qtbot, loaded):
     image.fill(Qt.GlobalColor.darkCyan)
     QGuiApplication.clipboard().setImage(image)
     result = _shown(qtbot, loaded, loaded.paste)
-    assert result["image"] == "clipboard" and loaded.current_image()["rgb"].shape == (10, 20, 3)
-
-
-def test_export_all(qtbot, loaded, tmp_path):
-    out = tmp_path / "batch"
-    out.mkdir()
-    batch = loaded.export_all(out)  # results arrive through the event loop: connecting now is in time
-    with qtbot.waitSignal(batch.finished, timeout=TIMEOUT) as done:
-        pass
-    assert done.args == [3, []]
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
-    assert cv2.imread(str(out / "b.png")).shape[:2] == (36, 30)
+    assert Path(result.image).name == "clipboard" and loaded.current_image()["rgb"].shape == (10, 20, 3)
 
 
 # -- bad input ---------------------------------------------------------------------------------
@@ -273,7 +266,7 @@ def test_non_image_drop_and_corrupt_image(qtbot, window, tmp_path):
     broken.write_bytes(cv2.imencode(".png", np.zeros((20, 20, 3), np.uint8))[1].tobytes()[:40])
     message = _error(qtbot, window, lambda: window.open_images([broken]))
     assert "broken.png" in message
-    assert window.strip.count() == 0
+    assert window.ui.strip.count() == 0
 
 
 def test_folder_without_images(qtbot, window, tmp_path):
@@ -286,7 +279,7 @@ def test_folder_without_images(qtbot, window, tmp_path):
 
 def test_refused_lambda_model_and_trusting_it(qtbot, window, lambda_model_file, image_files, monkeypatch):
     message = _error(qtbot, window, lambda: window.open_model(lambda_model_file))
-    assert "Lambda" in message and window._model is None
+    assert "Lambda" in message and window.model_info() is None
     # With dialogs on, the refusal offers "Trust this file", which reloads with trust=True.
     monkeypatch.setenv("GRADCAM_DESKTOP_NO_DIALOGS", "0")
     with qtbot.waitSignal(window.errorShown, timeout=TIMEOUT):
@@ -297,7 +290,7 @@ def test_refused_lambda_model_and_trusting_it(qtbot, window, lambda_model_file, 
     window.open_images(image_files[:1])
     with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT) as shown:
         trust.click()
-    assert shown.args[0]["model"] == str(lambda_model_file)
+    assert shown.args[0].model == str(lambda_model_file)
 
 
 def test_saved_model_folder_is_refused_with_a_reason(qtbot, window, tmp_path):
@@ -306,16 +299,16 @@ def test_saved_model_folder_is_refused_with_a_reason(qtbot, window, tmp_path):
     (folder / "saved_model.pb").write_bytes(b"\x08\x01")
     message = _error(qtbot, window, lambda: _drop(window, [folder]))
     assert "SavedModel" in message
-    assert window.strip.count() == 0
+    assert window.ui.strip.count() == 0
 
 
 def test_non_eligible_layer_explains_itself(qtbot, loaded):
     with qtbot.assertNotEmitted(loaded.resultShown, wait=300):
-        loaded.layer_tree.select_path("gap")
-    text = loaded.status_label.text()
+        loaded.ui.layer_tree.select_path("gap")
+    text = loaded.ui.status_label.text()
     assert "No map at layer" in text and "backbone/last_conv" in text
-    result = _shown(qtbot, loaded, lambda: loaded.layer_tree.select_path("backbone/pool1"))
-    assert result["layer"] == "backbone/pool1"
+    result = _shown(qtbot, loaded, lambda: loaded.ui.layer_tree.select_path("backbone/pool1"))
+    assert result.layer == "backbone/pool1"
 
 
 def test_twenty_quick_changes_show_only_the_last(qtbot, loaded):
@@ -325,20 +318,20 @@ def test_twenty_quick_changes_show_only_the_last(qtbot, loaded):
     start = time.monotonic()
     for i in range(20):
         if i % 2:
-            loaded.class_list.select_class(i % 4)
+            loaded.ui.class_list.select_class(i % 4)
         else:
-            loaded.layer_tree.select_path(layers[(i // 2) % len(layers)])
+            loaded.ui.layer_tree.select_path(layers[(i // 2) % len(layers)])
     assert time.monotonic() - start < 1.0
     last_layer, last_class = layers[9 % len(layers)], 19 % 4
     qtbot.waitUntil(lambda: bool(shown), timeout=TIMEOUT)
     qtbot.wait(500)
-    assert [(d["layer"], d["class_index"]) for d in shown] == [(last_layer, last_class)]
+    assert [(d.layer, d.class_index) for d in shown] == [(last_layer, last_class)]
 
 
 def test_close_while_computing_stops_the_thread(qtbot, loaded):
     with qtbot.waitSignal(loaded.worker.busy, timeout=TIMEOUT,
                           check_params_cb=lambda text: text.startswith("Computing")):
-        loaded.layer_tree.select_path("backbone/conv1")
+        loaded.ui.layer_tree.select_path("backbone/conv1")
     start = time.monotonic()
     loaded.close()
     assert not loaded.worker.isRunning()
@@ -346,12 +339,12 @@ def test_close_while_computing_stops_the_thread(qtbot, loaded):
 
 
 def test_settings_are_remembered(qtbot, loaded):
-    loaded.alpha_slider.setValue(25)
-    loaded.colormap_box.setCurrentText("magma")
+    loaded.ui.alpha_slider.setValue(25)
+    loaded.ui.colormap_box.setCurrentText("magma")
     loaded.close()
     again = MainWindow()
     qtbot.addWidget(again)
-    assert again.alpha_slider.value() == 25 and again.colormap_box.currentText() == "magma"
+    assert again.ui.alpha_slider.value() == 25 and again.ui.colormap_box.currentText() == "magma"
     assert again.acts.recent_menu.actions()[0].text() == "tiny.keras"
     again.close()
 
@@ -402,7 +395,7 @@ def test_closing_mid_computation_exits_cleanly(image_files):
 
         def on_shown(_result):
             state["maps"] += 1
-            window.layer_tree.select_path("block1_conv")
+            window.ui.layer_tree.select_path("block1_conv")
 
         window.worker.busy.connect(on_busy)
         window.resultShown.connect(on_shown)

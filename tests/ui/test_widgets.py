@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QMouseEvent, QPalette, QWheelEvent
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QGraphicsPixmapItem
 
 from gradcam_desktop.core.overlay import COLORMAPS, blend, colorize
-from gradcam_desktop.ui.class_list import ClassListModel, ClassListWidget
+from gradcam_desktop.ui.class_list import ClassListModel, ClassListWidget, ProbabilityBarDelegate
 from gradcam_desktop.ui.icons import ICON_NAMES, icon
 from gradcam_desktop.ui.image_view import MODES, ColorBar, ImageView
 from gradcam_desktop.ui.layer_tree import LayerTreeModel, LayerTreeView
@@ -559,3 +560,119 @@ def test_widgets_do_not_import_tensorflow():
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- keeping a class, widths that fit the content, pane titles, caption ---------------------------
+def click_row(view, index) -> None:
+    QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     view.visualRect(index).center())
+
+
+def test_click_on_the_chosen_class_is_a_choice_too(classes, qtbot):
+    classes.select_class(207)
+    top = classes.proxy.index(0, 0)
+    assert top.data(USER) == 207 and classes.view.currentIndex() == top
+    with qtbot.waitSignal(classes.classChosen) as blocker:
+        click_row(classes.view, top)  # the highlighted row: Qt sees no change, the user made a choice
+    assert blocker.args == [207]
+    emitted: list[int] = []
+    classes.classChosen.connect(emitted.append)
+    click_row(classes.view, classes.proxy.index(1, 0))  # another row: exactly one emission
+    assert emitted == [208]
+    classes.select_class(208)  # programmatic, same class: no emission
+    assert emitted == [208]
+
+
+def test_keep_and_follow_buttons(classes, qtbot):
+    classes.select_class(1)
+    assert classes.follow_button.isChecked() and classes.keep_button.text() == "Keep class: goldfish"
+    with qtbot.assertNotEmitted(classes.followTopChosen):
+        QTest.mouseClick(classes.follow_button, Qt.MouseButton.LeftButton)  # already following
+    with qtbot.waitSignal(classes.classChosen) as blocker:
+        QTest.mouseClick(classes.keep_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == [1]
+    assert classes.follow_button.isChecked()  # the widget shows the mode the window sets
+    classes.set_kept(True)
+    assert classes.keep_button.isChecked() and classes.is_kept()
+    with qtbot.waitSignal(classes.followTopChosen):
+        QTest.mouseClick(classes.follow_button, Qt.MouseButton.LeftButton)
+    classes.set_kept(False)
+    assert classes.follow_button.isChecked() and not classes.is_kept()
+    empty = ClassListWidget()
+    qtbot.addWidget(empty)
+    assert empty.keep_button.text() == "Keep class" and not empty.keep_button.isEnabled()
+
+
+def test_class_list_at_its_content_width_shows_names_and_percentages_uncut(qtbot):
+    widget = ClassListWidget()
+    qtbot.addWidget(widget)
+    names = ["cat", "a rather long class name", "dog"]
+    widget.set_classes(names, [0.974, 0.016, 0.01])
+    widget.resize(widget.content_width(), 300)
+    widget.show()
+    qtbot.waitExposed(widget)
+    fm = widget.view.fontMetrics()
+    pad = ProbabilityBarDelegate._PAD
+    need = 4 + 4 * pad + fm.horizontalAdvance("100.0 %") + max(fm.horizontalAdvance(n) for n in names)
+    assert widget.view.viewport().width() >= need
+    widget.set_classes([f"class {i}" for i in range(1000)], None)  # a new list is measured again
+    assert widget.content_width() < widget.view.viewport().width() + 200
+
+
+def test_layer_tree_show_path_is_silent_and_content_width_needs_no_scrolling(tree, qtbot):
+    with qtbot.assertNotEmitted(tree.layerChosen):
+        assert tree.show_path("conv")
+    assert tree.current_path() == "conv"
+    tree.resize(tree.content_width(), 400)
+    qtbot.wait(20)
+    assert not tree.horizontalScrollBar().isVisible()
+    for column in range(3):
+        assert tree.header().sectionSize(column) >= tree.sizeHintForColumn(column)
+
+
+def test_colorbar_says_each_map_is_scaled_to_its_own_maximum(qtbot):
+    bar = ColorBar()
+    qtbot.addWidget(bar)
+    assert bar.labels() == ("0", "this map's maximum")
+    assert "own maximum" in bar.toolTip()
+    assert bar.minimumSizeHint().width() > bar.fontMetrics().horizontalAdvance("0this map's maximum")
+
+
+def test_side_by_side_panes_carry_their_titles(view, qtbot):
+    rgb = np.full((60, 80, 3), 255, np.uint8)
+    view.set_image(rgb)
+    view.set_map(ramp_map(60, 80))
+    view.set_mode("side")
+    view.set_pane_titles(("Picture", "Evidence for 'dog'"))
+    view.show()
+    qtbot.waitExposed(view)
+    view.actual_size()
+    assert view.pane_titles() == ("Picture", "Evidence for 'dog'")
+
+    def corner() -> QColor:
+        image = view.viewport().grab().toImage()
+        return QColor(image.pixel(view.mapFromScene(QPointF(10.5, 10.5))))
+
+    assert corner().lightness() < 128  # the title's dark box over a white picture
+    view.set_pane_titles(None)
+    assert corner().lightness() > 200
+    view.set_pane_titles(("Picture", "Evidence for 'dog'"))
+    view.set_mode("overlay")
+    assert view.pane_titles() is None
+
+
+def test_caption_bar_says_what_the_map_shows(qtbot):
+    from gradcam_desktop.core.types import MapResult, Prediction
+    from gradcam_desktop.ui.caption import CaptionBar
+
+    bar = CaptionBar()
+    qtbot.addWidget(bar)
+    result = MapResult(raw=np.ones((2, 2), np.float32), layer="last_conv", class_index=3, class_name="star",
+                       score=0.004, prediction=Prediction(np.array([0.996, 0.004]), [(0, "circle", 0.996)], "softmax"))
+    bar.set_result(result)
+    assert bar.caption() == "Evidence for 'star' (0.4 %) · layer last_conv"
+    assert bar.warning().startswith("unlikely class") and "Unlikely class" in bar.text()
+    bar.set_result(result.with_(score=0.5))
+    assert bar.warning() == "" and "Unlikely" not in bar.text()
+    bar.set_result(None)
+    assert bar.caption() == "" and bar.warning() == ""

@@ -34,7 +34,7 @@ def window(qtbot, tmp_path, monkeypatch):
     w = MainWindow()
     qtbot.addWidget(w)
     w.show()
-    qtbot.waitUntil(lambda: w._ready, timeout=TIMEOUT)
+    qtbot.waitUntil(w.engine_ready, timeout=TIMEOUT)
     return w
 
 
@@ -50,7 +50,7 @@ def test_offline_zoo_model_gives_a_plain_message_and_the_window_stays_usable(qtb
     with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT) as shown:
         window.open_model("demo")
         window.open_images([picture])
-    assert shown.args[0]["model"] == "demo"
+    assert shown.args[0].model == "demo"
 
 
 def test_zoo_model_downloads_with_progress_and_shows_imagenet_classes(qtbot, window, mirror, monkeypatch, tmp_path):
@@ -63,9 +63,9 @@ def test_zoo_model_downloads_with_progress_and_shows_imagenet_classes(qtbot, win
         window.open_model("zoo:MobileNetV2")
         window.open_images([picture])
     result = shown.args[0]
-    assert result["model"] == "zoo:MobileNetV2"
+    assert result.model == "zoo:MobileNetV2"
     size = (mirror / zoo.zoo_entry("MobileNetV2").weights_file).stat().st_size
     assert progress and progress[-1] == (size, size)  # the dialog's numbers reached the end
     assert zoo.weights_path("MobileNetV2").stat().st_size == size  # now in the Keras cache
-    names = [window.class_list.model.index(row, 0).data() for row in range(window.class_list.model.rowCount())]
+    names = [window.ui.class_list.model.index(row, 0).data() for row in range(window.ui.class_list.model.rowCount())]
     assert len(names) == 1000 and "tench" in names and "toilet tissue" in names

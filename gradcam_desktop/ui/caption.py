@@ -1,0 +1,60 @@
+"""The line above the picture that says what the map shows, and warns when it may mislead."""
+
+from __future__ import annotations
+
+from html import escape
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+
+from gradcam_desktop.core import annotate
+from gradcam_desktop.core.types import MapResult
+
+__all__ = ["CaptionBar"]
+
+
+class CaptionBar(QLabel):
+    """"Evidence for 'star' (0.4 %) · layer last_conv" and, in a caution colour, why that may
+    mislead ("unlikely class: …", "flat map: …") — objectName "mapCaption".
+
+    ``set_result(result | None)``; ``caption()`` and ``warning()`` give the plain texts shown.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("mapCaption")
+        self.setWordWrap(True)
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.setContentsMargins(10, 6, 10, 6)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)  # wraps instead of widening the window
+        font = self.font()
+        font.setPointSizeF(font.pointSizeF() * 1.15)
+        self.setFont(font)
+        self.setToolTip(annotate.SCALE_NOTE)
+        self._caption = ""
+        self._warning = ""
+        self.set_result(None)
+
+    def set_result(self, result: MapResult | None) -> None:
+        """Describe ``result`` (None: no map, the bar keeps its height but says nothing)."""
+        self._caption = annotate.caption(result) if result is not None else ""
+        self._warning = (annotate.warning(result) or "") if result is not None else ""
+        html = f"<b>{escape(self._caption)}</b>" if self._caption else "&nbsp;"
+        if self._warning:
+            note = self._warning[0].upper() + self._warning[1:]
+            html += f"<br><span style='color:{self._caution_colour()}'>{escape(note)}</span>"
+        self.setText(html)
+
+    def caption(self) -> str:
+        """The caption shown ("" without a map)."""
+        return self._caption
+
+    def warning(self) -> str:
+        """The warning shown ("" when there is none)."""
+        return self._warning
+
+    def _caution_colour(self) -> str:
+        # Dark orange on a light window, light orange on a dark one: readable on either.
+        dark = self.palette().color(QPalette.ColorRole.Window).lightness() < 128
+        return "#ffb454" if dark else "#a64b00"
