@@ -177,7 +177,7 @@ class Bench:
         self._want = None
         self._loop = None
         self.win.resultShown.connect(self._on_result)
-        self.view = self.win.view
+        self.view = self.win.ui.view
         self.paints = 0
         bench = self
 
@@ -197,7 +197,7 @@ class Bench:
         self.heart.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
 
     # -- waiting without sleeping on the UI thread
-    def _on_result(self, payload: dict) -> None:
+    def _on_result(self, payload) -> None:
         if self._want is not None and self._want(payload):
             self._hit = (time.perf_counter(), payload)
             self._want = None
@@ -253,30 +253,30 @@ class Bench:
         return any(k[0] == key and k[2] == layer and k[3] == class_index for k in self.win.worker.cached_keys())
 
     def layers(self) -> list[str]:
-        return self.win.layer_tree.layer_model().eligible_paths()
+        return self.win.ui.layer_tree.layer_model().eligible_paths()
 
     def classes(self) -> int:
-        return len(self.win.shown_result()["probabilities"])
+        return len(self.win.shown_result().probabilities)
 
     def current(self) -> tuple[str, int, str]:
         shown = self.win.shown_result()
-        return shown["layer"], shown["class_index"], self.win.current_image()["key"]
+        return shown.layer, shown.class_index, self.win.current_image()["key"]
 
     # -- user actions
     def change_layer(self, layer: str):
         key = self.current()[2]
-        return self.until_shown(lambda: self.win.layer_tree.select_path(layer),
-                                lambda d: d["layer"] == layer and d["image_key"] == key)
+        return self.until_shown(lambda: self.win.ui.layer_tree.select_path(layer),
+                                lambda d: d.layer == layer and d.image_key == key)
 
     def change_class(self, class_index: int):
         layer, _cls, key = self.current()
-        return self.until_shown(lambda: self.win.class_list.select_class(class_index),
-                                lambda d: d["class_index"] == class_index and d["layer"] == layer
-                                and d["image_key"] == key)
+        return self.until_shown(lambda: self.win.ui.class_list.select_class(class_index),
+                                lambda d: d.class_index == class_index and d.layer == layer
+                                and d.image_key == key)
 
     def show_image(self, index: int):
         key = self.win.images()[index]["key"]
-        return self.until_shown(lambda: self.win.show_image(index), lambda d: d["image_key"] == key)
+        return self.until_shown(lambda: self.win.show_image(index), lambda d: d.image_key == key)
 
     # -- heartbeat
     def start_heartbeat(self) -> None:
@@ -317,7 +317,7 @@ def stall_run(b: Bench, maps: int, new_layers: int = 0) -> tuple[list[float], li
         b.settle()
         _shown, painted, payload = b.change_layer(layer)
         per_map.append(painted)
-        uncached += not payload["cached"]
+        uncached += not payload.cached
     layer_i, cls = 0, 0
     for step in range(maps):
         if step % 3 == 0:  # one layer change, then two class changes
@@ -327,7 +327,7 @@ def stall_run(b: Bench, maps: int, new_layers: int = 0) -> tuple[list[float], li
             cls = (b.current()[1] + 1) % classes
             _shown, painted, payload = b.change_class(cls)
         per_map.append(painted)
-        uncached += not payload["cached"]
+        uncached += not payload.cached
     b.settle()
     gaps = b.stop_heartbeat()
     return gaps, per_map, uncached
@@ -336,7 +336,7 @@ def stall_run(b: Bench, maps: int, new_layers: int = 0) -> tuple[list[float], li
 def set_map_cost(b: Bench, repeats: int = 7) -> list[float]:
     """The image view's own work for a new map (recomposite at the image's size), worker idle."""
     b.settle()
-    display = b.win.shown_result()["display"]
+    display = b.win.shown_result().display
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -357,25 +357,25 @@ def change_latencies(b: Bench, image_indices: list[int], out: dict[str, list[flo
             layer_now, cls, _key = b.current()
             if layer != layer_now and not b.cached(layer, cls):
                 _s, painted, payload = b.change_layer(layer)
-                out["layer uncached" if not payload["cached"] else "layer cached"].append(painted)
+                out["layer uncached" if not payload.cached else "layer cached"].append(painted)
             b.settle()
             todo = [c for c in range(classes) if not b.cached(b.current()[0], c)]
             if todo:
                 _s, painted, payload = b.change_class(todo[0])
-                out["class uncached" if not payload["cached"] else "class cached"].append(painted)
+                out["class uncached" if not payload.cached else "class cached"].append(painted)
             b.settle()
             layer_now, cls, _key = b.current()
             done = [c for c in range(classes) if c != cls and b.cached(layer_now, c)]
             if done:
                 _s, painted, payload = b.change_class(done[0])
-                out["class cached" if payload["cached"] else "class uncached"].append(painted)
+                out["class cached" if payload.cached else "class uncached"].append(painted)
         # Back to a layer visited with this class: cached.
         b.settle()
         layer_now, cls, _key = b.current()
         back = [p for p in layers if p != layer_now and b.cached(p, cls)]
         if back:
             _s, painted, payload = b.change_layer(back[0])
-            out["layer cached" if payload["cached"] else "layer uncached"].append(painted)
+            out["layer cached" if payload.cached else "layer uncached"].append(painted)
 
 
 # -- (d) alpha and colormap ----------------------------------------------------------------------
@@ -383,7 +383,7 @@ def instant_latencies(b: Bench, repeats: int) -> dict[str, list[float]]:
     from gradcam_desktop.core.overlay import COLORMAPS
 
     out: dict[str, list[float]] = {"alpha set": [], "alpha painted": [], "colormap set": [], "colormap painted": []}
-    slider, box = b.win.alpha_slider, b.win.colormap_box
+    slider, box = b.win.ui.alpha_slider, b.win.ui.colormap_box
     b.app.processEvents()
     for i in range(repeats):
         value = 30 + (i * 37) % 60  # never the current value
@@ -499,7 +499,7 @@ def main() -> None:
     if not args.no_large:
         big = large_version(sample)
         b.settle()
-        b.until_shown(lambda: b.win.open_images([big]), lambda d: d["image"] == big[0], timeout=600)
+        b.until_shown(lambda: b.win.open_images([big]), lambda d: d.image == big[0], timeout=600)
         large = "4000×3000"
         b.settle()
         gaps, per_map, uncached = stall_run(b, max(6, args.maps // 3))

@@ -128,7 +128,7 @@ class ProbabilityBarDelegate(QStyledItemDelegate):
     work; on a selected row the bar uses the highlighted-text colour so it stays visible.
     """
 
-    _PAD = 6
+    PAD = 6
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
         opt = QStyleOptionViewItem(option)
@@ -155,13 +155,13 @@ class ProbabilityBarDelegate(QStyledItemDelegate):
         painter.setPen(text_color)
         painter.setFont(opt.font)
         fm = opt.fontMetrics
-        text_rect = rect.adjusted(self._PAD, 0, -self._PAD, 0)
+        text_rect = rect.adjusted(self.PAD, 0, -self.PAD, 0)
         pct = format_probability(p) if p is not None else ""
         pct_width = self.percent_width(fm) if pct else 0
         align = Qt.AlignmentFlag.AlignVCenter
         if pct:
             painter.drawText(text_rect, align | Qt.AlignmentFlag.AlignRight, pct)
-        name_rect = text_rect.adjusted(0, 0, -(pct_width + self._PAD), 0)
+        name_rect = text_rect.adjusted(0, 0, -(pct_width + self.PAD), 0)
         painter.drawText(name_rect, align | Qt.AlignmentFlag.AlignLeft,
                          fm.elidedText(name, Qt.TextElideMode.ElideRight, name_rect.width()))
         painter.restore()
@@ -177,7 +177,7 @@ class ProbabilityBarDelegate(QStyledItemDelegate):
 
     def row_width(self, fm: QFontMetrics, name_width: int) -> int:
         """The row width that shows a name ``name_width`` wide and its percentage uncut."""
-        return 4 + 3 * self._PAD + name_width + self.percent_width(fm) + self._PAD
+        return 4 + 3 * self.PAD + name_width + self.percent_width(fm) + self.PAD
 
 
 class ClassListWidget(QWidget):

@@ -138,7 +138,7 @@ def build_widgets(window: QMainWindow) -> Widgets:
     alpha_slider = QSlider(Qt.Orientation.Horizontal)
     alpha_slider.setObjectName("alphaSlider")
     alpha_slider.setRange(0, 100)
-    alpha_slider.setFixedWidth(160)
+    alpha_slider.setFixedWidth(120)
     alpha_slider.setToolTip("How strongly the map covers the picture (0 % = picture only)")
     alpha_label = QLabel()
     alpha_label.setMinimumWidth(alpha_label.fontMetrics().horizontalAdvance("100 %") + 6)

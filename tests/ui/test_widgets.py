@@ -612,7 +612,7 @@ def test_class_list_at_its_content_width_shows_names_and_percentages_uncut(qtbot
     widget.show()
     qtbot.waitExposed(widget)
     fm = widget.view.fontMetrics()
-    pad = ProbabilityBarDelegate._PAD
+    pad = ProbabilityBarDelegate.PAD
     need = 4 + 4 * pad + fm.horizontalAdvance("100.0 %") + max(fm.horizontalAdvance(n) for n in names)
     assert widget.view.viewport().width() >= need
     widget.set_classes([f"class {i}" for i in range(1000)], None)  # a new list is measured again

@@ -131,7 +131,7 @@ def test_side_panels_come_back_wide_enough_after_a_small_window(qtbot):
     # Classes: the widest percentage and every name fit beside each other in the rows.
     fm = classes.view.fontMetrics()
     names = [classes.proxy.index(r, 0).data() for r in range(classes.proxy.rowCount())]
-    pad = ProbabilityBarDelegate._PAD
+    pad = ProbabilityBarDelegate.PAD
     need = 4 + 4 * pad + fm.horizontalAdvance("100.0 %") + max(fm.horizontalAdvance(n) for n in names)
     assert classes.view.viewport().width() >= need
     assert not classes.view.horizontalScrollBar().isVisible()
