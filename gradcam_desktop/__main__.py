@@ -210,10 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         app.setWindowIcon(icon("app"))
     except FileNotFoundError:
         log.warning("application icon missing")
+    from gradcam_desktop.core.types import DEMO
+
     window = MainWindow()
     window.show()
     model, images = _split_inputs(args.inputs)
-    window.open_model(model or "demo", trust=args.trust_model)
+    window.open_model(model or DEMO, trust=args.trust_model)
     window.open_images(images or [sample_image()])
     _quit_on_signals(window)
     code = app.exec()

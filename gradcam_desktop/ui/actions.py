@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
 from PySide6.QtWidgets import QMenu
 
-from gradcam_desktop.core.types import ModelSpec
+from gradcam_desktop.core.types import DEMO, ModelSpec
 from gradcam_desktop.ui import dialogs
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def build_actions(window: MainWindow) -> Actions:
     a = Actions(
         open_model=_action(w, "Open &Model…", lambda: dialogs.open_model_dialog(w), shortcut="Ctrl+Shift+O",
                            tip="Open a Keras model file (.keras or .h5)", icon="open-model"),
-        open_demo=_action(w, "Open &Demo Model", lambda: w.open_model("demo"),
+        open_demo=_action(w, "Open &Demo Model", lambda: w.open_model(DEMO),
                           tip="The built-in demo: a small model that recognises shapes", icon="demo"),
         open_zoo=_action(w, "Open &Zoo Model…", lambda: dialogs.open_zoo_dialog(w),
                          tip="A well-known ImageNet model (downloaded once)", icon="zoo"),

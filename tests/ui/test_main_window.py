@@ -434,6 +434,18 @@ def test_main_module_help_and_display_checks():
     assert display_problem({}, "win32", none) is None
 
 
+def test_command_line_inputs_are_one_model_and_pictures(tmp_path):
+    from gradcam_desktop.__main__ import _split_inputs
+
+    saved = tmp_path / "exported"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"")
+    assert _split_inputs(["demo", "a.png", "pics"]) == ("demo", ["a.png", "pics"])
+    assert _split_inputs(["zoo:ResNet50", "m.KERAS", "b.jpg"]) == ("m.KERAS", ["b.jpg"])  # the last model wins
+    assert _split_inputs([str(saved), "c.png"]) == (str(saved), ["c.png"])  # refused later, with a reason
+    assert _split_inputs(["c.png"]) == (None, ["c.png"])
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the DISPLAY check is for Linux")
 def test_missing_display_gives_one_plain_line():
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
