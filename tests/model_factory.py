@@ -96,3 +96,30 @@ def calibrate(model, x):
     for layer, momentum in zip(norms, momenta):
         layer.momentum = momentum
     return model
+
+
+def float64_twin(model):
+    """The same network with every layer computing in float64 and the same weights.
+
+    The Grad-CAM gradient is discontinuous wherever rounding moves a pre-activation across a
+    ReLU kink; in float64 that needs a value within ~1e-13 of the kink (see tests/reference.py).
+    """
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.Layer):  # not keras.ops nodes: they follow their inputs
+            config["dtype"] = "float64"
+        return layer.__class__.from_config(config)
+
+    twin = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def float64_engine(engine):
+    """A GradCam for the float64 twin of ``engine``'s model, with the same loading options."""
+    from dataclasses import replace
+
+    from gradcam_desktop.core.gradcam import GradCam
+
+    return GradCam(replace(engine.loaded, model=float64_twin(engine.model), head=None))

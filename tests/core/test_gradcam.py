@@ -13,16 +13,37 @@ from gradcam_desktop.core.images import LoadedImage
 from model_factory import (
     conv_backbone,
     flat_gap_dense_model,
+    float64_engine,
     gap_dense_model,
     random_image,
     save_and_load,
 )
+from reference import (
+    assert_map_close,
+    assert_top_class_decided,
+    discrepancy,
+    exact_gradient,
+    probability_rtol,
+    reference_gradcam,
+    reference_map,
+    well_conditioned,
+)
 
 
-def cam_by_hand(feature_map: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """For GAP → Dense: ∂y_c/∂A_k,ij = w_k/(H·W), so Grad-CAM = ReLU(Σ_k w_k A^k)/(H·W)."""
+def by_hand(engine, feature_map: np.ndarray, weights: np.ndarray):
+    """For GAP → Dense: ∂y_c/∂A_k,ij = w_k/(H·W) exactly, so Grad-CAM = ReLU(Σ_k w_k A^k)/(H·W).
+
+    No autodiff: the gradient is written down, then the shared reference reduces it in float64
+    and bounds the engine's float32 rounding (tests/reference.py).
+    """
     height, width = feature_map.shape[:2]
-    return np.maximum(feature_map @ weights, 0.0) / (height * width)
+    gradients = np.broadcast_to(np.asarray(weights, np.float64) / (height * width), feature_map.shape)
+    return reference_map(feature_map, gradients, discrepancy(engine.model), exact_gradient())
+
+
+def gap_dense_logits(feature_map: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The pre-activation output of GAP → Dense, in float64."""
+    return feature_map.astype(np.float64).mean(axis=(0, 1)) @ kernel + bias
 
 
 def last_conv_features(model, image: LoadedImage, path=("backbone", "last_conv")) -> np.ndarray:
@@ -42,12 +63,13 @@ def test_formula_matches_hand_computation_for_every_class(softmax_engine):
     image = random_image()
     features = last_conv_features(softmax_engine.model, image)
     kernel = softmax_engine.model.get_layer("predictions").get_weights()[0]
-    for cls in range(4):
+    references = [by_hand(softmax_engine, features, kernel[:, cls]) for cls in range(4)]
+    assert any(map(well_conditioned, references))  # some class's map is not zero everywhere
+    for cls, reference in enumerate(references):
         explanation = softmax_engine.explain(image, "backbone/last_conv", cls)
-        expected = cam_by_hand(features, kernel[:, cls])
         assert explanation.raw.shape == (8, 8)
         assert explanation.raw.dtype == np.float32
-        np.testing.assert_allclose(explanation.raw, expected, rtol=1e-4, atol=1e-6)
+        assert_map_close(explanation.raw, reference, allow_flat=True)
         assert explanation.class_index == cls
 
 
@@ -55,10 +77,14 @@ def test_score_is_softmax_probability_and_default_class_is_top(softmax_engine):
     image = random_image(seed=5)
     x = image.rgb.astype(np.float32)[None] / 255.0
     probabilities = np.asarray(softmax_engine.model(x))[0]
+    kernel, bias = softmax_engine.model.get_layer("predictions").get_weights()
+    logits = gap_dense_logits(last_conv_features(softmax_engine.model, image), kernel, bias)
+    rtol = probability_rtol(logits, discrepancy(softmax_engine.model))
+    assert_top_class_decided(probabilities, rtol)
     explanation = softmax_engine.explain(image)
     assert explanation.class_index == int(np.argmax(probabilities))
-    assert explanation.score == pytest.approx(float(probabilities.max()), rel=1e-5)
-    np.testing.assert_allclose(explanation.prediction.probabilities, probabilities, rtol=1e-5)
+    assert explanation.score == pytest.approx(float(probabilities.max()), rel=rtol)
+    np.testing.assert_allclose(explanation.prediction.probabilities, probabilities, rtol=rtol)
     assert explanation.layer == "backbone/last_conv"  # the default: last eligible layer
 
 
@@ -86,9 +112,10 @@ def test_separate_softmax_layers_and_linear_heads_explain_the_logits(tmp_path, h
     image = random_image(seed=2)
     kernel = engine.model.get_layer("logits").get_weights()[0]
     features = last_conv_features(engine.model, image)
-    for cls in range(5):
-        raw = engine.explain(image, "backbone/last_conv", cls).raw
-        np.testing.assert_allclose(raw, cam_by_hand(features, kernel[:, cls]), rtol=1e-4, atol=1e-6)
+    references = [by_hand(engine, features, kernel[:, cls]) for cls in range(5)]
+    assert any(map(well_conditioned, references))
+    for cls, reference in enumerate(references):
+        assert_map_close(engine.explain(image, "backbone/last_conv", cls).raw, reference, allow_flat=True)
 
 
 def test_binary_sigmoid_head_explains_z_and_minus_z(tmp_path):
@@ -99,17 +126,21 @@ def test_binary_sigmoid_head_explains_z_and_minus_z(tmp_path):
     x = image.rgb.astype(np.float32)[None] / 255.0
     p = float(np.asarray(engine.model(x))[0, 0])
     features = last_conv_features(engine.model, image)
-    w = engine.model.get_layer("predictions").get_weights()[0][:, 0]
+    kernel, bias = engine.model.get_layer("predictions").get_weights()
+    w = kernel[:, 0]
+    rtol = probability_rtol(gap_dense_logits(features, kernel, bias), discrepancy(engine.model))
+    assert_top_class_decided([1 - p, p], rtol)
     one = engine.explain(image, None, 1)
     zero = engine.explain(image, None, 0)
-    np.testing.assert_allclose(one.raw, cam_by_hand(features, w), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(zero.raw, cam_by_hand(features, -w), rtol=1e-4, atol=1e-6)
-    assert one.score == pytest.approx(p, rel=1e-5)
-    assert zero.score == pytest.approx(1 - p, rel=1e-4)
-    np.testing.assert_allclose(one.prediction.probabilities, [1 - p, p], rtol=1e-4)
+    assert_map_close(one.raw, by_hand(engine, features, w))
+    assert_map_close(zero.raw, by_hand(engine, features, -w))
+    # |Δp| ≤ rtol·p ≤ rtol also bounds 1 − p, absolutely.
+    assert one.score == pytest.approx(p, rel=rtol)
+    assert zero.score == pytest.approx(1 - p, rel=rtol, abs=rtol)
+    np.testing.assert_allclose(one.prediction.probabilities, [1 - p, p], rtol=rtol, atol=rtol)
     top = engine.explain(image)
     assert top.class_index == (1 if p > 0.5 else 0)
-    np.testing.assert_allclose(top.raw, (one if p > 0.5 else zero).raw, rtol=1e-5)
+    assert_map_close(top.raw, by_hand(engine, features, w if p > 0.5 else -w))
 
 
 def test_multilabel_sigmoid_head_explains_each_logit(tmp_path):
@@ -118,12 +149,15 @@ def test_multilabel_sigmoid_head_explains_each_logit(tmp_path):
     image = random_image(seed=9)
     x = image.rgb.astype(np.float32)[None] / 255.0
     probabilities = np.asarray(engine.model(x))[0]
-    kernel = engine.model.get_layer("predictions").get_weights()[0]
+    kernel, bias = engine.model.get_layer("predictions").get_weights()
     features = last_conv_features(engine.model, image)
-    for cls in range(3):
+    rtol = probability_rtol(gap_dense_logits(features, kernel, bias), discrepancy(engine.model))
+    references = [by_hand(engine, features, kernel[:, cls]) for cls in range(3)]
+    assert any(map(well_conditioned, references))
+    for cls, reference in enumerate(references):
         explanation = engine.explain(image, None, cls)
-        np.testing.assert_allclose(explanation.raw, cam_by_hand(features, kernel[:, cls]), rtol=1e-4, atol=1e-6)
-        assert explanation.score == pytest.approx(float(probabilities[cls]), rel=1e-5)
+        assert_map_close(explanation.raw, reference, allow_flat=True)
+        assert explanation.score == pytest.approx(float(probabilities[cls]), rel=rtol)
 
 
 def test_head_inside_a_nested_model_and_sequential_outer(tmp_path):
@@ -140,9 +174,10 @@ def test_head_inside_a_nested_model_and_sequential_outer(tmp_path):
     image = random_image(seed=12)
     kernel = engine.model.get_layer("head").get_layer("predictions").get_weights()[0]
     features = last_conv_features(engine.model, image)
-    for cls in range(3):
-        raw = engine.explain(image, "backbone/last_conv", cls).raw
-        np.testing.assert_allclose(raw, cam_by_hand(features, kernel[:, cls]), rtol=1e-4, atol=1e-6)
+    references = [by_hand(engine, features, kernel[:, cls]) for cls in range(3)]
+    assert any(map(well_conditioned, references))
+    for cls, reference in enumerate(references):
+        assert_map_close(engine.explain(image, "backbone/last_conv", cls).raw, reference, allow_flat=True)
 
 
 def test_nested_sequential_backbone_in_functional_model_matches_flat_model(tmp_path):
@@ -159,11 +194,32 @@ def test_nested_sequential_backbone_in_functional_model_matches_flat_model(tmp_p
     nested_engine = GradCam(save_and_load(nested, tmp_path, "nested.keras"))
     flat_engine = GradCam(save_and_load(flat, tmp_path, "flat.keras"))
     image = random_image(seed=14)
-    for inner in ("conv1", "conv2", "last_conv"):
-        a = nested_engine.explain(image, f"backbone/{inner}", 2).raw
-        b = flat_engine.explain(image, inner, 2).raw
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
-        assert a.max() > 0  # a real map, not an all-zero coincidence
+    x = image.rgb.astype(np.float32)[None] / 255.0
+    two = [0.0, 0.0, 1.0, 0.0]
+
+    def flat_reference(model, inner):
+        dense = model.get_layer("predictions")
+
+        def run(batch):  # layer by layer, eagerly; the Dense by hand for its pre-softmax output
+            y = features = batch
+            for layer in model.layers[:-1]:
+                y = layer(y)
+                features = y if layer.name == inner else features
+            return features, keras.ops.matmul(y, dense.kernel) + dense.bias
+        return run
+
+    # last_conv feeds GAP → Dense: float32, exact gradient. conv1/conv2: their gradients cross
+    # ReLUs, compared on float64 twins (tests/reference.py). Both engines meet the same reference.
+    rho = discrepancy(flat_engine.model)
+    reference = reference_gradcam(flat_reference(flat_engine.model, "last_conv"), x, two, rho, exact_gradient())
+    assert_map_close(nested_engine.explain(image, "backbone/last_conv", 2).raw, reference)
+    assert_map_close(flat_engine.explain(image, "last_conv", 2).raw, reference)
+    nested_64, flat_64 = float64_engine(nested_engine), float64_engine(flat_engine)
+    rho = discrepancy(flat_64.model)
+    for inner in ("conv1", "conv2"):
+        reference = reference_gradcam(flat_reference(flat_64.model, inner), x, two, rho, rho)
+        assert_map_close(nested_64.explain(image, f"backbone/{inner}", 2).raw, reference)
+        assert_map_close(flat_64.explain(image, inner, 2).raw, reference)
     assert nested_engine.explain(image, "backbone/conv1", 2).raw.shape == (32, 32)
 
 
@@ -172,11 +228,10 @@ def test_legacy_h5_file_gives_the_same_map(tmp_path):
     keras_engine = GradCam(save_and_load(model, tmp_path, "m.keras"))
     h5_engine = GradCam(save_and_load(model, tmp_path, "m.h5"))
     image = random_image(seed=22)
-    np.testing.assert_allclose(
-        h5_engine.explain(image, "backbone/last_conv", 1).raw,
-        keras_engine.explain(image, "backbone/last_conv", 1).raw,
-        rtol=1e-5,
-    )
+    kernel = keras_engine.model.get_layer("predictions").get_weights()[0]
+    expected = by_hand(keras_engine, last_conv_features(keras_engine.model, image), kernel[:, 1])
+    assert_map_close(h5_engine.explain(image, "backbone/last_conv", 1).raw, expected)
+    assert_map_close(keras_engine.explain(image, "backbone/last_conv", 1).raw, expected)
 
 
 def test_grayscale_model_gets_grayscale_input(tmp_path):
@@ -186,6 +241,7 @@ def test_grayscale_model_gets_grayscale_input(tmp_path):
     rgb[..., 0] = 200  # pure red → luminance 0.299·200 ≈ 60
     batch = engine.model_input(LoadedImage(rgb=rgb, name="red.png", path=None, notices=[]))
     assert batch.shape == (1, 32, 32, 1)
+    # Not a rounding bound: luminance conversions may round 0.299·200 = 59.8 to 59 or 60.
     np.testing.assert_allclose(batch, np.full_like(batch, round(0.299 * 200) / 255.0), atol=1.5 / 255)
     assert engine.explain(LoadedImage(rgb=rgb, name="r", path=None, notices=[])).raw.shape == (8, 8)
 
@@ -193,11 +249,14 @@ def test_grayscale_model_gets_grayscale_input(tmp_path):
 def test_non_square_input_keeps_height_and_width(tmp_path):
     engine = GradCam(save_and_load(gap_dense_model((24, 40, 3), seed=24), tmp_path))
     image = random_image(24, 40, seed=25)
-    explanation = engine.explain(image, "backbone/last_conv", 0)
-    assert explanation.raw.shape == (6, 10)
     features = last_conv_features(engine.model, image)
     kernel = engine.model.get_layer("predictions").get_weights()[0]
-    np.testing.assert_allclose(explanation.raw, cam_by_hand(features, kernel[:, 0]), rtol=1e-4, atol=1e-6)
+    references = [by_hand(engine, features, kernel[:, cls]) for cls in range(4)]
+    assert any(map(well_conditioned, references))
+    for cls, reference in enumerate(references):
+        explanation = engine.explain(image, "backbone/last_conv", cls)
+        assert explanation.raw.shape == (6, 10)
+        assert_map_close(explanation.raw, reference, allow_flat=True)
     # A bigger, differently shaped image is resized to the model, not transposed.
     assert engine.model_input(random_image(120, 200, seed=26)).shape == (1, 24, 40, 3)
 
@@ -317,12 +376,14 @@ def test_activation_written_as_an_op_is_explained_before_it(tmp_path, activation
     image = random_image(16, 16, seed=41)
     p = np.asarray(engine.model(image.rgb[None].astype(np.float32) / 255.0))[0]
     expected = np.array([1 - p[0], p[0]]) if units == 1 else p
-    np.testing.assert_allclose(engine.predict(image).probabilities, expected, rtol=1e-4, atol=1e-6)
     features = np.asarray(keras.Model(engine.model.input, engine.model.get_layer("last").output)(
         image.rgb[None].astype(np.float32) / 255.0))[0]
-    w = engine.model.get_layer("logits").get_weights()[0][:, -1]
-    np.testing.assert_allclose(engine.explain(image, "last", units - 1 if units > 1 else 1).raw,
-                               cam_by_hand(features, w), rtol=1e-4, atol=1e-6)
+    kernel, bias = engine.model.get_layer("logits").get_weights()
+    rtol = probability_rtol(gap_dense_logits(features, kernel, bias), discrepancy(engine.model))
+    # atol: for a sigmoid, |Δp| ≤ rtol·p bounds 1 − p absolutely.
+    np.testing.assert_allclose(engine.predict(image).probabilities, expected, rtol=rtol, atol=rtol)
+    assert_map_close(engine.explain(image, "last", units - 1 if units > 1 else 1).raw,
+                     by_hand(engine, features, kernel[:, -1]))
 
 
 def test_a_shared_layer_is_mapped_at_its_last_call(tmp_path):
@@ -339,7 +400,7 @@ def test_a_shared_layer_is_mapped_at_its_last_call(tmp_path):
     m = engine.model
     last_call = np.asarray(m.get_layer("shared")(m.get_layer("shared")(m.get_layer("c0")(x))))[0]
     w = m.get_layer("head").get_weights()[0][:, 0]
-    np.testing.assert_allclose(engine.explain(image, "shared", 0).raw, cam_by_hand(last_call, w), rtol=1e-4, atol=1e-6)
+    assert_map_close(engine.explain(image, "shared", 0).raw, by_hand(engine, last_call, w))
 
 
 def test_an_inner_layer_named_without_its_model_gets_a_suggestion(softmax_engine):
@@ -349,8 +410,6 @@ def test_an_inner_layer_named_without_its_model_gets_a_suggestion(softmax_engine
 
 def test_a_layer_before_any_weights_gets_its_gradient(tmp_path):
     """Rescaling depends on no variable: the tape must watch it or its gradient is None."""
-    import tensorflow as tf
-
     keras.utils.set_random_seed(50)
     layers = [keras.layers.Rescaling(1 / 255.0, name="rescale"),
               keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv"),
@@ -358,16 +417,20 @@ def test_a_layer_before_any_weights_gets_its_gradient(tmp_path):
     engine = GradCam(save_and_load(keras.Sequential([keras.Input((16, 16, 3)), *layers]), tmp_path))
     assert engine.loaded.preprocess == "raw"
     image = random_image(16, 16, seed=51)
-    m = engine.model
-    with tf.GradientTape() as tape:
-        a = m.get_layer("rescale")(tf.constant(image.rgb[None].astype(np.float32)))
-        tape.watch(a)
-        x = a
+    # The gradient at "rescale" crosses the conv's ReLU: compared on the float64 twin.
+    twin = float64_engine(engine)
+    m = twin.model
+
+    def run(x):
+        a = m.get_layer("rescale")(x)
+        y = a
         for name in ("conv", m.layers[2].name, "logits"):
-            x = m.get_layer(name)(x)
-        score = x[0, 1]
-    grads = tape.gradient(score, a)[0].numpy()
-    expected = np.maximum((a[0].numpy() * grads.mean(axis=(0, 1))).sum(-1), 0)
-    raw = engine.explain(image, "rescale", 1).raw
+            y = m.get_layer(name)(y)
+        return a, y
+
+    rho = discrepancy(m)
+    expected = reference_gradcam(run, image.rgb[None].astype(np.float32), [0.0, 1.0, 0.0], rho, rho)
+    raw = twin.explain(image, "rescale", 1).raw
     assert raw.shape == (16, 16) and raw.max() > 0
-    np.testing.assert_allclose(raw, expected, rtol=1e-4, atol=1e-7)
+    assert_map_close(raw, expected)
+    assert engine.explain(image, "rescale", 1).raw.shape == (16, 16)
