@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     def add_model(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--model", "-m", required=True, metavar="MODEL", help="model file, 'demo' or 'zoo:NAME'")
         sub.add_argument("--trust-model", action="store_true",
-                         help="allow Lambda layers (they run Python code from the file): only for files you trust")
+                         help="allow Python code stored in the file (Lambda layers and lambda functions), nothing "
+                         "else: custom classes, other modules and file-reading layers stay refused. Only for "
+                         "files you trust")
         sub.add_argument("--preprocess", default="auto", metavar="MODE",
                          help="auto (default), raw, unit, symmetric, caffe or torch")
 
@@ -134,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # the promise: no traceback for users unless --debug
         if args.debug:
             raise
-        print(f"Error: unexpected {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''} "
-              "(run again with --debug for details)", file=sys.stderr)
+        from .core.errors import unexpected_message
+
+        print(f"Error: {unexpected_message(error)} (run again with --debug for details)", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -1,5 +1,7 @@
 """Typed errors whose ``str()`` is one plain-language line for the user (what failed, what to do)."""
 
+import re
+
 
 class GradCamError(Exception):
     """Base of every error the CLI and the window show to users as one line."""
@@ -35,3 +37,71 @@ class MethodError(GradCamError):
 
 class OutputError(GradCamError):
     """A result could not be written."""
+
+
+# ---------------------------------------------------------------- messages from foreign errors
+# Keras and TensorFlow errors are long: wrapped "could not be deserialized" texts with the
+# whole config inside, "in user code:" stacks of source lines. Users get the one line that
+# says what went wrong. Text only: this module stays free of Keras and TensorFlow.
+
+_WRAPPER_MARK = "Exception encountered: "
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Keras highlights the reason in terminals
+_NOISE = ("Exception encountered when calling", "in user code:", "File \"", "Arguments received",
+          "Traceback", "Call arguments received", "•", "Full object config", "config=")
+_ENGINE_PACKAGES = ("keras", "tensorflow", "tf_keras", "h5py", "jax")
+
+
+def plain_reason(error: BaseException, limit: int = 200, _depth: int = 0) -> str:
+    """The first meaningful line of a Keras/TensorFlow error message, at most ``limit`` chars.
+
+    Keras wraps inner errors ("<class Functional> could not be deserialized properly ...
+    Exception encountered: <the real reason>"), TensorFlow prefixes "in user code:" and a
+    stack of source lines; the real reason is the innermost text.
+    """
+    text = _ANSI.sub("", str(error))
+    if _WRAPPER_MARK in text:
+        text = text.rsplit(_WRAPPER_MARK, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "in user code:" in text:  # the error itself follows the last "SomeError: ..." line
+        raised = [i for i, line in enumerate(lines) if _is_raise_line(line)]
+        if raised:
+            lines = [lines[raised[-1]].split(": ", 1)[1], *lines[raised[-1] + 1:]]
+    meaningful = [line for line in lines
+                  if not line.startswith(_NOISE) and not line.startswith(("return ", "raise "))]
+    if not meaningful and error.__context__ is not None and _depth < 8:
+        return plain_reason(error.__context__, limit, _depth + 1)
+    reason = meaningful[0] if meaningful else type(error).__name__
+    reason = reason.rstrip(".")
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+
+def _is_raise_line(line: str) -> bool:
+    head, sep, _ = line.partition(": ")
+    return bool(sep) and head.isidentifier() and head.endswith(("Error", "Exception"))
+
+
+def unexpected_message(error: BaseException) -> str:
+    """One line for an error no typed GradCamError covered, for the CLI and the window.
+
+    An error raised while Keras or TensorFlow ran the model (shape mismatch inside a layer,
+    an op that does not fit the input, ...) is the model's, not the program's: it reads
+    "This model could not be run on an image: <reason>". Anything else stays "unexpected".
+    """
+    if _from_engine(error):
+        return f"This model could not be run on an image: {plain_reason(error)}."
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"unexpected {type(error).__name__}: {first}".rstrip(": ")
+
+
+def _from_engine(error: BaseException) -> bool:
+    if "in user code:" in str(error):
+        return True
+    if type(error).__module__.split(".")[0] in _ENGINE_PACKAGES:
+        return True
+    tb = error.__traceback__
+    while tb is not None:
+        parts = tb.tb_frame.f_code.co_filename.replace("\\", "/").split("/")
+        if "site-packages" in parts and any(p in _ENGINE_PACKAGES for p in parts):
+            return True
+        tb = tb.tb_next
+    return False

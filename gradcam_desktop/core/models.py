@@ -1,7 +1,8 @@
 """Open a model the way users have them: a .keras/.h5 file, the built-in demo or a zoo name.
 
-Files are scanned before Keras sees them (safety.py) and loaded with ``safe_mode=True,
-compile=False``. Class names and preprocessing come from sidecar files next to the model.
+Files are checked before Keras sees them (safety.py: allowlist scan, sizes, weights) and loaded
+with ``compile=False`` and safe mode on, unless the user trusted a file that holds Lambda code.
+Class names and preprocessing come from sidecar files next to the model.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import keras
 from . import preprocess as preprocessing
 from . import safety, zoo
 from .assets import asset_path
-from .errors import GradCamError, ModelLoadError
+from .errors import GradCamError, ModelLoadError, plain_reason
 from .layers import default_layer, is_submodel
 
 log = logging.getLogger(__name__)
@@ -88,17 +89,19 @@ def _load_zoo(name: str, *, progress, cancel) -> LoadedModel:
 
 
 def _load_file(path: Path, *, trust: bool, source: str, display_name: str) -> LoadedModel:
-    safety.check_model_file(path, trust=trust)
+    checked = safety.check_model_file(path, trust=trust)
     try:
-        # safe_mode refuses to deserialize Python bytecode; compile=False skips optimizer state
-        # we never use (and its deserialization surface).
-        model = keras.saving.load_model(path, compile=False, safe_mode=not trust)
+        # compile=False skips optimizer state we never use (and its deserialization surface).
+        # Safe mode stays on unless the user trusted a file that holds Lambda code: the scan
+        # above refuses everything else safe mode guards (file-reading vocabularies, foreign
+        # wrappers), so switching it off unlocks exactly that code.
+        with safety.keras_path(checked) as keras_file:
+            model = keras.saving.load_model(keras_file, compile=False, safe_mode=not checked.runs_code)
     except GradCamError:
         raise
     except Exception as error:  # Keras raises many types for broken files
         log.debug("Keras could not load %s", path, exc_info=True)
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise ModelLoadError(f"Cannot open model {path.name}: {reason}") from error
+        raise ModelLoadError(f"Cannot open model {path.name}: {plain_reason(error)}") from error
     sidecar = _read_sidecar(path)
     names = _class_names_from_sidecar(path, sidecar)
     loaded = _describe(

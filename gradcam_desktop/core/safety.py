@@ -1,65 +1,78 @@
-"""Refuse model files that would run code, before Keras ever parses them.
+"""Refuse model files that would run code or exhaust memory, before Keras ever reads them.
 
 A .keras/.h5 model file is a program: its config names Python classes and functions that
-Keras instantiates. Keras' ``safe_mode`` only blocks serialized lambdas, so we read the
-config ourselves (zip + JSON, or HDF5 attributes via h5py; no Keras import) and refuse
-Lambda layers, custom code, wrappers of foreign frameworks and a few Keras APIs that are not
-model building blocks. Loaders must then call ``load_model(..., compile=False)``: the
-compile/training config is scanned leniently (custom losses there are never deserialized).
+Keras instantiates, and the sizes Keras allocates. So before Keras sees a file:
+
+1. its container is checked without trusting it (zip directory size from the end record,
+   declared member sizes, bounded reads; HDF5 attribute shapes) — archive.py;
+2. its config is scanned against an allowlist of Keras building blocks — scan.py;
+3. the config is built abstractly to learn what it would allocate — footprint.py — and that
+   must match what the weights file declares, what the file really stores and the memory
+   this machine has.
+
+Loaders then call ``keras.saving.load_model(keras_path(checked), compile=False,
+safe_mode=not checked.runs_code)``.
 """
 
 from __future__ import annotations
 
-import builtins
 import json
 import os
+import shutil
+import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from gradcam_desktop.core import archive
 from gradcam_desktop.core.errors import ModelLoadError, UnsafeModelError
+from gradcam_desktop.core.footprint import Footprint, available_memory, human, measure
+from gradcam_desktop.core.scan import scan_config, strip_nested_compile
+
+__all__ = ["CheckedModel", "check_model_file", "keras_path", "scan_config"]
 
 MAX_FILE_BYTES = 2 * 1024**3          # larger files are not image classifiers we can show
 MAX_ZIP_MEMBERS = 10_000              # a Keras 3 zip holds 3 files plus assets
+MAX_ZIP_DIRECTORY_BYTES = 4 * 1024**2  # ~10,000 entries with long names; parsed in memory
 MAX_ZIP_UNPACKED_BYTES = 4 * 1024**3  # zip-bomb guard on the declared sizes
+MAX_OTHER_MEMBERS_BYTES = 256 * 1024**2  # config, metadata, assets: Keras unpacks them to disk
 MAX_CONFIG_BYTES = 64 * 1024**2       # JSON configs of huge models are a few MB
+MAX_WEIGHT_OBJECTS = 200_000          # HDF5 groups + datasets; ResNet50 has ~1,000
+#: Loading holds the weights about three times over (variables, the file read into memory,
+#: one array per variable while assigning): they may use this share of the free memory.
+MEMORY_SHARE = 0.3
+#: A weights file may hold optimizer slots next to the weights (Adam: 2 per weight, +1 with
+#: EMA) and ~2 KB of HDF5 headers per dataset.
+WEIGHTS_FILE_FACTOR, WEIGHTS_FILE_PER_VARIABLE, WEIGHTS_FILE_SLACK = 4.5, 64 * 1024, 16 * 1024**2
+#: The config may declare at most this much more than the weights file's datasets hold.
+DECLARED_SLACK = 16 * 1024**2
+#: ...and at most this ratio over what the file really stores (HDF5 datasets can declare
+#: shapes whose chunks were never written; Keras writes weights uncompressed).
+STORED_RATIO, STORED_SLACK = 16, 64 * 1024**2
 
 KERAS_EXTENSIONS = (".keras",)
 H5_EXTENSIONS = (".h5", ".hdf5")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-_UNSAFE_SWITCH = "enable_unsafe_deserialization"
-_TRUST_HINT = ("Use --trust-model (or 'Trust this file' in the window) "
-               "only if you trust who made it.")
-
-# Layers that pull in code or files from outside the Keras model format.
-_FOREIGN_LAYERS = {
-    "TFSMLayer": "wraps a separate TensorFlow SavedModel whose layers Grad-CAM cannot see "
-                 "(and which may run arbitrary TensorFlow ops)",
-    "TorchModuleWrapper": "wraps a pickled PyTorch module, which runs code when loaded",
-    "JaxLayer": "wraps JAX Python functions that are not stored in the file",
-    "FlaxLayer": "wraps a Flax module, i.e. Python code that is not stored in the file",
-}
-# Special objects that serialization_lib / json_utils know; any other "__x__" is suspicious.
-_SPECIAL_OBJECTS = {"__keras_tensor__", "__tensor__", "__numpy__", "__bytes__",
-                    "__ellipsis__", "__slice__", "__tuple__", "__typespec__"}
-# Python packages whose classes Keras may import from a config (the file only names them).
-_KERAS_PACKAGES = ("keras", "tf_keras")
-# Keras namespaces that touch files, downloads or process-wide settings, not model math.
-_NON_MODELING_FUNCTIONS = (
-    "keras.config", "keras.saving", "keras.models", "keras.utils", "keras.backend",
-    "keras.preprocessing", "keras.callbacks", "keras.export", "keras.datasets",
-    "keras.visualization", "keras.distribution", "keras.mixed_precision", "keras.legacy",
-)
-_NON_MODELING_CLASSES = ("keras.config", "keras.saving", "keras.callbacks", "keras.export",
-                         "keras.src.saving", "keras.src.export", "keras.src.callbacks")
-# Keras looks up functions saved with module "builtins" only in these keras modules.
-_BUILTIN_FUNCTION_MODULES = ("activations", "constraints", "initializers", "losses",
-                             "metrics", "optimizers", "regularizers")
-_COMPILE_KEYS = ("compile_config", "training_config")
+_WEIGHTS = "model.weights.h5"
 
 
-def check_model_file(path: str | os.PathLike, *, trust: bool = False) -> None:
+@dataclass
+class CheckedModel:
+    """A model file that passed every check, and how Keras must be handed it."""
+
+    path: Path
+    kind: str                 # "keras" or "h5"
+    config: Any               # the config Keras must build (nested compile configs dropped)
+    runs_code: bool           # holds trusted Lambda code: load with safe_mode=False
+    rewrite: bool             # Keras must read ``config`` from a copy, not the file's own
+    footprint: Footprint | None  # None for trusted files with code (not measured)
+
+
+def check_model_file(path: str | os.PathLike, *, trust: bool = False) -> CheckedModel:
     """Raise ModelLoadError/UnsafeModelError unless ``path`` is a plain Keras model file."""
     p = Path(path)
     name = p.name or str(p)
@@ -84,161 +97,140 @@ def check_model_file(path: str | os.PathLike, *, trust: bool = False) -> None:
     if size > MAX_FILE_BYTES:
         raise ModelLoadError(f"{name} is larger than {MAX_FILE_BYTES // 1024**3} GiB; "
                              "refusing to open it.")
-    if suffix in KERAS_EXTENSIONS:
+    kind = "keras" if suffix in KERAS_EXTENSIONS else "h5"
+    if kind == "keras":
         raw, extra = _read_keras_config(p, name), None
     else:
         raw, extra = _read_h5_config(p, name)
-    scan_config(_parse_json(raw, name, "config.json" if extra is None else "model_config"),
-                trust=trust, source=name)
+    config = _parse_json(raw, name, "config.json" if kind == "keras" else "model_config")
+    runs_code = scan_config(config, trust=trust, source=name)
     if extra:  # legacy h5 training config: only deserialized with compile=True
         scan_config({"training_config": _parse_json(extra, name, "training_config")},
                     trust=trust, source=name)
+    # Keras' h5 loader decodes the config as plain UTF-8 text: with a BOM (or in UTF-16)
+    # it needs a clean copy; config.json is read as bytes, like here.
+    rewrite = strip_nested_compile(config) or (kind == "h5" and raw.lstrip()[:1] != b"{")
+    footprint = None
+    if not runs_code:
+        # Building the config abstractly would already run the trusted Lambda code, and
+        # code can allocate whatever it likes anyway: trusted code files skip this part.
+        footprint = measure(config, legacy=kind == "h5", safe_mode=True, name=name)
+        if kind == "keras":
+            summary, on_disk, unpacked = _keras_weights(p, name, footprint)
+        else:
+            summary, on_disk, unpacked = _weights_summary(p, name), size, 0
+        _check_weights(name, footprint, summary, on_disk)
+        _check_memory(footprint, unpacked, name)
+    return CheckedModel(p, kind, config, runs_code, rewrite, footprint)
 
 
-def scan_config(config: Any, *, trust: bool = False, source: str = "this model") -> None:
-    """Walk a model config (Keras 3 or legacy h5 format) and raise UnsafeModelError on code.
-
-    ``trust=True`` only allows code stored in the file (Lambda layers, lambdas); custom
-    classes and foreign wrappers stay refused because their code is not in the file.
-    """
-    # Iterative depth-first walk: hostile configs may nest deeper than Python's stack.
-    stack: list[tuple[Any, str | None, bool]] = [(config, None, False)]
-    while stack:
-        node, layer, in_compile = stack.pop()
-        if isinstance(node, str):
-            _check_string(node, source)
-            continue
-        if isinstance(node, list):
-            stack.extend((item, layer, in_compile) for item in reversed(node))
-            continue
-        if not isinstance(node, dict):
-            continue
-        for key in node:
-            _check_string(str(key), source)
-        if isinstance(node.get("class_name"), str):
-            layer = _object_name(node) or layer
-            _check_object(node, layer, in_compile, trust, source)
-        _check_legacy_function(node, layer, in_compile, trust, source)
-        stack.extend((node[key], layer, in_compile or key in _COMPILE_KEYS)
-                     for key in reversed(list(node)))
-
-
-# ---------------------------------------------------------------- config rules
-
-def _check_string(text: str, source: str) -> None:
-    if _UNSAFE_SWITCH in text:
-        raise UnsafeModelError(f"Refused {source}: the file tries to switch off Keras safe "
-                               f"mode ('{_UNSAFE_SWITCH}'), which only a malicious file does.")
-
-
-def _code_error(source: str, where: str) -> UnsafeModelError:
-    return UnsafeModelError(f"Refused {source}: {where} holds a Python lambda function, which "
-                            f"runs code stored in the file. {_TRUST_HINT}")
-
-
-def _custom_error(source: str, where: str, what: str) -> UnsafeModelError:
-    return UnsafeModelError(f"Refused {source}: {where} needs custom Python code ({what}) that "
-                            "is not part of Keras or the file; Grad-CAM Desktop only opens "
-                            "models built from standard Keras layers.")
-
-
-def _object_name(node: dict) -> str | None:
-    cfg = node.get("config")
-    name = cfg.get("name") if isinstance(cfg, dict) else None
-    name = name if isinstance(name, str) else node.get("name")
-    return name if isinstance(name, str) else None
-
-
-def _check_object(node: dict, layer: str | None, in_compile: bool, trust: bool,
-                  source: str) -> None:
-    """One {"class_name": ...} object: a layer, model, initializer, function, ..."""
-    cls = node["class_name"]
-    where = f"layer '{layer}'" if layer else "the model"
-    if cls == "Lambda" and not trust:
-        raise UnsafeModelError(f"Refused {source}: {where} is a Lambda layer, which runs "
-                               f"Python code stored in the file. {_TRUST_HINT}")
-    if cls == "__lambda__":
-        if not trust:
-            raise _code_error(source, where)
+@contextmanager
+def keras_path(checked: CheckedModel) -> Iterator[Path]:
+    """The path to hand ``keras.saving.load_model``: the file itself when Keras can read it
+    as it is, else a private temporary copy (nested compile configs dropped, or a suffix in
+    capitals, which Keras does not recognize)."""
+    suffix = ".keras" if checked.kind == "keras" else checked.path.suffix.lower()
+    if not checked.rewrite and checked.path.suffix == suffix:
+        yield checked.path
         return
-    fn = node.get("config") if cls == "function" else None
-    target = fn if isinstance(fn, str) else cls  # what Keras will look up
-    short = target.rsplit(">", 1)[-1]
-    if short in _FOREIGN_LAYERS:
-        raise UnsafeModelError(f"Refused {source}: {where} is a {short}, which "
-                               f"{_FOREIGN_LAYERS[short]}.")
-    if cls.startswith("__") and cls not in _SPECIAL_OBJECTS:
-        raise UnsafeModelError(f"Refused {source}: {where} holds an unknown special object "
-                               f"'{cls}'.")
-    custom = None  # description of code that lives outside the file and outside Keras
-    if ">" in cls:  # legacy h5 writes registered classes as "package>Name"
-        custom = f"registered class '{cls}'"
-    registered = node.get("registered_name")
-    if isinstance(registered, str) and ">" in registered \
-            and registered.split(">", 1)[0] not in _KERAS_PACKAGES:
-        custom = f"registered {'function' if cls == 'function' else 'class'} '{registered}'"
-    if "module" in node:
-        module = node["module"]
-        if module == "builtins" and cls == "function":
-            if isinstance(fn, str) and hasattr(builtins, fn):  # eval, exec, open, ...
-                raise UnsafeModelError(f"Refused {source}: {where} refers to Python's "
-                                       f"built-in '{fn}', which is not a model building block.")
-            if not _is_keras_builtin_function(fn):
-                custom = f"Python function '{fn}'"
-        elif not _is_keras_module(module):
-            custom = (f"class '{cls}' from module '{module}'" if module
-                      else f"custom class '{cls}'")
-        elif _in_namespace(module, _NON_MODELING_FUNCTIONS if cls == "function"
-                           else _NON_MODELING_CLASSES):
-            raise UnsafeModelError(f"Refused {source}: {where} refers to '{module}.{target}', "
-                                   "which is not a model building block (it touches files, "
-                                   "downloads or Keras settings).")
-    if custom and not in_compile:
-        raise _custom_error(source, where, custom)
-
-
-def _check_legacy_function(node: dict, layer: str | None, in_compile: bool, trust: bool,
-                           source: str) -> None:
-    """tf.keras 2 Lambda configs: "function" + "function_type" ("lambda" code or "raw" name)."""
-    where = f"layer '{layer}'" if layer else "the model"
-    for fn_key, type_key, module_key in (("function", "function_type", "module"),
-                                         ("output_shape", "output_shape_type",
-                                          "output_shape_module")):
-        kind, value = node.get(type_key), node.get(fn_key)
-        if kind is None or value is None:
-            continue
-        if kind == "lambda":  # marshalled bytecode stored in the file
-            if not trust:
-                raise _code_error(source, where)
-        elif isinstance(value, str) and not in_compile \
-                and not _is_keras_module(node.get(module_key)):
-            raise _custom_error(source, where, f"function '{value}' from module "
-                                               f"'{node.get(module_key)}'")
-
-
-def _is_keras_module(module: Any) -> bool:
-    return isinstance(module, str) and any(
-        module == pkg or module.startswith(pkg + ".") for pkg in _KERAS_PACKAGES)
-
-
-def _in_namespace(module: str, namespaces: tuple[str, ...]) -> bool:
-    return any(module == ns or module.startswith(ns + ".") for ns in namespaces)
-
-
-def _is_keras_builtin_function(name: Any) -> bool:
-    """Mirror serialization_lib: module "builtins" resolves only keras.<builtin>.<name>."""
-    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
-        return False
-    import importlib  # Keras is imported only for this rare case (compile configs)
-
-    for sub in _BUILTIN_FUNCTION_MODULES:
+    folder = Path(tempfile.mkdtemp(prefix="gradcam-model-"))  # private: mode 0700
+    target = folder / f"model{suffix}"
+    try:
         try:
-            module = importlib.import_module(f"keras.{sub}")
-        except ImportError:  # pragma: no cover - keras is a hard dependency
-            return False
-        if callable(getattr(module, name, None)):
-            return True
-    return False
+            if checked.kind == "keras":
+                if checked.rewrite:
+                    archive.copy_keras_zip(checked.path, target,
+                                           json.dumps(checked.config).encode("utf-8"),
+                                           limit=MAX_ZIP_UNPACKED_BYTES)
+                else:
+                    shutil.copyfile(checked.path, target)
+            elif checked.rewrite:
+                archive.copy_h5_with_config(checked.path, target, json.dumps(checked.config))
+            else:
+                shutil.copyfile(checked.path, target)
+        except OSError as e:
+            raise ModelLoadError(f"Cannot prepare {checked.path.name} for loading "
+                                 f"({e.strerror or e}).") from None
+        yield target
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- sizes
+
+def _check_memory(footprint: Footprint, unpacked: int, name: str) -> None:
+    """Weights (plus a .keras weights file, which Keras reads into memory whole) must fit in
+    a share of this machine's free memory, one image's activations in all of it."""
+    budget = int(available_memory() * MEMORY_SHARE)
+    need = footprint.weight_bytes + unpacked
+    if need > budget:
+        raise ModelLoadError(f"{name} needs about {human(need)} of memory to load (its "
+                             f"weights); this computer has about {human(budget)} to spare. "
+                             "Refusing to load it.")
+    # Grad-CAM keeps only part of the activations alive, so only the impossible is refused.
+    free = available_memory()
+    if footprint.activation_bytes > free:
+        raise ModelLoadError(f"{name} would need {human(footprint.activation_bytes)} to run on "
+                             f"one image; this computer has {human(free)} free.")
+
+
+def _check_weights(name: str, footprint: Footprint, summary: archive.WeightsSummary,
+                   on_disk: int) -> None:
+    """What the config builds must be what the weights file declares and really stores."""
+    need = footprint.weight_bytes
+    if need > summary.declared_bytes + DECLARED_SLACK:
+        raise UnsafeModelError(f"Refused {name}: its layers declare {human(need)} of weights "
+                               f"(largest {footprint.largest}) but its weights file holds only "
+                               f"{human(summary.declared_bytes)}; config and weights do not "
+                               "match.")
+    stored = min(summary.stored_bytes, on_disk)
+    if need > STORED_RATIO * stored + STORED_SLACK:
+        raise UnsafeModelError(f"Refused {name}: it declares {human(need)} of weights but "
+                               f"stores only {human(stored)} (a decompression bomb?).")
+
+
+def _weights_summary(source: Any, name: str) -> archive.WeightsSummary:
+    try:
+        return archive.summarize_h5(source, max_objects=MAX_WEIGHT_OBJECTS)
+    except ModelLoadError as e:
+        raise ModelLoadError(f"Refused {name}: {e}.") from None
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError):
+        raise ModelLoadError(f"{name} has a damaged weights file.") from None
+
+
+def _keras_weights(path: Path, name: str,
+                   footprint: Footprint) -> tuple[archive.WeightsSummary, int, int]:
+    """Check the .keras members' declared sizes against what the layers need, then
+    summarize the weights file: (summary, bytes stored in the zip, bytes unpacked)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = {info.filename: info for info in zf.infolist()}  # last one wins
+            weights = members.get(_WEIGHTS)
+            if weights is None:
+                what = ("stores its weights as .npz, which Grad-CAM Desktop does not open"
+                        if "model.weights.npz" in members else f"has no {_WEIGHTS} inside")
+                raise ModelLoadError(f"{name} is not a usable .keras file (it {what}).")
+            others = sum(i.file_size for n, i in members.items() if n != _WEIGHTS)
+            if others > MAX_OTHER_MEMBERS_BYTES:
+                raise UnsafeModelError(f"Refused {name}: its files other than the weights "
+                                       f"unpack to {human(others)} (more than "
+                                       f"{human(MAX_OTHER_MEMBERS_BYTES)}).")
+            cap = int(WEIGHTS_FILE_FACTOR * footprint.weight_bytes) + WEIGHTS_FILE_SLACK \
+                + WEIGHTS_FILE_PER_VARIABLE * footprint.variables
+            if weights.file_size > cap:
+                raise UnsafeModelError(f"Refused {name}: its weights file unpacks to "
+                                       f"{human(weights.file_size)}, far more than the "
+                                       f"{human(footprint.weight_bytes)} its layers need "
+                                       "(zip bomb?).")
+            with archive.open_member(path, zf, weights) as fh:
+                summary = _weights_summary(fh, name)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError,
+            NotImplementedError, RuntimeError):
+        raise ModelLoadError(f"{name} is not a valid .keras file (corrupt or not a "
+                             "zip).") from None
+    except OSError as e:
+        raise ModelLoadError(f"{name} cannot be read ({e.strerror or e}).") from None
+    return summary, weights.compress_size, weights.file_size
 
 
 # ---------------------------------------------------------------- file readers
@@ -258,6 +250,19 @@ def _read_keras_config(path: Path, name: str) -> bytes:
     """Return config.json of a .keras zip after structural checks (no extraction)."""
     corrupt = f"{name} is not a valid .keras file (corrupt or not a zip)."
     try:
+        with open(path, "rb") as fh:  # before ZipFile parses (and holds) the whole directory
+            directory = archive.zip_directory(fh)
+        if directory is None:
+            raise ModelLoadError(corrupt)
+        if directory.entries > MAX_ZIP_MEMBERS:
+            raise UnsafeModelError(f"Refused {name}: it declares {directory.entries} files "
+                                   f"inside (more than {MAX_ZIP_MEMBERS}); not a normal "
+                                   ".keras file (zip bomb?).")
+        if directory.directory_bytes > MAX_ZIP_DIRECTORY_BYTES:
+            raise UnsafeModelError(f"Refused {name}: its list of files takes "
+                                   f"{human(directory.directory_bytes)} (more than "
+                                   f"{human(MAX_ZIP_DIRECTORY_BYTES)}); not a normal .keras "
+                                   "file (zip bomb?).")
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
             if len(infos) > MAX_ZIP_MEMBERS:
@@ -267,8 +272,7 @@ def _read_keras_config(path: Path, name: str) -> bytes:
             unpacked = sum(info.file_size for info in infos)
             if unpacked > MAX_ZIP_UNPACKED_BYTES:
                 raise UnsafeModelError(f"Refused {name}: it would unpack to more than "
-                                       f"{MAX_ZIP_UNPACKED_BYTES // 1024**3} GiB "
-                                       "(zip bomb?).")
+                                       f"{human(MAX_ZIP_UNPACKED_BYTES)} (zip bomb?).")
             for info in infos:
                 member = PurePosixPath(info.filename.replace("\\", "/"))
                 if member.is_absolute() or ".." in member.parts or ":" in info.filename:
@@ -279,16 +283,13 @@ def _read_keras_config(path: Path, name: str) -> bytes:
             except KeyError:
                 raise ModelLoadError(f"{name} is not a valid .keras file (no config.json "
                                      "inside).") from None
-            if info.file_size > MAX_CONFIG_BYTES:
-                raise _too_big(name, "config.json")
-            with zf.open(info) as fh:
-                data = fh.read(MAX_CONFIG_BYTES + 1)  # never trust the declared size alone
+            data = archive.read_member(zf, info, MAX_CONFIG_BYTES)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError,
             NotImplementedError, RuntimeError):
         raise ModelLoadError(corrupt) from None
     except OSError as e:
         raise ModelLoadError(f"{name} cannot be read ({e.strerror or e}).") from None
-    if len(data) > MAX_CONFIG_BYTES:
+    if data is None:
         raise _too_big(name, "config.json")
     return data
 
@@ -316,9 +317,11 @@ def _read_h5_config(path: Path, name: str) -> tuple[bytes, bytes | None]:
 
     try:
         with h5py.File(path, "r") as f:
-            model_config = f.attrs.get("model_config")
-            training_config = f.attrs.get("training_config")
-    except (OSError, ValueError, KeyError, RuntimeError):
+            model_config = archive.read_h5_attribute(f, "model_config", MAX_CONFIG_BYTES)
+            training_config = archive.read_h5_attribute(f, "training_config", MAX_CONFIG_BYTES)
+    except ModelLoadError as e:
+        raise ModelLoadError(f"{name} is not a usable model file ({e}).") from None
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError):
         raise ModelLoadError(f"{name} is a damaged HDF5 file and cannot be read.") from None
     if model_config is None:
         raise ModelLoadError(f"{name} holds weights only, no model; save the whole model "
@@ -327,13 +330,8 @@ def _read_h5_config(path: Path, name: str) -> tuple[bytes, bytes | None]:
         None if training_config is None else _attr_bytes(training_config, name))
 
 
-def _attr_bytes(value: Any, name: str) -> bytes:
-    if isinstance(value, str):
-        data = value.encode("utf-8")
-    elif isinstance(value, bytes):  # also numpy.bytes_
-        data = bytes(value)
-    else:
-        raise ModelLoadError(f"{name} has an unreadable model config (not JSON text).")
+def _attr_bytes(value: bytes | str, name: str) -> bytes:
+    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
     if len(data) > MAX_CONFIG_BYTES:
         raise _too_big(name, "model config")
     return data
@@ -341,10 +339,12 @@ def _attr_bytes(value: Any, name: str) -> bytes:
 
 def _parse_json(data: bytes, name: str, what: str) -> Any:
     # Raw check first: catches the switch even where JSON parsing would choke.
-    if _UNSAFE_SWITCH.encode() in data:
-        _check_string(_UNSAFE_SWITCH, name)
+    if b"enable_unsafe_deserialization" in data:
+        scan_config("enable_unsafe_deserialization", source=name)
     try:
-        config = json.loads(data.decode("utf-8"))
+        # Bytes, as Keras reads config.json: json detects UTF-8 (with or without a BOM),
+        # UTF-16 and UTF-32 the same way for both of us.
+        config = json.loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ModelLoadError(f"{name} is not a valid Keras model ({what} is not valid "
                              "JSON).") from None
