@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--heatmap", metavar="NPY", help="write the raw map (float32, layer resolution, after ReLU)")
     sub.add_argument("--alpha", type=_alpha, default=0.5, metavar="A", help="overlay opacity 0–1 (default 0.5)")
     sub.add_argument("--colormap", default="jet", metavar="NAME", help="jet (default), turbo, viridis, inferno, …")
+    sub.add_argument("--caption", action="store_true", help=_CAPTION_HELP)
     sub.add_argument("--json", action="store_true", help="print one JSON object")
 
     sub = add("batch", "Explain many images; writes overlays and results.csv.")
@@ -81,11 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--heatmaps", action="store_true", help="also write each raw map as <stem>.npy")
     sub.add_argument("--alpha", type=_alpha, default=0.5, metavar="A")
     sub.add_argument("--colormap", default="jet", metavar="NAME")
+    sub.add_argument("--caption", action="store_true", help=_CAPTION_HELP)
     sub.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
 
     sub = add("zoo", "List the Keras Applications models and whether their weights are cached.")
     sub.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+_CAPTION_HELP = "burn what the map shows (class, probability, layer) and the colour legend into the picture"
 
 
 def _alpha(text: str) -> float:

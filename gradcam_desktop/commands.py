@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import files, overlay
+from .core import annotate, files, overlay
 from .core.batch import OutputStyle, explain_batch, make_out_dir, write_csv
 from .core.errors import ImageLoadError, OutputError
 from .core.gradcam import GradCam
@@ -115,7 +115,10 @@ def explain(args) -> int:
     result = engine.explain(image, args.layer, args.cls)
     display, result.flat = overlay.display_map(result.raw, image.rgb.shape[:2])
     if args.out:
-        files.atomic_write_png(args.out, overlay.blend(image.rgb, display, args.alpha, args.colormap))
+        picture = overlay.blend(image.rgb, display, args.alpha, args.colormap)
+        if args.caption:
+            picture = annotate.burn(picture, result, args.colormap)
+        files.atomic_write_png(args.out, picture)
     if args.heatmap:
         files.atomic_write_npy(args.heatmap, result.raw)
     if args.json:
@@ -165,6 +168,7 @@ def batch(args) -> int:
         check_eligible(loaded.model, args.layer)  # fail before any image, not once per image
     class_index = engine.resolve_class(args.cls) if args.cls is not None else None
     style = OutputStyle(alpha=args.alpha, colormap=args.colormap, heatmaps=args.heatmaps,
+                        decorate=annotate.decorator(args.colormap) if args.caption else None,
                         sidecar_extra={"model_name": loaded.display_name, "model_sha256": loaded.sha256})
     progress = _batch_progress(len(paths))
     rows: list = []

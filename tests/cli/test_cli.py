@@ -84,6 +84,25 @@ def test_alpha_zero_overlay_is_the_original_image(files, capsys, tmp_path):
     np.testing.assert_array_equal(written, np.asarray(Image.open(image).convert("RGB")))
 
 
+def test_caption_frames_the_unchanged_picture_with_text_bands(files, capsys, tmp_path):
+    image = files["images"] / "a.png"
+    code, _, err = run(capsys, "explain", "-m", files["model"], "-i", image, "--alpha", "0", "--caption",
+                       "-o", tmp_path / "o.png")
+    assert code == 0, err
+    written = cv2.cvtColor(cv2.imread(str(tmp_path / "o.png")), cv2.COLOR_BGR2RGB)
+    original = np.asarray(Image.open(image).convert("RGB"))
+    height, width = original.shape[:2]
+    assert written.shape[1] >= width and written.shape[0] > height
+    # The picture sits unchanged (centred when the caption needs more width) between a caption
+    # band above and a legend band below.
+    left = (written.shape[1] - width) // 2
+    offsets = [top for top in range(written.shape[0] - height + 1)
+               if np.array_equal(written[top:top + height, left:left + width], original)]
+    assert len(offsets) == 1 and 0 < offsets[0] < written.shape[0] - height
+    above, below = written[:offsets[0]], written[offsets[0] + height:]
+    assert (above.min(axis=2) < 128).any() and (below.std(axis=(0, 2)) > 0).any()  # dark text; a colour ramp
+
+
 def test_predict_and_layers(files, capsys):
     code, out, _ = run(capsys, "predict", "--model", files["model"], "--image", files["images"] / "b.jpg",
                        "--top", "2", "--json")
