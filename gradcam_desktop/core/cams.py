@@ -25,7 +25,8 @@ def _finite_relu(cam: np.ndarray) -> np.ndarray:
 
 def gradcam(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
     """Grad-CAM (Selvaraju et al., 2017): α_k = mean_ij g_k, map = ReLU(Σ_k α_k A_k)."""
-    alphas = gradients.mean(axis=(0, 1), dtype=np.float32)
+    # The mean over h·w positions accumulates in float64: float32 would lose ~h·w ulps of it.
+    alphas = gradients.mean(axis=(0, 1), dtype=np.float64).astype(np.float32)
     return _finite_relu(activations @ alphas)
 
 

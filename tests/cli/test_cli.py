@@ -63,7 +63,9 @@ def test_explain_json_writes_image_sized_overlay_and_raw_map(files, capsys, tmp_
     raw = np.load(tmp_path / "raw.npy")
     engine = GradCam(load_model(files["model"]))
     expected = engine.explain(load_image(image), "backbone/last_conv", 1)
-    np.testing.assert_allclose(raw, expected.raw, rtol=1e-5)
+    # The same engine on the same input in the same process: only the order of multithreaded sums
+    # may differ between the two runs (a few ulps of these O(1) values), not the machine.
+    np.testing.assert_allclose(raw, expected.raw, rtol=1e-5, atol=1e-6 * float(expected.raw.max()))
     assert result["score"] == pytest.approx(expected.score, rel=1e-5)
 
 
