@@ -13,6 +13,7 @@ import os
 import shutil
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -46,12 +47,62 @@ def zip_directory(fh: IO[bytes]) -> ZipDirectory | None:
 
 
 def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes | None:
-    """The member's bytes, or None when it holds more than ``limit`` (read stops there)."""
+    """The member's bytes, or None when it holds more than ``limit`` (read stops there).
+
+    Read in small pieces: ``zipfile`` inflates as much as one read asks for before it cuts
+    the result to the declared size, so one big read lets a lying member inflate that far.
+    """
     if info.file_size > limit:
         return None
+    parts: list[bytes] = []
+    total = 0
     with zf.open(info) as fh:
-        data = fh.read(limit + 1)  # zipfile also stops at the declared size
-    return None if len(data) > limit else data
+        while total <= limit and (part := fh.read(min(_COPY_CHUNK, limit + 1 - total))):
+            parts.append(part)
+            total += len(part)
+    return None if total > limit else b"".join(parts)
+
+
+def member_problem(path: Path, info: zipfile.ZipInfo) -> str | None:
+    """Why a member's stored data disagrees with its declared size, or None if it agrees.
+
+    ``zipfile`` trusts the declared sizes, and a single ``read()`` (which Keras does) reads
+    all the stored data and inflates it all before cutting it to the declared size: a stored
+    member must hold exactly its size, a deflated one must not inflate beyond it. Checking
+    that inflates the member in 1 MB steps: bounded memory, time of the declared size.
+    """
+    if info.compress_type == zipfile.ZIP_STORED:
+        return None if info.compress_size == info.file_size else "its stored size is not its size"
+    if info.compress_type != zipfile.ZIP_DEFLATED:
+        return "it uses a compression Keras does not write"
+    if info.compress_size > info.file_size + info.file_size // 100 + 1024:  # deflate adds <1 %
+        return "its compressed data is larger than what it unpacks to"
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    left, out = info.compress_size, 0
+    with open(path, "rb") as fh:
+        fh.seek(_data_offset(fh, info))
+        while not inflater.eof:
+            data = inflater.unconsumed_tail
+            if not data:
+                data = fh.read(min(_COPY_CHUNK, left)) if left > 0 else b""
+                if not data:
+                    break
+                left -= len(data)
+            out += len(inflater.decompress(data, _COPY_CHUNK))  # never more than a chunk
+            if out > info.file_size:
+                return f"it inflates to more than the {info.file_size} bytes it declares"
+    return None
+
+
+def _data_offset(fh: IO[bytes], info: zipfile.ZipInfo) -> int:
+    """Where a member's data starts: after its local header, whose lengths can differ from
+    the central directory's."""
+    fh.seek(info.header_offset)
+    header = fh.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
+        raise zipfile.BadZipFile("bad local file header")
+    fields = _LOCAL_HEADER.unpack(header)
+    return info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1]
 
 
 class _Window(io.RawIOBase):
@@ -100,12 +151,7 @@ def open_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[by
     if info.compress_type != zipfile.ZIP_STORED:
         return zf.open(info)
     with open(path, "rb") as fh:
-        fh.seek(info.header_offset)
-        header = fh.read(_LOCAL_HEADER.size)
-    if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
-        raise zipfile.BadZipFile("bad local file header")
-    fields = _LOCAL_HEADER.unpack(header)
-    start = info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1]
+        start = _data_offset(fh, info)
     return io.BufferedReader(_Window(path, start, info.file_size))
 
 
@@ -121,18 +167,28 @@ class WeightsSummary:
 def summarize_h5(source: str | os.PathLike | IO[bytes], *, max_objects: int) -> WeightsSummary:
     """Sum the datasets' declared and stored sizes from their headers (no data is read).
 
-    Raises ModelLoadError when the file holds more than ``max_objects`` groups and datasets.
+    Raises ModelLoadError when the file holds more than ``max_objects`` links, or data that
+    lives in other files (external storage, virtual datasets, external links), which
+    reading the weights would read: a model may not read files outside itself.
     """
     import h5py
 
     count = declared = stored = objects = 0
+    outside: str | None = None
     with h5py.File(source, "r") as f:
-        def visit(_name: str, obj: Any) -> bool | None:
-            nonlocal count, declared, stored, objects
+        def visit_link(name: str, link: Any) -> bool | None:
+            nonlocal objects, outside
             objects += 1
-            if objects > max_objects:
-                return True  # stops the walk
+            if isinstance(link, h5py.ExternalLink):
+                outside = f"'{name}' links to another file ({link.filename})"
+            return True if objects > max_objects or outside else None  # True stops the walk
+
+        def visit(name: str, obj: Any) -> bool | None:
+            nonlocal count, declared, stored, outside
             if isinstance(obj, h5py.Dataset):
+                if obj.external or obj.is_virtual:
+                    outside = f"'{name}' keeps its data in other files"
+                    return True
                 count += 1
                 size = 1
                 for side in obj.shape or ():
@@ -141,9 +197,13 @@ def summarize_h5(source: str | os.PathLike | IO[bytes], *, max_objects: int) -> 
                 stored += obj.id.get_storage_size()
             return None
 
-        f.visititems(visit)
+        f.visititems_links(visit_link)
+        if objects <= max_objects and not outside:
+            f.visititems(visit)
     if objects > max_objects:
         raise ModelLoadError(f"its weights file holds more than {max_objects} objects")
+    if outside:
+        raise ModelLoadError(f"its weights file reads data from outside the model: {outside}")
     return WeightsSummary(count, declared, stored)
 
 

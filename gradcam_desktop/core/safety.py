@@ -121,6 +121,8 @@ def check_model_file(path: str | os.PathLike, *, trust: bool = False) -> Checked
             summary, on_disk, unpacked = _weights_summary(p, name), size, 0
         _check_weights(name, footprint, summary, on_disk)
         _check_memory(footprint, unpacked, name)
+    if kind == "keras":  # last: its work is bounded by the declared sizes checked above
+        _check_members(p, name)
     return CheckedModel(p, kind, config, runs_code, rewrite, footprint)
 
 
@@ -187,6 +189,23 @@ def _check_weights(name: str, footprint: Footprint, summary: archive.WeightsSumm
     if need > STORED_RATIO * stored + STORED_SLACK:
         raise UnsafeModelError(f"Refused {name}: it declares {human(need)} of weights but "
                                f"stores only {human(stored)} (a decompression bomb?).")
+
+
+def _check_members(path: Path, name: str) -> None:
+    """Every member's data must agree with its declared size (Keras reads members whole)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+        for info in infos:
+            problem = archive.member_problem(path, info)
+            if problem:
+                raise UnsafeModelError(f"Refused {name}: its file {info.filename!r} is "
+                                       f"malformed: {problem} (zip bomb?).")
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError):
+        raise ModelLoadError(f"{name} is not a valid .keras file (corrupt or not a "
+                             "zip).") from None
+    except OSError as e:
+        raise ModelLoadError(f"{name} cannot be read ({e.strerror or e}).") from None
 
 
 def _weights_summary(source: Any, name: str) -> archive.WeightsSummary:

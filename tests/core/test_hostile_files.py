@@ -17,6 +17,7 @@ import sys
 import time
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import h5py
@@ -24,8 +25,8 @@ import keras
 import numpy as np
 import pytest
 
-from gradcam_desktop.core import archive, footprint, safety
 from gradcam_desktop import cli
+from gradcam_desktop.core import archive, footprint, safety
 from gradcam_desktop.core.errors import ModelLoadError, UnsafeModelError, plain_reason, unexpected_message
 from gradcam_desktop.core.models import load_model
 
@@ -84,6 +85,12 @@ def _sparse_weights(h5: h5py.File, kernel_shape: tuple[int, ...], bias_shape: tu
         h5.create_dataset(name, shape=shape, dtype="float32", chunks=(1,) * (len(shape) - 1) + (1 << 20,))
 
 
+def _datasets(h5: h5py.File) -> list[str]:
+    names: list[str] = []
+    h5.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return names
+
+
 def _eocd(data: bytes) -> tuple[int, tuple]:
     at = data.rfind(b"PK\x05\x06")
     return at, struct.unpack("<4s4H2LH", data[at:at + 22])
@@ -109,8 +116,8 @@ def _big_directory(path: Path, entries: int) -> None:
     path.write_bytes(cd + end)
 
 
-def _declare_member_size(path: Path, member: str, size: int) -> None:
-    """Patch the uncompressed size a member declares (local header and central directory)."""
+def _declare_member_size(path: Path, member: str, size: int, crc: int | None = None) -> None:
+    """Patch the uncompressed size (and CRC) a member declares, in both of its headers."""
     data = bytearray(path.read_bytes())
     _, (_, _, _, _, _, cd_size, cd_offset, _) = _eocd(bytes(data))
     pos = cd_offset
@@ -120,19 +127,26 @@ def _declare_member_size(path: Path, member: str, size: int) -> None:
             struct.pack_into("<L", data, pos + 24, size)
             local = struct.unpack_from("<L", data, pos + 42)[0]
             struct.pack_into("<L", data, local + 22, size)
+            if crc is not None:
+                struct.pack_into("<L", data, pos + 16, crc)
+                struct.pack_into("<L", data, local + 14, crc)
         pos += 46 + name_len + extra_len + comment_len
     path.write_bytes(bytes(data))
 
 
-def _inflating_config(src: Path, dest: Path) -> None:
-    """config.json whose deflate stream inflates to 64 MB more than its declared size."""
+def _inflating_config(src: Path, dest: Path, extra: int = 64 << 20, honest_crc: bool = False) -> None:
+    """config.json whose deflate stream inflates to ``extra`` bytes more than it declares;
+    with ``honest_crc`` the declared CRC is that of the declared bytes, so ``zipfile`` reads
+    them without complaint."""
     with zipfile.ZipFile(src) as zin:
         members = {info.filename: zin.read(info) for info in zin.infolist()}
-    honest = members["config.json"]
+    # Declared: the config padded with JSON whitespace to 1 MB, more than the whole stream
+    # compresses to (a stream smaller than its declared size looks honest).
+    honest = members["config.json"] + b" " * ((1 << 20) - len(members["config.json"]))
     with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as zout:
         for name, data in members.items():
-            zout.writestr(name, data + b" " * (64 << 20) if name == "config.json" else data)
-    _declare_member_size(dest, "config.json", len(honest))
+            zout.writestr(name, honest + b" " * extra if name == "config.json" else data)
+    _declare_member_size(dest, "config.json", len(honest), zlib.crc32(honest) if honest_crc else None)
 
 
 # ---------------------------------------------------------------- the crafted files
@@ -181,6 +195,23 @@ def hostile(tiny, tmp_path_factory) -> dict[str, tuple[Path, str]]:
     add("sparse_bomb.keras", _rewrite_keras(tiny["keras"], folder / "sparse_bomb.keras", _set_units,
                                             {"model.weights.h5": weights.getvalue()}), stores)
 
+    # Weights whose data Keras would read from a local file (HDF5 external storage / links).
+    external = shutil.copyfile(tiny["h5"], folder / "external.h5")
+    with h5py.File(external, "r+") as f:
+        bias = next(name for name in _datasets(f) if f[name].shape == (2,))
+        del f[bias]
+        f.create_dataset(bias, shape=(2,), dtype="float32", external=[(str(tiny["h5"]), 0, h5py.h5f.UNLIMITED)])
+    add("external.h5", external, r"reads data from outside the model: '.*' keeps its data in other files")
+    with zipfile.ZipFile(tiny["keras"]) as zf:
+        weights = io.BytesIO(zf.read("model.weights.h5"))
+    with h5py.File(weights, "r+") as f:
+        kernel = next(name for name in _datasets(f) if f[name].shape == (4, 2))
+        del f[kernel]
+        f[kernel] = h5py.ExternalLink(str(tiny["h5"]), "/model_weights/head/head/kernel")
+    add("external_link.keras", _rewrite_keras(tiny["keras"], folder / "external_link.keras",
+                                              members={"model.weights.h5": weights.getvalue()}),
+        r"reads data from outside the model: '.*' links to another file")
+
     million = shutil.copyfile(tiny["keras"], folder / "million.keras")
     _declare_entries(million, 1_000_000)
     add("million.keras", million, r"declares 1000000 files inside \(more than 10000\)")
@@ -194,6 +225,9 @@ def hostile(tiny, tmp_path_factory) -> dict[str, tuple[Path, str]]:
     inflating = folder / "inflating.keras"
     _inflating_config(tiny["keras"], inflating)
     add("inflating.keras", inflating, r"not a valid \.keras file \(corrupt")
+    lying = folder / "lying.keras"  # what Keras' own read() would inflate whole: 512 MB
+    _inflating_config(tiny["keras"], lying, extra=512 << 20, honest_crc=True)
+    add("lying.keras", lying, r"its file 'config\.json' is malformed: it inflates to more than the \d+ bytes it declares")
 
     for name, activation, label in (
         ("plot_model", {"module": "keras.utils", "class_name": "plot_model", "config": {}}, "keras.utils.plot_model"),

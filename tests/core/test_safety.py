@@ -150,6 +150,15 @@ def _dense_with_activation(activation) -> dict:
       "registered_name": None}, "not a model building block"),
     ({"module": "keras.models", "class_name": "function", "config": "load_model",
       "registered_name": None}, "not a model building block"),
+    # Named by class path rather than as a function (the old denylist let these through).
+    ({"module": "keras.utils", "class_name": "plot_model", "config": {},
+      "registered_name": None}, "'keras.utils.plot_model', which is not a model building block"),
+    ({"module": "keras.datasets.cifar10", "class_name": "load_data", "config": {},
+      "registered_name": None}, "'keras.datasets.cifar10.load_data', which is not"),
+    ({"module": "keras.legacy.saving", "class_name": "deserialize_keras_object", "config": {},
+      "registered_name": None}, "'keras.legacy.saving.deserialize_keras_object', which is not"),
+    ({"module": "keras.layers", "class_name": "function", "config": "deserialize",
+      "registered_name": None}, "'keras.layers.deserialize', which is not"),
 ])
 def test_hostile_function_refused_even_when_trusted(tmp_path, activation, expected):
     path = _write_keras_zip(tmp_path / "evil.keras", _dense_with_activation(activation))
