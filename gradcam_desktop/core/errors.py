@@ -12,7 +12,15 @@ class ModelLoadError(GradCamError):
 
 
 class UnsafeModelError(ModelLoadError):
-    """The model file contains code (Lambda, custom modules, ...) and was refused before loading."""
+    """The model file contains code (Lambda, custom modules, ...) and was refused before loading.
+
+    ``trustable``: trusting the file (--trust-model, "Trust this file") would let it open, i.e.
+    the only objection is Python code stored in the file.
+    """
+
+    def __init__(self, message: str = "", *, trustable: bool = False):
+        super().__init__(message)
+        self.trustable = trustable
 
 
 class ZooDownloadError(ModelLoadError):

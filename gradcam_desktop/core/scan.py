@@ -101,7 +101,7 @@ def _check_string(text: str, source: str) -> None:
 
 def _code_error(source: str, where: str) -> UnsafeModelError:
     return UnsafeModelError(f"Refused {source}: {where} holds a Python lambda function, which "
-                            f"runs code stored in the file. {TRUST_HINT}")
+                            f"runs code stored in the file. {TRUST_HINT}", trustable=True)
 
 
 def _custom_error(source: str, where: str, what: str) -> UnsafeModelError:
@@ -159,7 +159,7 @@ def _check_object(node: dict, layer: str | None, in_compile: bool, trust: bool,
     if verdict.kind == "code":
         if not trust:
             raise UnsafeModelError(f"Refused {source}: {where} is a Lambda layer, which runs "
-                                   f"Python code stored in the file. {TRUST_HINT}")
+                                   f"Python code stored in the file. {TRUST_HINT}", trustable=True)
         return True
     if verdict.kind == "foreign":
         raise UnsafeModelError(f"Refused {source}: {where} is a {verdict.label}, which "

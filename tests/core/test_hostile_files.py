@@ -351,13 +351,17 @@ def test_trust_unlocks_exactly_code_in_the_file(tmp_path, tiny):
     path = tmp_path / "lambda.keras"
     keras.Model(inp, keras.layers.Dense(2)(x)).save(path)
     assert safety.check_model_file(path, trust=True).runs_code is True
+    with pytest.raises(UnsafeModelError) as refused:
+        safety.check_model_file(path)
+    assert refused.value.trustable  # the window offers "Trust this file" for this one only
     # Code plus a file-reading vocabulary: trust does not unlock the file read.
     def vocabulary(config: dict) -> None:
         config["config"]["layers"].append({"module": "keras.layers", "class_name": "IntegerLookup",
                                            "config": {"name": "ids", "vocabulary": str(tiny["h5"])}})
     both = _rewrite_keras(path, tmp_path / "both.keras", vocabulary)
-    with pytest.raises(UnsafeModelError, match="would read the file"):
+    with pytest.raises(UnsafeModelError, match="would read the file") as refused:
         safety.check_model_file(both, trust=True)
+    assert not refused.value.trustable
 
 
 def test_nested_compile_config_is_never_deserialized(tmp_path):
