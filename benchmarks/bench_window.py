@@ -1,6 +1,7 @@
 """How responsive the window is: start-up, UI-thread stalls, map latency, alpha/colormap.
 
-    python benchmarks/bench_window.py [--launches 5] [--maps 30] [--repeats 20]
+    python benchmarks/bench_window.py [--launches 5] [--maps 30] [--repeats 20] [--sessions 5]
+    python benchmarks/bench_window.py --sessions-only [--sessions 5]
 
 Runs the real window (``QT_QPA_PLATFORM=offscreen`` unless the caller chose a platform, e.g.
 ``xcb`` under Xvfb) with the demo model, and prints a Markdown table (median and worst):
@@ -23,6 +24,10 @@ Runs the real window (``QT_QPA_PLATFORM=offscreen`` unless the caller chose a pl
   recomposited (the call returns) → repainted (``processEvents`` delivers the paint; a paint of
   the image view's viewport is checked). Colormaps cycle through more than the view's 3-entry
   colour cache, so every change colourises the map again (the slow case).
+
+- click session (issue 6 §5, ``bench_session.py``): 20 layer/class changes by real mouse clicks
+  50–150 ms apart, the event loop running between them, two of the layers never used before;
+  the longest gap of the 10 ms heartbeat per session, each session in a fresh process.
 
 Everything runs on the sample picture that ``python -m gradcam_desktop`` opens and on a
 4000×3000 version of it. Settings go to a temporary folder. Targets (issue 3): window ≤ 1 s,
@@ -169,6 +174,7 @@ class Bench:
         from PySide6.QtWidgets import QApplication
 
         from gradcam_desktop.ui import MainWindow
+        from gradcam_desktop.ui.image_view import ImageView
 
         self.app = QApplication.instance() or QApplication([sys.argv[0]])
         self.win = MainWindow()
@@ -177,7 +183,7 @@ class Bench:
         self._want = None
         self._loop = None
         self.win.resultShown.connect(self._on_result)
-        self.view = self.win.ui.view
+        self.view = self.widget(ImageView, "imageView")
         self.paints = 0
         bench = self
 
@@ -248,12 +254,40 @@ class Bench:
             if time.process_time() - time.thread_time() - before < 0.05 * window:
                 return
 
+    # -- widgets, found by type and objectName: the window's attribute layout may change
+    def widget(self, kind, name: str | None = None):
+        found = self.win.findChild(kind, name) if name else self.win.findChild(kind)
+        if found is None:
+            raise SystemExit(f"the window has no {kind.__name__} {name or ''}")
+        return found
+
+    def layer_view(self):
+        """The layer tree (a QTreeView whose model has ``index_for_path`` / ``eligible_paths``)."""
+        from PySide6.QtWidgets import QTreeView
+
+        return self.widget(QTreeView, "layerTree")
+
+    def class_view(self):
+        """The class list's QListView (UserRole on its indexes is the class index)."""
+        from PySide6.QtWidgets import QListView
+
+        return self.widget(QListView, "classList")
+
+    def class_widget(self):
+        from gradcam_desktop.ui.class_list import ClassListWidget
+
+        return self.widget(ClassListWidget)
+
+    def chosen_class(self) -> int | None:
+        """The class highlighted in the class list."""
+        return self.class_widget().current_class()
+
     def cached(self, layer: str, class_index: int) -> bool:
         key = self.win.current_image()["key"]
         return any(k[0] == key and k[2] == layer and k[3] == class_index for k in self.win.worker.cached_keys())
 
     def layers(self) -> list[str]:
-        return self.win.ui.layer_tree.layer_model().eligible_paths()
+        return self.layer_view().model().eligible_paths()
 
     def classes(self) -> int:
         return len(self.win.shown_result().probabilities)
@@ -265,12 +299,12 @@ class Bench:
     # -- user actions
     def change_layer(self, layer: str):
         key = self.current()[2]
-        return self.until_shown(lambda: self.win.ui.layer_tree.select_path(layer),
+        return self.until_shown(lambda: self.layer_view().select_path(layer),
                                 lambda d: d.layer == layer and d.image_key == key)
 
     def change_class(self, class_index: int):
         layer, _cls, key = self.current()
-        return self.until_shown(lambda: self.win.ui.class_list.select_class(class_index),
+        return self.until_shown(lambda: self.class_widget().select_class(class_index),
                                 lambda d: d.class_index == class_index and d.layer == layer
                                 and d.image_key == key)
 
@@ -383,7 +417,9 @@ def instant_latencies(b: Bench, repeats: int) -> dict[str, list[float]]:
     from gradcam_desktop.core.overlay import COLORMAPS
 
     out: dict[str, list[float]] = {"alpha set": [], "alpha painted": [], "colormap set": [], "colormap painted": []}
-    slider, box = b.win.ui.alpha_slider, b.win.ui.colormap_box
+    from PySide6.QtWidgets import QComboBox, QSlider
+
+    slider, box = b.widget(QSlider, "alphaSlider"), b.widget(QComboBox, "colormapBox")
     b.app.processEvents()
     for i in range(repeats):
         value = 30 + (i * 37) % 60  # never the current value
@@ -414,6 +450,20 @@ def instant_latencies(b: Bench, repeats: int) -> dict[str, list[float]]:
     return out
 
 
+# -- (e) click session ---------------------------------------------------------------------------
+def click_sessions(table: Table, runs: int) -> None:
+    """Issue 6 §5's session, ``runs`` times (bench_session.py; ``--trace`` there attributes gaps)."""
+    if runs <= 0:
+        return
+    import bench_session
+
+    results = bench_session.run_sessions(runs, echo=lambda text: print(text, flush=True))
+    print(bench_session.summary(results), flush=True)
+    table.add("(e) click session: worst UI gap per session (20 clicks, 2 new layers)",
+              [r["worst"] for r in results], TARGETS["stall"])
+    table.add("    last click → its map shown", [r["last_click_to_map"] for r in results])
+
+
 # -- main ----------------------------------------------------------------------------------------
 def versions() -> str:
     def v(name: str) -> str:
@@ -436,6 +486,8 @@ def main() -> None:
     parser.add_argument("--maps", type=int, default=30, help="maps computed under the heartbeat (b)")
     parser.add_argument("--repeats", type=int, default=20, help="alpha and colormap changes (d)")
     parser.add_argument("--no-large", action="store_true", help="skip the 4000×3000 picture")
+    parser.add_argument("--sessions", type=int, default=5, help="click sessions (e); 0 skips them")
+    parser.add_argument("--sessions-only", action="store_true", help="run only the click sessions")
     args = parser.parse_args()
 
     cores = os.cpu_count()
@@ -448,6 +500,10 @@ def main() -> None:
     print(f"Qt platform: {'offscreen (1920×1080 screen, 96 dpi)' if qpa.startswith('offscreen:configfile=') else qpa}",
           flush=True)
     table = Table()
+    if args.sessions_only:
+        click_sessions(table, args.sessions)
+        table.print()
+        return
 
     launch = measure_launch(args.launches)
     table.add("(a) launch → window painted", launch["paint"], TARGETS["window"])
@@ -520,6 +576,7 @@ def main() -> None:
         table.add(f"(d) colormap → pixels updated, {large}", inst["colormap set"])
         table.add(f"(d) colormap → repainted, {large}", inst["colormap painted"], TARGETS["instant"])
     b.close()
+    click_sessions(table, args.sessions)
     print("load average after: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     print()
     table.print()

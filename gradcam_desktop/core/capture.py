@@ -13,6 +13,12 @@ method does with A and g is a pure function in cams.py.
 
 Each capture is one ``tf.function`` traced once: its signature leaves the batch size free (and
 the height and width for a variable-size model), so no batch size, picture or class retraces.
+
+Tracing is the expensive part of a layer's first map, and it holds the interpreter lock: building
+the forward and gradient graphs and the function around them is pure Python (~200k calls,
+0.2–0.3 s of CPU for the demo model, seconds for a large one), and the first call then
+instantiates the function (another ~0.1 s). A program with a UI thread calls ``prepare`` for the
+layers the user is likely to pick while the user is idle, so a click on them does neither.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ class Capture:
         self.head = head
         self.layer = layer
         self._on_trace = on_trace
+        self._input_shape = input_shape
+        self.traced = False  # True after the first successful run (or prepare)
         signature = [tf.TensorSpec((None, *input_shape), tf.float32), tf.TensorSpec((None, head.units), tf.float32)]
         self._function = tf.function(self._capture, input_signature=signature)
 
@@ -75,4 +83,20 @@ class Capture:
         """Activations, gradients and logits for model inputs ``batch`` and score vectors ``weights``."""
         activations, gradients, logits, used = self._function(
             tf.constant(batch, tf.float32), tf.constant(np.asarray(weights, dtype=np.float32)))
+        self.traced = True
         return Captured(activations.numpy(), gradients.numpy(), logits.numpy(), used.numpy())
+
+    def prepare(self, side: int) -> bool:
+        """Trace and instantiate the function now, by running one zero batch through it.
+
+        ``side`` is the height/width of that batch where the model's input size is variable
+        (the function is shape-generic: any size that the model accepts traces it). Returns
+        False (and does nothing) when the capture has run already. Meant to be called ahead of
+        the layer's first map, at a moment when holding the interpreter lock harms no one.
+        """
+        if self.traced:
+            return False
+        height, width, channels = self._input_shape
+        batch = np.zeros((1, height or side, width or side, channels), np.float32)
+        self.run(batch, np.zeros((1, self.head.units), np.float32))
+        return True

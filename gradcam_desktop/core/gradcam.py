@@ -120,6 +120,11 @@ class GradCam:
             self._captures[layer] = capture
         return capture
 
+    def prepare(self, layer: str | None = None) -> bool:
+        """Trace and instantiate the capture at ``layer`` (default: the default layer) before its
+        first map; False if it was ready already. See capture.py for why a UI program wants this."""
+        return self.capture(layer or self.default_layer).prepare(MIN_VARIABLE_SIDE)
+
     # -- public API --------------------------------------------------------------------
     def predict(self, image: LoadedImage) -> Prediction:
         """Class probabilities for ``image``."""
