@@ -19,7 +19,7 @@ from gradcam_desktop.core.errors import GradCamError, ImageLoadError
 from gradcam_desktop.ui.requests import ExportAll, Precompute
 from gradcam_desktop.ui.scheduler import Job
 
-__all__ = ["CSV_NAME", "ExportJob", "PrecomputeJob", "export_job"]
+__all__ = ["CSV_NAME", "ExportJob", "PrecomputeJob", "PrepareLayersJob", "export_job"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,37 @@ class PrecomputeJob(Job):
 
     def progress(self) -> tuple[int, int, str]:
         return self._done, self._done + len(self.plan.class_indices), self.plan.image_key
+
+
+class PrepareLayersJob(Job):
+    """Trace the compiled captures of the layers next to the one shown, one layer per step.
+
+    Tracing a layer's first map is 0.2–0.3 s of pure Python that holds the interpreter lock in
+    5 ms slices, and the UI thread needs the lock for every callback of a repaint: a click on a
+    never-used layer stalled the window 50–150 ms (benchmarks/bench_session.py). Done here, while
+    the user looks at a map, the next layer they step to is ready. ``prepare(layer)`` is
+    ``GradCam.prepare`` (False when the layer was ready already: no time spent on it).
+    """
+
+    group = "prepare"
+    priority = 2  # after precompute and exports: this only saves future waiting
+    delay = 0.3  # the user has stopped scrubbing
+
+    def __init__(self, prepare: Callable[[str], bool], layers: Sequence[str], current: str, nearest: int) -> None:
+        super().__init__()
+        here = layers.index(current) if current in layers else len(layers) - 1
+        order = sorted(range(len(layers)), key=lambda j: (abs(j - here), j))
+        self.todo = [layers[j] for j in order if j != here][:nearest]
+        self._prepare = prepare
+
+    def step(self) -> bool:
+        while self.todo and not self.cancelled:
+            if self._prepare(self.todo.pop(0)):
+                break  # at most one trace per step, so a click waits for at most one
+        return bool(self.todo) and not self.cancelled
+
+    def progress(self) -> tuple[int, int, str]:
+        return 0, len(self.todo), ""
 
 
 class ExportJob(Job):

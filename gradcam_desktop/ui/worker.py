@@ -16,18 +16,16 @@ Rules the window relies on (the ordering ones are ``scheduler.py``'s, tested wit
   it) and the results carry it back, so the window can drop stale ones;
 * **newest request wins**: of several queued ``Explain`` requests only the newest runs;
   ``LoadModel``, ``LoadImages``, ``ExportAll``, ``CancelJob`` and ``Shutdown`` are never dropped;
-* **user requests go first**: background jobs (``jobs.py``: precompute, Export All) advance one
-  small step at a time, only while no request waits, report ``jobProgress``/``jobFinished`` and
-  stop at ``cancel_job``;
-* maps are cached in a bounded LRU (``map_cache.map_key``); ``PRECOMPUTE_DELAY`` after the last
-  request, the shown picture's top classes are precomputed, one per step;
+* **user requests go first**: background jobs (``jobs.py``: precompute of the top classes,
+  tracing the neighbouring layers, Export All) advance one small step at a time, only while no
+  request waits, report ``jobProgress``/``jobFinished`` and stop at ``cancel_job``;
+* maps are cached in a bounded LRU (``map_cache.map_key``);
 * the display map is sent as uint8 (exactly ``round(display_map * 255)``) at the image's size;
 * signals only carry plain Python/NumPy objects and core ``MapResult``s; no widget is ever
   touched from here, and every file Export All writes is written off the UI thread.
 
-This module is the thread: its loop and request handlers. The requests (re-exported here) are
-in ``requests.py``, the ordering in ``scheduler.py``, the jobs in ``jobs.py``, the map cache in
-``map_cache.py``, the signals' payloads in ``results.py``.
+The requests are in ``requests.py``, the ordering in ``scheduler.py``, the jobs in ``jobs.py``,
+the map cache in ``map_cache.py``, the signals' payloads in ``results.py``.
 """
 
 from __future__ import annotations
@@ -43,7 +41,7 @@ from typing import Any
 from PySide6.QtCore import QThread, Signal
 
 from gradcam_desktop.ui.applog import log_path
-from gradcam_desktop.ui.jobs import PrecomputeJob, export_job
+from gradcam_desktop.ui.jobs import PrecomputeJob, PrepareLayersJob, export_job
 from gradcam_desktop.ui.map_cache import MapCache, map_key
 from gradcam_desktop.ui.requests import (CancelJob, Explain, ExportAll, LoadImages, LoadModel, Precompute, Shutdown,
                                          expand_sources)
@@ -67,6 +65,8 @@ INPUT_CACHE = 4
 #: with tens of ms in which TensorFlow seldom lets go of the GIL. Measured on the benchmark's
 #: 480×360 run: worst UI gap 29–36 ms without this pause, 16–20 ms with it.
 _GIL_YIELD = 0.001
+#: Layers next to the shown one whose compiled captures are traced while the user looks.
+PREPARE_NEAREST = 4
 #: Bounds of the result cache: maps at image resolution can be tens of MB each.
 CACHE_ENTRIES = 96
 CACHE_BYTES = 384 * 1024 * 1024
@@ -115,6 +115,7 @@ class GradCamWorker(QThread):
         self._image_counter = itertools.count(1)
         self._cache = MapCache(cache_entries, CACHE_BYTES)
         self._predictions: dict[tuple[str, int], Any] = {}
+        self._eligible: list[str] = []  # the model's layers a map can be taken at, in order
         self._import_error: str | None = None
         self._modules: dict[str, Any] = {}
         self._module_overrides = dict(modules or {})
@@ -286,7 +287,7 @@ class GradCamWorker(QThread):
     def _load_model(self, request: LoadModel) -> None:
         models = self._modules["models"]
         gradcam = self._modules["gradcam"]
-        from gradcam_desktop.core.layers import layer_tree
+        from gradcam_desktop.core.layers import eligible_paths, layer_tree
 
         name = request.spec
         self.busy.emit(f"Loading model {Path(name).name if not name.startswith('zoo:') else name}…")
@@ -312,6 +313,8 @@ class GradCamWorker(QThread):
         self._cache.clear()
         self._predictions.clear()
         self._scheduler.cancel_group(PrecomputeJob.group)
+        self._scheduler.cancel_group(PrepareLayersJob.group)
+        self._eligible = eligible_paths(loaded.model)
         info = model_info(request.id, self._generation, loaded, engine, layer_tree(loaded.model), request.trust)
         self.modelLoaded.emit(request.id, info)
 
@@ -363,6 +366,7 @@ class GradCamWorker(QThread):
             top = [index for index, _name, _p in result.prediction.top[:PRECOMPUTE_TOP]]
             plan = Precompute(request.image_key, self._generation, layer, top, request.method)
             self._scheduler.add_job(PrecomputeJob(plan, self._cache, self._precompute_map, delay=PRECOMPUTE_DELAY))
+            self._scheduler.add_job(PrepareLayersJob(engine.prepare, self._eligible, layer, PREPARE_NEAREST))
 
     def _map(self, image_key: str, image, layer: str, class_index: int | None, method: str):
         """A ``MapResult`` from the cache, or computed and cached."""

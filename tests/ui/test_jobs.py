@@ -12,7 +12,7 @@ from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.errors import ClassSelectionError
 from gradcam_desktop.core.images import LoadedImage
 from gradcam_desktop.core.types import CSV_FIELDS, MapResult, Prediction
-from gradcam_desktop.ui.jobs import CSV_NAME, ExportJob, PrecomputeJob, export_job
+from gradcam_desktop.ui.jobs import CSV_NAME, ExportJob, PrecomputeJob, PrepareLayersJob, export_job
 from gradcam_desktop.ui.map_cache import map_key
 from gradcam_desktop.ui.requests import ExportAll, Precompute
 from gradcam_desktop.ui.scheduler import Scheduler, Step, Wait
@@ -188,3 +188,41 @@ def test_export_job_from_a_request_names_the_model_and_skips_unknown_pictures(tm
     assert sidecar["versions"] == {"app": "9.9"}
     with pytest.raises(Exception, match="no pictures"):
         export_job(ExportAll(["gone"], str(tmp_path), None, None, None), FakeEngine(), pictures)
+
+
+# -- PrepareLayersJob ----------------------------------------------------------------------------
+def test_prepare_traces_the_nearest_layers_one_per_step_after_a_pause():
+    layers = [f"l{i}" for i in range(8)]
+    already = {"l4"}  # traced before: costs nothing, so the same step goes on to the next
+    traced = []
+
+    def prepare(layer):
+        traced.append(layer)
+        return layer not in already
+
+    job = PrepareLayersJob(prepare, layers, "l3", nearest=4)
+    scheduler = Scheduler()
+    scheduler.add_job(job)
+    assert isinstance(scheduler.next_action(0.0), Step)  # idle since forever: the delay has passed
+    scheduler.submit("click")
+    assert scheduler.next_action(1.0).request == "click"  # a user request goes first
+    assert isinstance(scheduler.next_action(1.1), Wait)  # ... and the job waits for a pause again
+    steps = 0
+    action = scheduler.next_action(1.1 + job.delay)
+    while isinstance(action, Step):
+        steps += 1
+        scheduler.stepped(action.job, action.job.step())
+        action = scheduler.next_action(2.0 + steps)
+    # Nearest first, the lower one on a tie; l4 (ready) shared a step with l2.
+    assert traced == ["l2", "l4", "l1", "l5"] and steps == 3
+
+
+def test_a_newer_prepare_job_replaces_the_older_one():
+    traced = []
+    first = PrepareLayersJob(lambda layer: traced.append(layer) or True, ["a", "b", "c"], "a", nearest=2)
+    second = PrepareLayersJob(lambda layer: traced.append(layer) or True, ["a", "b", "c"], "c", nearest=2)
+    scheduler = Scheduler()
+    scheduler.add_job(first)
+    scheduler.add_job(second)  # the user moved on: the first job's layers no longer matter
+    assert first.cancelled and not first.step()
+    assert traced == []
