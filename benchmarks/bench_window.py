@@ -188,7 +188,7 @@ class Bench:
         bench = self
 
         class _Paints(QObject):
-            def eventFilter(self, _obj, event):  # noqa: N802
+            def eventFilter(self, _obj, event):
                 if event.type() == QEvent.Type.Paint:
                     bench.paints += 1
                 return False

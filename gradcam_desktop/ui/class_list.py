@@ -3,7 +3,8 @@ the class is kept from picture to picture or follows each picture's top class.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from PySide6.QtCore import (QAbstractListModel, QEvent, QModelIndex, QObject, QPersistentModelIndex, QRect, QSize,
@@ -256,7 +257,7 @@ class ClassListWidget(QWidget):
         keep = self._chosen
         if list(names) != self.model.names():
             self._name_width = None
-        with _Silence(self):
+        with self._silenced():
             self.model.set_classes(names, probabilities)
             self._chosen = keep if keep is not None and self.model.row_for_class(keep) is not None else None
             self._show_chosen()
@@ -279,14 +280,14 @@ class ClassListWidget(QWidget):
             self._chosen = index
             if not self._silent:
                 self.classChosen.emit(index)
-        with _Silence(self):
+        with self._silenced():
             self._show_chosen()
         self._show_mode()
         return True
 
     def show_explained(self, class_index: int) -> None:
         """Highlight the class whose map is shown: not a user choice, so it never emits."""
-        with _Silence(self):
+        with self._silenced():
             self.select_class(class_index)
 
     def set_kept(self, kept: bool) -> None:
@@ -370,7 +371,7 @@ class ClassListWidget(QWidget):
 
     def _on_filter(self, text: str) -> None:
         # Rows vanish under the filter and Qt moves "current" to a neighbour: that is not a choice.
-        with _Silence(self):
+        with self._silenced():
             self.proxy.set_filter_text(text)
             self._show_chosen()
 
@@ -382,16 +383,12 @@ class ClassListWidget(QWidget):
             else:
                 self.select_class(cls)
 
+    @contextmanager
+    def _silenced(self) -> Iterator[None]:
+        """Selection changes inside are the window's doing, not user choices: no classChosen."""
+        before, self._silent = self._silent, True
+        try:
+            yield
+        finally:
+            self._silent = before
 
-class _Silence:
-    """Context manager: selection changes inside it are not user choices (no classChosen)."""
-
-    def __init__(self, widget: ClassListWidget) -> None:
-        self._widget = widget
-        self._before = widget._silent
-
-    def __enter__(self) -> None:
-        self._widget._silent = True
-
-    def __exit__(self, *exc: object) -> None:
-        self._widget._silent = self._before
