@@ -39,11 +39,14 @@ def zip_directory(fh: IO[bytes]) -> ZipDirectory | None:
     Uses the very routine ``zipfile.ZipFile`` starts with (it reads only the file's tail),
     so this check and the later parse cannot disagree about which record counts.
     """
-    endrec = zipfile._EndRecData(fh)  # type: ignore[attr-defined]  # stable since Python 2
+    # Private, but unchanged since Python 2.6; a test pins it.
+    end_record = zipfile._EndRecData  # type: ignore[attr-defined]  # noqa: SLF001
+    endrec = end_record(fh)
     if not endrec:
         return None
-    return ZipDirectory(int(endrec[zipfile._ECD_ENTRIES_TOTAL]),  # type: ignore[attr-defined]
-                        int(endrec[zipfile._ECD_SIZE]))  # type: ignore[attr-defined]
+    entries = zipfile._ECD_ENTRIES_TOTAL  # type: ignore[attr-defined]  # noqa: SLF001
+    size = zipfile._ECD_SIZE  # type: ignore[attr-defined]  # noqa: SLF001
+    return ZipDirectory(int(endrec[entries]), int(endrec[size]))
 
 
 def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes | None:
@@ -157,11 +160,13 @@ def open_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[by
 
 @dataclass(frozen=True)
 class WeightsSummary:
-    """HDF5 datasets as declared: how many, bytes their shapes describe, bytes stored."""
+    """HDF5 datasets as declared: how many, bytes their shapes describe, bytes stored, and
+    how many links (groups, datasets, ...) the file has."""
 
     datasets: int
     declared_bytes: int
     stored_bytes: int
+    objects: int
 
 
 def summarize_h5(source: str | os.PathLike | IO[bytes], *, max_objects: int) -> WeightsSummary:
@@ -204,7 +209,7 @@ def summarize_h5(source: str | os.PathLike | IO[bytes], *, max_objects: int) -> 
         raise ModelLoadError(f"its weights file holds more than {max_objects} objects")
     if outside:
         raise ModelLoadError(f"its weights file reads data from outside the model: {outside}")
-    return WeightsSummary(count, declared, stored)
+    return WeightsSummary(count, declared, stored, objects)
 
 
 def read_h5_attribute(f: Any, name: str, limit: int) -> bytes | str | None:

@@ -3,8 +3,10 @@
 A .keras/.h5 model file is a program: its config names Python classes and functions that
 Keras instantiates, and the sizes Keras allocates. So before Keras sees a file:
 
-1. its container is checked without trusting it (zip directory size from the end record,
-   declared member sizes, bounded reads; HDF5 attribute shapes) — archive.py;
+1. its container is checked without trusting it: the zip directory's size from the end
+   record, declared member sizes against their stored data, reads in bounded pieces; HDF5
+   attribute shapes, dataset sizes from their headers, no data kept in other files —
+   archive.py;
 2. its config is scanned against an allowlist of Keras building blocks — scan.py;
 3. the config is built abstractly to learn what it would allocate — footprint.py — and that
    must match what the weights file declares, what the file really stores and the memory
@@ -53,6 +55,8 @@ DECLARED_SLACK = 16 * 1024**2
 #: ...and at most this ratio over what the file really stores (HDF5 datasets can declare
 #: shapes whose chunks were never written; Keras writes weights uncompressed).
 STORED_RATIO, STORED_SLACK = 16, 64 * 1024**2
+#: Bytes of an .h5 file beyond its datasets' data: the configs (read whole) and headers.
+H5_UNEXPLAINED_BYTES = 2 * MAX_CONFIG_BYTES + 16 * 1024**2
 
 KERAS_EXTENSIONS = (".keras",)
 H5_EXTENSIONS = (".h5", ".hdf5")
@@ -99,9 +103,9 @@ def check_model_file(path: str | os.PathLike, *, trust: bool = False) -> Checked
                              "refusing to open it.")
     kind = "keras" if suffix in KERAS_EXTENSIONS else "h5"
     if kind == "keras":
-        raw, extra = _read_keras_config(p, name), None
+        raw, extra, h5_summary = _read_keras_config(p, name), None, None
     else:
-        raw, extra = _read_h5_config(p, name)
+        raw, extra, h5_summary = _read_h5_config(p, name, size)
     config = _parse_json(raw, name, "config.json" if kind == "keras" else "model_config")
     runs_code = scan_config(config, trust=trust, source=name)
     if extra:  # legacy h5 training config: only deserialized with compile=True
@@ -110,15 +114,16 @@ def check_model_file(path: str | os.PathLike, *, trust: bool = False) -> Checked
     # Keras' h5 loader decodes the config as plain UTF-8 text: with a BOM (or in UTF-16)
     # it needs a clean copy; config.json is read as bytes, like here.
     rewrite = strip_nested_compile(config) or (kind == "h5" and raw.lstrip()[:1] != b"{")
-    footprint = None
-    if not runs_code:
-        # Building the config abstractly would already run the trusted Lambda code, and
-        # code can allocate whatever it likes anyway: trusted code files skip this part.
-        footprint = measure(config, legacy=kind == "h5", safe_mode=True, name=name)
-        if kind == "keras":
-            summary, on_disk, unpacked = _keras_weights(p, name, footprint)
-        else:
-            summary, on_disk, unpacked = _weights_summary(p, name), size, 0
+    # Building the config abstractly would already run trusted Lambda code, and code can
+    # allocate whatever it likes anyway: files with trusted code skip the size checks.
+    footprint = None if runs_code else measure(config, legacy=kind == "h5", safe_mode=True,
+                                               name=name)
+    if kind == "keras":
+        summary, on_disk, unpacked = _keras_weights(p, name, footprint)
+    else:
+        assert h5_summary is not None  # read with the h5 config
+        summary, on_disk, unpacked = h5_summary, size, 0
+    if footprint is not None:
         _check_weights(name, footprint, summary, on_disk)
         _check_memory(footprint, unpacked, name)
     if kind == "keras":  # last: its work is bounded by the declared sizes checked above
@@ -208,19 +213,20 @@ def _check_members(path: Path, name: str) -> None:
         raise ModelLoadError(f"{name} cannot be read ({e.strerror or e}).") from None
 
 
-def _weights_summary(source: Any, name: str) -> archive.WeightsSummary:
+def _weights_summary(source: Any, name: str,
+                     damaged: str = "has a damaged weights file") -> archive.WeightsSummary:
     try:
         return archive.summarize_h5(source, max_objects=MAX_WEIGHT_OBJECTS)
     except ModelLoadError as e:
-        raise ModelLoadError(f"Refused {name}: {e}.") from None
+        raise UnsafeModelError(f"Refused {name}: {e}.") from None
     except (OSError, ValueError, KeyError, RuntimeError, TypeError):
-        raise ModelLoadError(f"{name} has a damaged weights file.") from None
+        raise ModelLoadError(f"{name} {damaged}.") from None
 
 
 def _keras_weights(path: Path, name: str,
-                   footprint: Footprint) -> tuple[archive.WeightsSummary, int, int]:
-    """Check the .keras members' declared sizes against what the layers need, then
-    summarize the weights file: (summary, bytes stored in the zip, bytes unpacked)."""
+                   footprint: Footprint | None) -> tuple[archive.WeightsSummary, int, int]:
+    """Check the .keras members' declared sizes against what the layers need (when
+    measured), then summarize the weights file: (summary, bytes stored, bytes unpacked)."""
     try:
         with zipfile.ZipFile(path) as zf:
             members = {info.filename: info for info in zf.infolist()}  # last one wins
@@ -234,9 +240,10 @@ def _keras_weights(path: Path, name: str,
                 raise UnsafeModelError(f"Refused {name}: its files other than the weights "
                                        f"unpack to {human(others)} (more than "
                                        f"{human(MAX_OTHER_MEMBERS_BYTES)}).")
-            cap = int(WEIGHTS_FILE_FACTOR * footprint.weight_bytes) + WEIGHTS_FILE_SLACK \
+            cap = MAX_ZIP_UNPACKED_BYTES if footprint is None else \
+                int(WEIGHTS_FILE_FACTOR * footprint.weight_bytes) + WEIGHTS_FILE_SLACK \
                 + WEIGHTS_FILE_PER_VARIABLE * footprint.variables
-            if weights.file_size > cap:
+            if footprint is not None and weights.file_size > cap:
                 raise UnsafeModelError(f"Refused {name}: its weights file unpacks to "
                                        f"{human(weights.file_size)}, far more than the "
                                        f"{human(footprint.weight_bytes)} its layers need "
@@ -324,16 +331,25 @@ def _has_hdf5_signature(path: Path, size: int) -> bool:
     return False
 
 
-def _read_h5_config(path: Path, name: str) -> tuple[bytes, bytes | None]:
-    """Return (model_config, training_config or None) from a legacy Keras HDF5 file."""
+def _read_h5_config(path: Path, name: str,
+                    size: int) -> tuple[bytes, bytes | None, archive.WeightsSummary]:
+    """Return (model_config, training_config or None, weights summary) from a legacy Keras
+    HDF5 file."""
     try:
-        is_hdf5 = _has_hdf5_signature(path, path.stat().st_size)
+        is_hdf5 = _has_hdf5_signature(path, size)
     except OSError as e:
         raise ModelLoadError(f"{name} cannot be read ({e.strerror or e}).") from None
     if not is_hdf5:
         raise ModelLoadError(f"{name} is not an HDF5 file (a .h5 model must be one).")
     import h5py  # a Keras dependency; parses attributes only, no Keras code runs
 
+    summary = _weights_summary(path, name, "is a damaged HDF5 file and cannot be read")
+    # A text attribute's length is not known before it is read whole; it can only be as long
+    # as the bytes of the file that are not weights.
+    unexplained = size - summary.stored_bytes
+    if unexplained > H5_UNEXPLAINED_BYTES + WEIGHTS_FILE_PER_VARIABLE * summary.objects:
+        raise UnsafeModelError(f"Refused {name}: {human(unexplained)} of it are neither weights "
+                               "nor a model config of a sane size.")
     try:
         with h5py.File(path, "r") as f:
             model_config = archive.read_h5_attribute(f, "model_config", MAX_CONFIG_BYTES)
@@ -346,7 +362,7 @@ def _read_h5_config(path: Path, name: str) -> tuple[bytes, bytes | None]:
         raise ModelLoadError(f"{name} holds weights only, no model; save the whole model "
                              "(model.save('model.keras')) and open that file.")
     return _attr_bytes(model_config, name), (
-        None if training_config is None else _attr_bytes(training_config, name))
+        None if training_config is None else _attr_bytes(training_config, name)), summary
 
 
 def _attr_bytes(value: bytes | str, name: str) -> bytes:

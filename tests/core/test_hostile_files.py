@@ -470,3 +470,15 @@ def test_h5_naming_what_keras_cannot_rebuild_gets_a_plain_reason(tmp_path):
     keras.Model(inp, keras.layers.Dense(2)(keras.ops.relu(x))).save(path)  # .h5 cannot name ops
     with pytest.raises(ModelLoadError, match=r"is of type 'Relu', which the installed Keras does not know"):
         safety.check_model_file(path)
+
+
+def test_h5_config_text_is_bounded_by_the_bytes_that_are_not_weights(tiny, tmp_path, monkeypatch):
+    # A variable-length text attribute is read whole, and its length is not declared
+    # anywhere: what bounds it is the part of the file that is not weight data.
+    path = shutil.copyfile(tiny["h5"], tmp_path / "padded.h5")
+    with h5py.File(path, "r+") as f:
+        f.attrs["model_config"] = f.attrs["model_config"] + " " * 2_000_000
+    safety.check_model_file(path)  # JSON whitespace: a valid config, within the bound
+    monkeypatch.setattr(safety, "H5_UNEXPLAINED_BYTES", 100_000)
+    with pytest.raises(UnsafeModelError, match=r"padded\.h5: .* of it are neither weights nor a model config"):
+        safety.check_model_file(path)
