@@ -79,9 +79,10 @@ def ask_trust(parent: QWidget, file_name: str, reason: str, on_trust: Callable[[
     box = QMessageBox(QMessageBox.Icon.Warning, "Model not opened",
                       f"<b>{file_name}</b> was not opened because it contains code.", parent=parent)
     box.setInformativeText(
-        f"{reason}<br><br>A model file with a <i>Lambda</i> layer carries Python code that runs "
-        "when it is opened. Open it only if you trust where it came from (for example, you or a "
-        "colleague trained it).")
+        f"{reason}<br><br>This file carries Python code (a <i>Lambda</i> layer or a lambda function) "
+        "that runs when it is opened. Trusting it allows that code and nothing else: classes from "
+        "other modules and layers that read files stay refused. Open it only if you trust where it "
+        "came from (for example, you or a colleague trained it).")
     trust = box.addButton("Trust this file", QMessageBox.ButtonRole.AcceptRole)
     box.addButton(QMessageBox.StandardButton.Cancel)
     box.setDefaultButton(QMessageBox.StandardButton.Cancel)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gradcam_desktop.core.batch import BatchRow, OutputStyle, explain_batch, make_out_dir, write_csv
-from gradcam_desktop.core.errors import GradCamError, ImageLoadError
+from gradcam_desktop.core.errors import GradCamError, ImageLoadError, unexpected_message
 from gradcam_desktop.ui.requests import ExportAll, Precompute
 from gradcam_desktop.ui.scheduler import Job
 
@@ -138,7 +138,8 @@ class ExportJob(Job):
             return self._finish(table=False)
         except Exception as exc:  # noqa: BLE001 - a bug must end the job with a report, not kill the thread
             log.error("Export All failed unexpectedly", exc_info=exc)
-            self._failures.append(("", f"Unexpected error: {type(exc).__name__}: {exc}{self._log_hint}"))
+            text = unexpected_message(exc)
+            self._failures.append(("", f"{text[0].upper()}{text[1:]}{self._log_hint}"))
             self._cut_short = True
             return self._finish()
         if row is None:

@@ -268,7 +268,7 @@ class GradCamWorker(QThread):
             self._step(job)
 
     def _report(self, request, exc: Exception) -> None:
-        from gradcam_desktop.core.errors import GradCamError, UnsafeModelError
+        from gradcam_desktop.core.errors import GradCamError, UnsafeModelError, unexpected_message
 
         if self._import_error:
             self.failed.emit(request.id, self._import_error)
@@ -280,7 +280,8 @@ class GradCamWorker(QThread):
                 self.modelRefused.emit(request.id, message, trust_would_help(exc))
         else:
             log.error("request %s (%s) failed unexpectedly", request.id, type(request).__name__, exc_info=exc)
-            message = f"Unexpected error: {type(exc).__name__}: {exc}; see the log at {log_path()}"
+            text = unexpected_message(exc)
+            message = f"{text[0].upper()}{text[1:]}; see the log at {log_path()}"
         self.failed.emit(request.id, message)
 
     # -- requests ------------------------------------------------------------------------

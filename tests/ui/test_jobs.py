@@ -171,7 +171,7 @@ def test_a_bug_in_decorate_ends_the_job_with_a_report(tmp_path):
     while job.step():
         pass
     message = job.summary()["failures"][-1][1]
-    assert message == "Unexpected error: RuntimeError: decorator bug; see the log"
+    assert message == "Unexpected RuntimeError: decorator bug; see the log"
 
 
 def test_export_job_from_a_request_names_the_model_and_skips_unknown_pictures(tmp_path):

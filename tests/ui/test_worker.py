@@ -133,7 +133,7 @@ def test_errors_arrive_as_failed(qtbot, model_file, image_files, caplog):
         assert "Unknown method 'nope'" in message
         with caplog.at_level(logging.ERROR, logger="gradcam_desktop.ui.worker"):
             message = _wait_for(qtbot, worker.failed, lambda: worker.explain(key, "backbone/conv1", 2))
-        assert message.startswith("Unexpected error: ValueError: kaboom; see the log at ")
+        assert message.startswith("Unexpected ValueError: kaboom; see the log at ")
         assert any(r.exc_info and "kaboom" in str(r.exc_info[1]) for r in caplog.records)
         assert _explain(qtbot, worker, key, "backbone/conv2", 2).class_index == 2  # the thread lives on
     finally:
