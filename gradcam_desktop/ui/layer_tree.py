@@ -1,16 +1,16 @@
-"""The layer picker: a thin Qt model over the core's layer tree, and the tree view that shows it."""
+"""The layer picker: a Qt item model filled once from the core's layer tree, and the tree view that shows it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex, QPointF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QKeyEvent, QLinearGradient, QPainter, QPalette, QPixmap
-from PySide6.QtWidgets import QAbstractItemView, QApplication, QHeaderView, QStyle, QTreeView, QWidget
+from PySide6.QtCore import QCoreApplication, QEvent, QModelIndex, QPersistentModelIndex, QPointF, Qt, Signal
+from PySide6.QtGui import (QBrush, QColor, QFont, QGuiApplication, QIcon, QKeyEvent, QLinearGradient, QPainter,
+                           QPalette, QPixmap, QStandardItem, QStandardItemModel)
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QTreeView, QWidget
 
 _Index = QModelIndex | QPersistentModelIndex
-_NO_PARENT = -1
 _HEADERS = ("Layer", "Type", "Output shape")
 
 
@@ -51,68 +51,110 @@ def _walk(nodes: Iterable[Any]) -> Iterable[Any]:
         yield from _walk(node.children or [])
 
 
-class LayerTreeModel(QAbstractItemModel):
+class LayerTreeModel(QStandardItemModel):
     """Read-only model over a tree of layer nodes (the core's ``LayerNode``, duck-typed).
 
     Nodes need ``path``, ``name``, ``type``, ``output_shape`` (tuple), ``eligible`` (bool) and
     ``children`` (list).  Columns: "Layer", "Type", "Output shape".
+
+    Every cell is filled once by ``set_layers`` and then served by Qt's own C++ code: a view
+    painting the tree makes no Python call.  That matters because the worker thread holds the
+    interpreter lock in 5 ms slices while it traces a layer, and a Python ``data()``/``parent()``
+    per cell made each click wait for it hundreds of times.  The items are clones of a template,
+    so they are plain C++ ``QStandardItem``s (an item constructed in Python would ask Python
+    whether it overrides ``data()`` the first time each one is painted).
 
     Roles, for every column:
       * ``DisplayRole`` – name / type / readable shape ("7 × 7 × 1280");
       * ``Qt.ItemDataRole.UserRole`` – the layer path (str);
       * ``ToolTipRole`` – plain words on whether a map can be shown there;
       * ``ForegroundRole`` – the palette's disabled text colour for non-eligible rows, which stay
-        selectable so the window can explain why there is no map;
+        selectable so the window can explain why there is no map (``refresh_colours`` follows a
+        palette change);
       * ``FontRole`` – bold for the default layer; ``DecorationRole`` (column 0) – a small heat
         swatch marking eligible rows.
 
     Interface: ``set_layers(nodes, default_path)``, ``clear()``, ``index_for_path(path, column=0)``,
-    ``eligible_paths()``, ``all_paths()``, ``node(index)``, ``default_path()``.
+    ``eligible_paths()``, ``all_paths()``, ``node(index)``, ``default_path()``, ``refresh_colours()``.
     """
 
     EligibleRole = Qt.ItemDataRole.UserRole + 1
     """bool: whether a map can be computed at the row's layer."""
+    _NodeRole = Qt.ItemDataRole.UserRole + 2  # position in _nodes (an int: no Python object in Qt's hands)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        # Flattened once per set_layers so parent()/index() are O(1); an index's internalId is the
-        # node's position in _nodes (ints, not Python pointers, which Qt would not keep alive).
-        self._roots: list[Any] = []
-        self._nodes: list[Any] = []
-        self._parent: list[int] = []
-        self._row: list[int] = []
-        self._children: list[list[int]] = []
-        self._roots_ids: list[int] = []
-        self._by_path: dict[str, int] = {}
+        self._nodes: list[Any] = []  # depth-first, parents before children
+        self._rows: list[tuple[int, ...]] = []  # per node: its row at each depth, to find its index
+        self._by_path: dict[str, int] = {}  # path -> first node with it
         self._default: str | None = None
         self._swatch: QIcon | None = None
+        self._template = QStandardItem()  # constructed in Python, so only ever cloned, never shown
+        self._template.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)  # not editable
+        self.setHorizontalHeaderLabels(_HEADERS)
 
     # -- data in -------------------------------------------------------------------------------
     def set_layers(self, nodes: Sequence[Any], default_path: str | None = None) -> None:
         """Replace the whole tree; ``default_path`` is drawn in bold."""
+        # One modelReset and nothing else, as a view expects: the row removals and inserts in
+        # between are silent. (QStandardItemModel.clear() would also drop the columns, and with
+        # them the header's per-column resize modes.)
         self.beginResetModel()
-        self._roots = list(nodes)
-        self._nodes, self._parent, self._row, self._children, self._by_path = [], [], [], [], {}
-        self._roots_ids = self._flatten(self._roots, _NO_PARENT)
-        self._default = default_path if default_path in self._by_path else None
-        self.endResetModel()
+        blocked = self.blockSignals(True)
+        try:
+            self.setRowCount(0)
+            self._nodes, self._rows, self._by_path = [], [], {}
+            self._default = default_path if any(n.path == default_path for n in _walk(nodes)) else None
+            root = self.invisibleRootItem()
+            for row, node in enumerate(nodes):
+                root.appendRow(self._row_items(node, (row,)))
+        finally:
+            self.blockSignals(blocked)
+            self.endResetModel()
 
     def clear(self) -> None:
         """Show no layers (no model loaded)."""
         self.set_layers([], None)
 
-    def _flatten(self, nodes: Iterable[Any], parent: int) -> list[int]:
-        ids = []
-        for row, node in enumerate(nodes):
-            nid = len(self._nodes)
-            self._nodes.append(node)
-            self._parent.append(parent)
-            self._row.append(row)
-            self._children.append([])
-            self._by_path.setdefault(node.path, nid)
-            ids.append(nid)
-            self._children[nid] = self._flatten(node.children or [], nid)
-        return ids
+    def _row_items(self, node: Any, rows: tuple[int, ...]) -> list[QStandardItem]:
+        nid = len(self._nodes)
+        self._nodes.append(node)
+        self._rows.append(rows)
+        self._by_path.setdefault(node.path, nid)
+        shared = self._template.clone()
+        shared.setData(node.path, Qt.ItemDataRole.UserRole)
+        shared.setData(bool(node.eligible), self.EligibleRole)
+        shared.setData(nid, self._NodeRole)
+        tip = describe(node)
+        shared.setToolTip(tip + ". It is the default layer." if node.path == self._default else tip)
+        if not node.eligible:
+            shared.setForeground(_grey())
+        if node.path == self._default:
+            font = QFont()
+            font.setBold(True)
+            shared.setFont(font)
+        cells = []
+        for text in (node.name, node.type, format_shape(node.output_shape)):
+            cell = shared.clone()
+            cell.setText(text)
+            cells.append(cell)
+        # Pixmaps need a GUI application (a bare model in a script or test has none).
+        if node.eligible and isinstance(QCoreApplication.instance(), QGuiApplication):
+            cells[0].setIcon(self._heat_swatch())
+        children = node.children or []
+        for cell in cells[1:] if children else cells:
+            cell.setFlags(cell.flags() | Qt.ItemFlag.ItemNeverHasChildren)
+        for row, child in enumerate(children):
+            cells[0].appendRow(self._row_items(child, (*rows, row)))
+        return cells
+
+    def refresh_colours(self) -> None:
+        """Grey the non-eligible rows again with the application palette's current colours."""
+        brush = _grey()
+        for nid, node in enumerate(self._nodes):
+            if not node.eligible:
+                for column in range(len(_HEADERS)):
+                    self.setData(self._index_at(self._rows[nid], column), brush, Qt.ItemDataRole.ForegroundRole)
 
     # -- lookups ------------------------------------------------------------------------------
     def default_path(self) -> str | None:
@@ -121,86 +163,26 @@ class LayerTreeModel(QAbstractItemModel):
 
     def node(self, index: _Index) -> Any | None:
         """The layer node behind ``index``, or None for the invisible root."""
-        return self._nodes[index.internalId()] if index.isValid() else None
+        return self._nodes[index.data(self._NodeRole)] if index.isValid() else None
 
     def index_for_path(self, path: str, column: int = 0) -> QModelIndex:
         """The index of the layer at ``path`` (invalid if there is none)."""
         nid = self._by_path.get(path)
-        if nid is None:
-            return QModelIndex()
-        return self.createIndex(self._row[nid], column, id=nid)
+        return QModelIndex() if nid is None else self._index_at(self._rows[nid], column)
+
+    def _index_at(self, rows: tuple[int, ...], column: int) -> QModelIndex:
+        parent = QModelIndex()
+        for row in rows[:-1]:
+            parent = self.index(row, 0, parent)
+        return self.index(rows[-1], column, parent)
 
     def all_paths(self) -> list[tuple[str, bool]]:
         """Every (path, eligible) pair in depth-first order, parents before children."""
-        return [(n.path, bool(n.eligible)) for n in self._nodes]  # _flatten is depth-first
+        return [(n.path, bool(n.eligible)) for n in self._nodes]
 
     def eligible_paths(self) -> list[str]:
         """Paths of the layers a map can be shown at, depth-first."""
         return [p for p, ok in self.all_paths() if ok]
-
-    # -- QAbstractItemModel -------------------------------------------------------------------
-    def index(self, row: int, column: int, parent: _Index = QModelIndex()) -> QModelIndex:
-        siblings = self._children[parent.internalId()] if parent.isValid() else self._roots_ids
-        if not (0 <= row < len(siblings) and 0 <= column < len(_HEADERS)):
-            return QModelIndex()
-        return self.createIndex(row, column, id=siblings[row])
-
-    def parent(self, child: _Index = QModelIndex()) -> QModelIndex:  # type: ignore[override]
-        if not child.isValid():
-            return QModelIndex()
-        pid = self._parent[child.internalId()]
-        if pid == _NO_PARENT:
-            return QModelIndex()
-        return self.createIndex(self._row[pid], 0, id=pid)
-
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:
-        if not parent.isValid():
-            return len(self._roots)
-        if parent.column() != 0:  # by convention only column 0 has children
-            return 0
-        return len(self._children[parent.internalId()])
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:
-        return len(_HEADERS)
-
-    def flags(self, index: _Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable  # greyed rows stay selectable
-        if not self._children[index.internalId()]:
-            flags |= Qt.ItemFlag.ItemNeverHasChildren
-        return flags
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole \
-                and 0 <= section < len(_HEADERS):
-            return _HEADERS[section]
-        return None
-
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
-            return None
-        node = self._nodes[index.internalId()]
-        col = index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return (node.name, node.type, format_shape(node.output_shape))[col]
-        if role == Qt.ItemDataRole.UserRole:
-            return node.path
-        if role == self.EligibleRole:
-            return bool(node.eligible)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            tip = describe(node)
-            return tip + ". It is the default layer." if node.path == self._default else tip
-        if role == Qt.ItemDataRole.ForegroundRole and not node.eligible:
-            return QBrush(QApplication.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
-        if role == Qt.ItemDataRole.FontRole and node.path == self._default:
-            font = QFont()
-            font.setBold(True)
-            return font
-        # Pixmaps need a GUI application (a bare model in a script or test has none).
-        if role == Qt.ItemDataRole.DecorationRole and col == 0 and node.eligible and QApplication.instance():
-            return self._heat_swatch()
-        return None
 
     def _heat_swatch(self) -> QIcon:
         # Drawn, not loaded: it must match the heatmap idea in any theme and needs no file.
@@ -220,6 +202,11 @@ class LayerTreeModel(QAbstractItemModel):
         return self._swatch
 
 
+def _grey() -> QBrush:
+    """The text brush of non-eligible rows: the application palette's disabled text colour."""
+    return QBrush(QGuiApplication.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
+
+
 class LayerTreeView(QTreeView):
     """Tree of the model's layers (objectName "layerTree"); the user picks where Grad-CAM looks.
 
@@ -237,6 +224,9 @@ class LayerTreeView(QTreeView):
       bar is needed for the rows shown.
     * ``current_path() -> str | None``; ``layer_model() -> LayerTreeModel`` (created by the view).
     * Up/Down step through *eligible* layers only, depth-first across nested models (no wrap).
+
+    Only ``currentChanged`` (once per change), ``keyPressEvent`` and ``changeEvent`` run Python:
+    painting, hovering and scrolling stay in C++ (see ``LayerTreeModel``).
     """
 
     layerChosen = Signal(str)
@@ -308,6 +298,11 @@ class LayerTreeView(QTreeView):
 
     def _forget_current(self) -> None:
         self._current = None
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:  # e.g. the desktop switched to a dark theme
+            self._model.refresh_colours()
 
     def currentChanged(self, current: QModelIndex, previous: QModelIndex) -> None:
         super().currentChanged(current, previous)

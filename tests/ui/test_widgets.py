@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -164,6 +165,80 @@ def test_clicking_a_greyed_layer_still_reports_it(tree, qtbot):
     assert blocker.args == ["pool"]
     qtbot.keyClick(tree, Qt.Key.Key_Up)  # from a greyed row, Up finds the nearest eligible above
     assert tree.current_path() == "backbone/block/conv_b"
+
+
+def _python_entered(qt_call, *args) -> list[str]:
+    """The Python functions Qt called back during ``qt_call(*args)`` (outermost calls only).
+
+    Each one must take the interpreter lock, which the worker thread holds in 5 ms slices while
+    it traces a layer: every callback in a repaint can stall the window that long.
+    """
+    entered: list[str] = []
+    depth = 0
+
+    def profile(frame, event, _arg) -> None:
+        nonlocal depth
+        if event == "call":
+            # PySide converts enum arguments with the enum module's Python code: not a callback.
+            if depth == 0 and frame.f_code.co_filename != enum.__file__:
+                entered.append(frame.f_code.co_name)
+            depth += 1
+        elif event == "return":
+            depth -= 1
+
+    sys.setprofile(profile)
+    try:
+        qt_call(*args)
+    finally:
+        sys.setprofile(None)
+    return entered
+
+
+def test_painting_and_clicking_the_layer_tree_runs_no_python_model_code(tree, qtbot):
+    import shiboken6
+
+    model = tree.layer_model()
+    for path, _ in model.all_paths():
+        for column in range(3):
+            # An item constructed in Python asks Python, the first time it is painted, whether it
+            # overrides data(): the cells must be Qt's own items.
+            assert not shiboken6.createdByPython(model.itemFromIndex(model.index_for_path(path, column)))
+    tree.resize(420, 120)  # some rows only come into view by scrolling
+    qtbot.wait(20)
+    assert _python_entered(tree.viewport().repaint) == []
+    tree.scrollToBottom()
+    assert _python_entered(tree.viewport().repaint) == []
+    chosen: list[str] = []
+    tree.layerChosen.connect(chosen.append)
+    index = model.index_for_path("dense")
+    args = (tree.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+            tree.visualRect(index).center())
+    assert _python_entered(QTest.mouseClick, *args) == ["currentChanged"]  # the one the window needs
+    assert chosen == ["dense"]
+    assert _python_entered(tree.viewport().repaint) == []
+
+
+def test_greyed_rows_follow_a_palette_change(tree, qapp, qtbot):
+    """The grey is stored in the items, so a theme switch (a new application palette) must redo it."""
+    before = QPalette(qapp.palette())
+    grey = before.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+    dark = QPalette(before)
+    dark.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor("#6e6e6e"))
+    assert grey != QColor("#6e6e6e")
+    model = tree.layer_model()
+
+    def colours(path: str) -> list:
+        brushes = [model.index_for_path(path, c).data(Qt.ItemDataRole.ForegroundRole) for c in range(3)]
+        return [None if b is None else b.color() for b in brushes]
+
+    try:
+        qapp.setPalette(dark)  # the widgets hear of it from the event loop
+        qtbot.waitUntil(lambda: colours("pool") == [QColor("#6e6e6e")] * 3)
+        assert colours("backbone/squeeze") == [QColor("#6e6e6e")] * 3  # nested rows too
+        assert colours("conv") == [None] * 3
+    finally:
+        qapp.setPalette(before)
+    qtbot.waitUntil(lambda: colours("pool") == [grey] * 3)
 
 
 # -- class list ------------------------------------------------------------------------------------
