@@ -7,10 +7,9 @@ hands a drop's paths to a callback, so the window needs no drag event handlers o
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QMimeData, QObject
+from PySide6.QtCore import QMimeData
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 
 __all__ = ["MODEL_SUFFIXES", "DropTarget", "has_local_files", "is_model_path", "local_paths", "split_paths"]
@@ -42,29 +41,24 @@ def local_paths(mime: QMimeData | None) -> list[str]:
     return [u.toLocalFile() for u in mime.urls() if u.isLocalFile()] if mime is not None else []
 
 
-class DropTarget(QObject):
-    """Makes ``widget`` accept dropped local files and calls ``on_drop(paths)`` for each drop.
+class DropTarget:
+    """Mixin for the main window: accept dropped local files, call ``open_paths(paths)`` per drop.
 
-    The widget's children (the image view, the lists) accept no drops themselves, so a drop
-    anywhere on the window arrives here.
+    The window's children (the image view, the lists) accept no drops themselves, so a drop
+    anywhere on the window arrives here. Virtual overrides rather than an event filter: Qt calls
+    them for drag events only, while a filter is a Python call (and a wait for the interpreter
+    lock, which the worker may hold) for every event the window gets.
     """
 
-    def __init__(self, widget, on_drop: Callable[[list[str]], None]) -> None:
-        super().__init__(widget)
-        self._on_drop = on_drop
-        widget.setAcceptDrops(True)
-        widget.installEventFilter(self)
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if has_local_files(event.mimeData()):
+            event.acceptProposedAction()
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if isinstance(event, (QDragEnterEvent, QDragMoveEvent)) and event.type() in (
-                QEvent.Type.DragEnter, QEvent.Type.DragMove):
-            if has_local_files(event.mimeData()):
-                event.acceptProposedAction()
-            return True
-        if isinstance(event, QDropEvent) and event.type() == QEvent.Type.Drop:
-            paths = local_paths(event.mimeData())
-            if paths:
-                event.acceptProposedAction()
-                self._on_drop(paths)
-            return True
-        return False
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = local_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)  # MainWindow.open_paths

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 _Q = Qt.ConnectionType.QueuedConnection  # worker signals always cross threads
 
 
-class MainWindow(QMainWindow):
+class MainWindow(dnd.DropTarget, QMainWindow):
     """Grad-CAM Desktop's window. Scripting surface: open_model, open_images, export_overlay, ...
 
     ``resultShown(MapResult)`` after each map shown (its ``image`` is the picture's path or
@@ -66,7 +66,7 @@ class MainWindow(QMainWindow):
         self._pictures = PictureOpener(self)
         self.acts = actions.build_actions(self)
         layout.build_toolbar(self, self.acts)
-        dnd.DropTarget(self, self.open_paths)
+        self.setAcceptDrops(True)  # dnd.DropTarget's overrides handle the drops
         self._wire()
         self._fill_recent_menu()
         self._restore()
