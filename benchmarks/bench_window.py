@@ -244,9 +244,10 @@ class Bench:
             painted = time.perf_counter()
         return shown - start, painted - start, payload
 
-    def settle(self, window: float = 0.2, limit: float = 30.0) -> None:
-        """Wait until the worker is idle (its precompute done): until the threads other than this
-        one (the worker and TensorFlow's pools) use < 5 % of a core over ``window`` seconds."""
+    def settle(self, window: float = 0.5, limit: float = 30.0) -> None:
+        """Wait until the worker is idle (its background jobs done): until the threads other than
+        this one (the worker and TensorFlow's pools) use < 5 % of a core over ``window`` seconds.
+        The window outlasts the jobs' idle delays (jobs.py), so a pause before a job is not idle."""
         end = time.monotonic() + limit
         while time.monotonic() < end:
             before = time.process_time() - time.thread_time()

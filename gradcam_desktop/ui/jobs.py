@@ -71,7 +71,7 @@ class PrepareLayersJob(Job):
 
     group = "prepare"
     priority = 2  # after precompute and exports: this only saves future waiting
-    delay = 0.3  # the user has stopped scrubbing
+    delay = 0.3  # the user has stopped scrubbing: no trace between quick clicks
 
     def __init__(self, prepare: Callable[[str], bool], layers: Sequence[str], current: str, nearest: int) -> None:
         super().__init__()
