@@ -22,11 +22,10 @@ from . import safety, zoo
 from .assets import asset_path
 from .errors import GradCamError, ModelLoadError, plain_reason
 from .layers import default_layer, is_submodel
+from .types import DEMO, ZOO_PREFIX, ModelSpec
 
 log = logging.getLogger(__name__)
 
-DEMO = "demo"
-ZOO_PREFIX = "zoo:"
 DEMO_FILE = "demo_model.keras"
 
 
@@ -52,7 +51,7 @@ def demo_model_path() -> Path:
 
 
 def load_model(
-    spec: str | os.PathLike,
+    spec: str | os.PathLike | ModelSpec,
     *,
     trust: bool = False,
     preprocess: str = "auto",
@@ -64,13 +63,13 @@ def load_model(
         raise ModelLoadError(
             f"Unknown preprocessing '{preprocess}'. Choose one of: {', '.join(preprocessing.MODES)}."
         )
-    spec = os.fspath(spec)
-    if spec == DEMO:
+    parsed = ModelSpec.parse(spec)
+    if parsed.kind == "demo":
         loaded = _load_file(demo_model_path(), trust=False, source=DEMO, display_name="Demo shapes")
-    elif spec.startswith(ZOO_PREFIX):
-        loaded = _load_zoo(spec[len(ZOO_PREFIX):], progress=progress, cancel=cancel)
+    elif parsed.kind == "zoo":
+        loaded = _load_zoo(parsed.value, progress=progress, cancel=cancel)
     else:
-        loaded = _load_file(Path(spec), trust=trust, source=spec, display_name=Path(spec).name)
+        loaded = _load_file(Path(parsed.value), trust=trust, source=parsed.value, display_name=parsed.label)
     if preprocess != "auto":
         loaded.preprocess = preprocess
     return loaded

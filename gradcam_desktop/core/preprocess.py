@@ -16,8 +16,9 @@ import importlib
 
 import numpy as np
 
+from .types import ZOO_PREFIX
+
 MODES = ("auto", "raw", "unit", "symmetric", "caffe", "torch")
-ZOO_PREFIX = "zoo:"
 
 
 def _modes_text() -> str:
