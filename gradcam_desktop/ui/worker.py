@@ -1,31 +1,24 @@
 """The one thread that owns TensorFlow and the model.
 
 Shape (measured, not a style choice): a ``QThread`` *subclass* whose ``run()`` loops over a
-thread-safe ``queue.Queue`` of plain request objects (handed to a ``Scheduler``). The other common
-shape — a ``QObject`` moved to a thread whose slots call TensorFlow — deadlocked in 3 of 3 runs on
-TensorFlow 2.21 + PySide6 6.12: PySide6 makes a fresh Python thread state per slot call and TensorFlow's pybind11
+thread-safe ``queue.Queue`` of plain request objects (handed to a ``Scheduler``). A ``QObject``
+moved to a thread whose slots call TensorFlow deadlocked in 3 of 3 runs on TensorFlow 2.21 +
+PySide6 6.12: PySide6 makes a fresh Python thread state per slot call and TensorFlow's pybind11
 layer caches another, so both threads end up waiting for the GIL. ``run()`` keeps one thread
-state for the worker's whole life.
-
-TensorFlow, Keras and the core engine are imported inside ``run()`` so the window is shown
-before TensorFlow has loaded; ``ready`` is emitted once the import is done.
+state for the worker's whole life. TensorFlow, Keras and the engine are imported inside
+``run()``, so the window is shown before TensorFlow has loaded (``ready`` follows the import).
 
 Rules the window relies on (the ordering ones are ``scheduler.py``'s, tested without a thread):
 
-* every request gets an int id (``load_model``/``load_images``/``explain``/``export_all`` return
-  it) and the results carry it back, so the window can drop stale ones;
-* **newest request wins**: of several queued ``Explain`` requests only the newest runs;
-  ``LoadModel``, ``LoadImages``, ``ExportAll``, ``CancelJob`` and ``Shutdown`` are never dropped;
+* every request gets an int id (returned by the call) and its results carry it back, so the
+  window can drop stale ones; of several queued ``Explain``s only the newest runs;
 * **user requests go first**: background jobs (``jobs.py``: precompute of the top classes,
-  tracing the neighbouring layers, Export All) advance one small step at a time, only while no
-  request waits, report ``jobProgress``/``jobFinished`` and stop at ``cancel_job``;
-* maps are cached in a bounded LRU (``map_cache.map_key``);
-* the display map is sent as uint8 (exactly ``round(display_map * 255)``) at the image's size;
-* signals only carry plain Python/NumPy objects and core ``MapResult``s; no widget is ever
-  touched from here, and every file Export All writes is written off the UI thread.
-
-The requests are in ``requests.py``, the ordering in ``scheduler.py``, the jobs in ``jobs.py``,
-the map cache in ``map_cache.py``, the signals' payloads in ``results.py``.
+  tracing the neighbouring layers, Export All) advance one small step at a time while no request
+  waits, report ``jobProgress``/``jobFinished`` and stop at ``cancel_job``;
+* maps are cached in a bounded LRU (``map_cache.map_key``); the display map is sent as uint8
+  (exactly ``round(display_map * 255)``) at the image's size;
+* signals carry plain Python/NumPy objects and core ``MapResult``s; no widget is touched from
+  here, and every file Export All writes is written off the UI thread.
 """
 
 from __future__ import annotations
@@ -40,6 +33,8 @@ from typing import Any
 
 from PySide6.QtCore import QThread, Signal
 
+from gradcam_desktop.core.errors import GradCamError, ImageLoadError, ModelLoadError, UnsafeModelError, unexpected_message
+from gradcam_desktop.core.types import ModelSpec
 from gradcam_desktop.ui.applog import log_path
 from gradcam_desktop.ui.jobs import PrecomputeJob, PrepareLayersJob, export_job
 from gradcam_desktop.ui.map_cache import MapCache, map_key
@@ -54,9 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Classes whose maps are precomputed when idle (the top of the prediction).
 PRECOMPUTE_TOP = 3
-#: Idle time before precomputing starts: lets the window composite and paint the map just sent
-#: without the worker competing for the CPU, and keeps quick layer/class scrubbing (key repeat)
-#: free of precompute work that would delay the next real request.
+#: Idle time before precomputing: the window paints the map just sent without competition, and
+#: quick layer/class scrubbing (key repeat) is not delayed by precompute work.
 PRECOMPUTE_DELAY = 0.1
 #: Recent images whose preprocessed model input the engine keeps.
 INPUT_CACHE = 4
@@ -268,8 +262,6 @@ class GradCamWorker(QThread):
             self._step(job)
 
     def _report(self, request, exc: Exception) -> None:
-        from gradcam_desktop.core.errors import GradCamError, UnsafeModelError, unexpected_message
-
         if self._import_error:
             self.failed.emit(request.id, self._import_error)
             return
@@ -290,16 +282,15 @@ class GradCamWorker(QThread):
         gradcam = self._modules["gradcam"]
         from gradcam_desktop.core.layers import eligible_paths, layer_tree
 
-        name = request.spec
-        self.busy.emit(f"Loading model {Path(name).name if not name.startswith('zoo:') else name}…")
+        spec = ModelSpec.parse(request.spec)
+        self.busy.emit(f"Opening {spec.label}…")
         last = [0.0]
 
         def progress(done: int, total: int | None) -> None:
             now = time.monotonic()
             if now - last[0] >= _PROGRESS_INTERVAL or (total and done >= total):
                 last[0] = now
-                self.progress.emit(f"Downloading {name[4:] if name.startswith('zoo:') else name} weights",
-                                   int(done), int(total or 0))
+                self.progress.emit(f"Downloading {spec.value} weights", int(done), int(total or 0))
 
         def cancel() -> bool:
             return self._cancel.is_set() or self._stopping.is_set()
@@ -321,12 +312,10 @@ class GradCamWorker(QThread):
 
     def _load_images(self, request: LoadImages) -> None:
         images = self._modules["images"]
-        from gradcam_desktop.core.errors import GradCamError
-
         sources, problems = expand_sources(request.sources, images.find_images)
         if not sources:
-            raise _error("ImageLoadError", problems[0][1] if len(problems) == 1 else
-                         "No pictures could be opened: " + " ".join(m for _n, m in problems[:3]))
+            raise ImageLoadError(problems[0][1] if len(problems) == 1 else
+                                 "No pictures could be opened: " + " ".join(m for _n, m in problems[:3]))
         for name, message in problems:
             self.imageFailed.emit(name, message)
         loaded: list[dict] = []
@@ -358,7 +347,7 @@ class GradCamWorker(QThread):
         engine = self._engine()
         image = self._images.get(request.image_key)
         if image is None:
-            raise _error("ImageLoadError", "That image is no longer loaded; open it again.")
+            raise ImageLoadError("That image is no longer loaded; open it again.")
         layer = request.layer or engine.default_layer
         self.busy.emit(f"Computing the map for {image.name} at layer {layer}…")
         result = self._map(request.image_key, image, layer, request.class_index, request.method)
@@ -402,15 +391,10 @@ class GradCamWorker(QThread):
 
     def _engine(self):
         if self._gradcam is None:
-            raise _error("ModelLoadError", "Open a model first (File → Open Demo Model, or drop a .keras file).")
+            raise ModelLoadError("Open a model first (File → Open Demo Model, or drop a .keras file).")
         return self._gradcam
 
     def cached_keys(self) -> list[tuple]:
         """Keys of the cached maps, ``map_key`` layout (for tests and diagnostics; a snapshot)."""
         return self._cache.keys()
 
-
-def _error(kind: str, message: str) -> Exception:
-    from gradcam_desktop.core import errors
-
-    return getattr(errors, kind)(message)
