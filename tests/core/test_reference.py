@@ -52,7 +52,8 @@ def test_pass_errors_add_the_floors():
     """ρ_A and ρ_g enter as ρ·(|value| + layer mean |value|): here s_A = 14/8, s_g = 10/8."""
     rho = 1e-3
     tolerance = reference_map(A, G, rho_a=rho, rho_g=0.0).tolerance - reference_map(A, G, 0.0, 0.0).tolerance
-    # Σ_k ḡ_k ρ(|A^k| + s_A) = ρ(M + 1.75·(0.5 + 2)) to first order.
+    # Σ_k ḡ_k ρ(|A^k| + s_A) = ρ(M + 1.75·(0.5 + 2)) to first order; the neglected terms are ρ (or
+    # γ_n ≪ ρ) times these, so rtol = ρ. All float64 arithmetic on fixed numbers: no CPU dependence.
     np.testing.assert_allclose(tolerance, rho * (MAGNITUDE + 1.75 * 2.5), rtol=1e-3)
     tolerance = reference_map(A, G, rho_a=0.0, rho_g=rho).tolerance - reference_map(A, G, 0.0, 0.0).tolerance
     # Σ_k ρ(ḡ_k + s_g)|A^k| = ρ(M + 1.25·(|A^0| + |A^1|)).
