@@ -1,15 +1,18 @@
 """One compiled forward + backward pass per (model, layer): activations, gradients and logits.
 
-For a batch of N model inputs and N score vectors w_n (one per input), ``Capture.run`` returns
+For a batch of N model inputs, N score vectors v_n and N top-class coefficients t_n,
+``Capture.run`` returns
 
+    w_n = v_n + t_n · onehot(top class of input n)              (N, units)  the score vector used
     A_n = the layer's output for input n                       (N, h, w, K)
     g_n = ∂(Σ_u w_nu · logits_nu) / ∂A_n                        (N, h, w, K)
     logits_n                                                    (N, units)
 
 Samples are independent at inference (BatchNorm and Dropout run with ``training=False``), so one
-backward pass of Σ_n w_n·logits_n gives every sample's own gradient. An all-zero w_n asks for
-the top class of input n, decided inside the same pass (no separate prediction first). What a
-method does with A and g is a pure function in cams.py.
+backward pass of Σ_n w_n·logits_n gives every sample's own gradient. The top class is decided
+inside the same pass (no separate prediction first): t_n = 1 explains it, −1 speaks against it,
+and v_n = −onehot(B) with t_n = 1 asks "why the top class rather than B". What a method does
+with A and g is a pure function in cams.py.
 
 Each capture is one ``tf.function``. For a fixed-size model it is traced once per batch size with
 concrete shapes: a signature that leaves the batch dimension free measured 1.5–1.7× slower per
@@ -46,6 +49,15 @@ class Captured:
     logits: np.ndarray  # (N, units)
     weights: np.ndarray  # (N, units): the score vectors used (the top class filled in)
 
+    @property
+    def scores(self) -> np.ndarray:
+        """(N,) the explained pre-softmax scores y_n = w_n · logits_n."""
+        return (self.weights.astype(np.float64) * self.logits.astype(np.float64)).sum(axis=-1)
+
+    @property
+    def nbytes(self) -> int:
+        return self.activations.nbytes + self.gradients.nbytes + self.logits.nbytes + self.weights.nbytes
+
 
 def top_class_weights(head: Head, logits):
     """Score vectors of each row's top class: one-hot, or ±1 for a binary head (z > 0: class 1)."""
@@ -69,27 +81,29 @@ class Capture:
         self.traced = False  # True after the first successful run (or prepare)
         if None in input_shape[:2]:
             signature = [tf.TensorSpec((None, *input_shape), tf.float32),
-                         tf.TensorSpec((None, head.units), tf.float32)]
+                         tf.TensorSpec((None, head.units), tf.float32), tf.TensorSpec((None,), tf.float32)]
             self._function = tf.function(self._capture, input_signature=signature)
         else:
             self._function = tf.function(self._capture)
 
-    def _capture(self, batch, weights):
+    def _capture(self, batch, weights, top):
         if self._on_trace is not None:
             self._on_trace(self.layer)  # a Python side effect: runs only while tracing
         with tf.GradientTape() as tape:
             logits, activations = run_graph(self.model, batch, self.head, self.layer, tape.watch)
             logits = tf.cast(logits, tf.float32)
-            asked = tf.reduce_any(weights != 0.0, axis=-1, keepdims=True)
-            weights = tf.where(asked, weights, tf.stop_gradient(top_class_weights(self.head, logits)))
+            weights = weights + top[:, tf.newaxis] * tf.stop_gradient(top_class_weights(self.head, logits))
             score = tf.reduce_sum(logits * weights)
         gradients = tape.gradient(score, activations)
         return tf.cast(activations, tf.float32), tf.cast(gradients, tf.float32), logits, weights
 
-    def run(self, batch: np.ndarray, weights: np.ndarray) -> Captured:
-        """Activations, gradients and logits for model inputs ``batch`` and score vectors ``weights``."""
+    def run(self, batch: np.ndarray, weights: np.ndarray, top: np.ndarray | None = None) -> Captured:
+        """Activations, gradients and logits for model inputs ``batch``, score vectors ``weights`` and
+        top-class coefficients ``top`` (default: 1 for an all-zero weight row, the top class; else 0)."""
+        weights = np.asarray(weights, dtype=np.float32)
+        tops = (~weights.any(axis=-1)).astype(np.float32) if top is None else np.asarray(top, np.float32)
         activations, gradients, logits, used = self._function(
-            tf.constant(batch, tf.float32), tf.constant(np.asarray(weights, dtype=np.float32)))
+            tf.constant(batch, tf.float32), tf.constant(weights), tf.constant(tops))
         self.traced = True
         return Captured(activations.numpy(), gradients.numpy(), logits.numpy(), used.numpy())
 

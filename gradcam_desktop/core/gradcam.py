@@ -13,24 +13,27 @@ from __future__ import annotations
 
 import difflib
 import time
+import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from . import cams
 from . import preprocess as preprocessing
-from .capture import Capture
-from .errors import ClassSelectionError
+from .capture import Capture, Captured
+from .errors import ClassSelectionError, MethodError
 from .graph import run_graph
 from .heads import Head, detect_head
 from .images import LoadedImage, to_model_input
 from .layers import default_layer
 from .models import LoadedModel
-from .types import MapResult, Prediction
+from .scorecam import MaskScorer, ScoreCamRun
+from .task import MapTask
+from .types import MapResult, Prediction, Target
 
-__all__ = ["GradCam", "MapResult", "Prediction", "Explanation", "MAX_VARIABLE_SIDE", "MIN_VARIABLE_SIDE"]
+__all__ = ["GradCam", "MapResult", "MapTask", "Prediction", "Explanation", "Target", "MAX_VARIABLE_SIDE", "MIN_VARIABLE_SIDE"]
 
 #: Largest side used for models whose input size is variable (keeps memory and time bounded).
 MAX_VARIABLE_SIDE = 512
@@ -48,10 +51,12 @@ class GradCam:
 
     ``input_cache`` > 0 keeps the preprocessed input of that many recent images, so explaining
     other classes or layers of the same picture skips the resize (25–70 ms for a 12-megapixel
-    photo). Off by default: a one-shot caller gains nothing from it.
+    photo). Off by default: a one-shot caller gains nothing from it. ``capture_cache_mb`` bounds
+    the captures (A, ∂y/∂A, logits) kept per (picture, layer, score): another method of the same
+    map reuses them instead of running the model again.
     """
 
-    def __init__(self, loaded: LoadedModel, *, input_cache: int = 0):
+    def __init__(self, loaded: LoadedModel, *, input_cache: int = 0, capture_cache_mb: float = 64):
         self.loaded = loaded
         self._input_cache_size = max(0, int(input_cache))
         # id(rgb) -> (rgb, batch): the array is held so its id cannot be reused by another one.
@@ -60,6 +65,14 @@ class GradCam:
         self.head: Head = loaded.head if isinstance(loaded.head, Head) else detect_head(self.model)
         self.default_layer = default_layer(self.model)
         self._captures: dict[str, Capture] = {}
+        # (id(rgb), layer, score vector, top) -> (weakref to rgb, Captured): switching the method of a
+        # picture reuses its capture. The weak reference makes a reused id a miss.
+        self._capture_cache: OrderedDict[tuple, tuple[weakref.ref, Captured]] = OrderedDict()
+        self._capture_cache_bytes = int(capture_cache_mb * 2**20)
+        self._capture_cache_used = 0
+        #: Captures served from that cache (tests and benchmarks read it).
+        self.capture_hits = 0
+        self._mask_scorer: MaskScorer | None = None
         # reduce_retracing: variable-size models see many image sizes; after the second size TF
         # traces one shape-generic function instead of one per size.
         self._predict_function = tf.function(self._logits, reduce_retracing=True)
@@ -159,48 +172,186 @@ class GradCam:
             )
         return index
 
-    def explain(self, image: LoadedImage, layer: str | None = None, class_index: int | str | None = None,
-                method: str = "gradcam") -> MapResult:
-        """The map of ``class_index`` (default: the top class) at ``layer`` (default: the last spatial one)."""
-        return self.explain_many([image], layer, [class_index], method)[0]
+    def target(self, class_index: int | str | None = None, versus: int | str | None = None,
+               counterfactual: bool = False) -> Target:
+        """A checked ``Target``: classes resolved, wrong combinations refused (MethodError)."""
+        chosen = None if class_index is None else self.resolve_class(class_index)
+        other = None if versus is None else self.resolve_class(versus)
+        if other is not None and counterfactual:
+            raise MethodError("A map explains one class versus another, or what speaks against a class — "
+                              "not both at once.")
+        if other is not None and other == chosen:
+            raise MethodError(f"'{self.class_names[other]}' cannot be compared with itself: "
+                              "choose a different class to compare with.")
+        return Target(chosen, other, bool(counterfactual))
 
-    def explain_many(self, images: Sequence[LoadedImage], layer: str | None = None,
+    def score_vector(self, target: Target) -> tuple[np.ndarray, float]:
+        """(v, t) of ``Capture.run``: the explained score is (v + t · onehot(top class)) · logits."""
+        sign = -1.0 if target.counterfactual else 1.0
+        vector = np.zeros(self.head.units, np.float32)
+        if target.versus is not None:
+            vector -= self.head.class_weights(target.versus)
+        if target.class_index is None:
+            return vector, sign
+        return vector + sign * self.head.class_weights(target.class_index), 0.0
+
+    def explain(self, image: LoadedImage, layer: str | Sequence[str] | None = None,
+                class_index: int | str | None = None, method: str = "gradcam", *,
+                versus: int | str | None = None, counterfactual: bool = False, max_channels: int | None = None,
+                progress: Callable[[int, int], None] | None = None) -> MapResult:
+        """The map of ``class_index`` (default: the top class) at ``layer`` (default: the last spatial
+        one; several layers: a fused map). ``progress(done, total)`` is called between Score-CAM's
+        mask batches; an exception raised from it stops the computation."""
+        task = self.task(image, layer, class_index, method, versus=versus, counterfactual=counterfactual,
+                         max_channels=max_channels)
+        while not task.step():
+            if progress is not None:
+                progress(*task.progress)
+        assert task.result is not None
+        return task.result
+
+    def task(self, image: LoadedImage, layer: str | Sequence[str] | None = None,
+             class_index: int | str | None = None, method: str = "gradcam", *,
+             versus: int | str | None = None, counterfactual: bool = False,
+             max_channels: int | None = None) -> MapTask:
+        """One map as a stepwise computation (see ``MapTask``): for a UI job that must stay cancellable."""
+        reduction = cams.method(method)
+        _check_max_channels(reduction, max_channels)
+        layers = _layer_list(layer, self.default_layer)
+        target = self.target(class_index, versus, counterfactual)
+        return MapTask(self._steps(image, layers, target, reduction, max_channels))
+
+    def explain_many(self, images: Sequence[LoadedImage], layer: str | Sequence[str] | None = None,
                      class_indices: Sequence[int | str | None] | None = None,
-                     method: str = "gradcam") -> list[MapResult]:
-        """One map per (image, class) pair, computed in one batched capture where sizes allow.
+                     method: str = "gradcam", *, versus: int | str | None = None, counterfactual: bool = False,
+                     max_channels: int | None = None) -> list[MapResult]:
+        """One map per (image, class) pair, computed in one batched capture per layer where sizes allow.
 
         ``class_indices[i]`` None explains image i's top class. The same picture may appear
-        several times (several classes of one picture cost one batch).
+        several times (several classes of one picture cost one batch). Score-CAM runs per picture.
         """
         start = time.perf_counter()
         reduction = cams.method(method)
-        layer = layer or self.default_layer
-        capture = self.capture(layer)
+        _check_max_channels(reduction, max_channels)
+        layers = _layer_list(layer, self.default_layer)
         if class_indices is None:
             class_indices = [None] * len(images)
-        asked = [None if c is None else self.resolve_class(c) for c in class_indices]
+        targets = [self.target(c, versus, counterfactual) for c in class_indices]
+        if reduction.forward_passes or len(images) == 1:
+            return [MapTask(self._steps(image, layers, target, reduction, max_channels)).finish()
+                    for image, target in zip(images, targets, strict=True)]
         inputs = [self.model_input(image) for image in images]
-        weights = np.stack([np.zeros(self.head.units, np.float32) if c is None else self.head.class_weights(c)
-                            for c in asked])
-        captured = []
-        for group in _same_shape_groups(inputs):
-            batch = np.concatenate([inputs[i] for i in group]) if len(group) > 1 else inputs[group[0]]
-            captured.append((group, capture.run(batch, weights[group])))
+        vectors = [self.score_vector(t) for t in targets]
+        weights = np.stack([v for v, _ in vectors])
+        tops = np.array([t for _, t in vectors], np.float32)
+        maps: list[list[np.ndarray]] = [[] for _ in images]
+        rows: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0), np.zeros(0))] * len(images)
+        for name in layers:
+            capture = self.capture(name)
+            for group in _same_shape_groups(inputs):
+                batch = np.concatenate([inputs[i] for i in group]) if len(group) > 1 else inputs[group[0]]
+                run = capture.run(batch, weights[group], tops[group])
+                for row, i in enumerate(group):
+                    assert reduction.reduce is not None
+                    maps[i].append(reduction.reduce(run.activations[row], run.gradients[row]))
+                    rows[i] = (run.logits[row], run.weights[row])
         seconds = (time.perf_counter() - start) / max(1, len(images))
-        results: list[MapResult | None] = [None] * len(images)
-        for group, run in captured:
-            for row, i in enumerate(group):
-                prediction = self.prediction(run.logits[row])
-                chosen = asked[i]
-                index = prediction.top[0][0] if chosen is None else chosen
-                results[i] = MapResult(
-                    raw=reduction.reduce(run.activations[row], run.gradients[row]),
-                    layer=layer, class_index=index, class_name=self.class_names[index],
-                    score=float(prediction.probabilities[index]), prediction=prediction, method=method,
-                    seconds=seconds, model=self.loaded.source, preprocess=self.loaded.preprocess,
-                    image=images[i].path or images[i].name,
-                )
-        return [r for r in results if r is not None]
+        return [self._result(image, layers, self._fused(maps[i], inputs[i]), *rows[i], targets[i], reduction, seconds)
+                for i, image in enumerate(images)]
+
+    # -- one map, step by step -----------------------------------------------------------
+    def _steps(self, image: LoadedImage, layers: list[str], target: Target, reduction: cams.Method,
+               max_channels: int | None) -> Generator[tuple[int, int], None, MapResult]:
+        """Yields (done, total) progress; returns the MapResult (``MapTask`` runs it)."""
+        start = time.perf_counter()
+        picture = self.model_input(image)
+        vector, top = self.score_vector(target)
+        maps = []
+        done, total = 0, len(layers)
+        for name in layers:
+            captured = self._captured(image, picture, name, vector, top)
+            done += 1
+            if reduction.forward_passes:
+                run = ScoreCamRun(self._scorer(), picture, captured.activations[0], captured.weights[0],
+                                  max_channels)
+                total += run.total
+                yield done, total
+                while not run.step():
+                    done += 1
+                    yield done, total
+                done += 1
+                maps.append(run.result())
+            else:
+                assert reduction.reduce is not None
+                maps.append(reduction.reduce(captured.activations[0], captured.gradients[0]))
+            yield done, total
+        seconds = time.perf_counter() - start
+        return self._result(image, layers, self._fused(maps, picture), captured.logits[0], captured.weights[0],
+                            target, reduction, seconds)
+
+    def _captured(self, image: LoadedImage, picture: np.ndarray, layer: str, vector: np.ndarray,
+                  top: float) -> Captured:
+        """The capture of one picture, from the cache when this (picture, layer, score) ran already."""
+        key = (id(image.rgb), layer, vector.tobytes(), float(top))
+        hit = self._capture_cache.get(key)
+        if hit is not None and hit[0]() is image.rgb:
+            self._capture_cache.move_to_end(key)
+            self.capture_hits += 1
+            return hit[1]
+        captured = self.capture(layer).run(picture, vector[np.newaxis], np.array([top], np.float32))
+        if self._capture_cache_bytes > 0 and captured.nbytes <= self._capture_cache_bytes:
+            self._capture_cache[key] = (weakref.ref(image.rgb), captured)
+            self._capture_cache_used += captured.nbytes
+            while self._capture_cache_used > self._capture_cache_bytes:
+                _, (_, dropped) = self._capture_cache.popitem(last=False)
+                self._capture_cache_used -= dropped.nbytes
+        return captured
+
+    def _scorer(self) -> MaskScorer:
+        if self._mask_scorer is None:
+            height, width = self.loaded.input_size
+            self._mask_scorer = MaskScorer(self.model, self.head,
+                                           (height or None, width or None, self.loaded.channels),
+                                           on_trace=self._count_trace)
+        return self._mask_scorer
+
+    def _fused(self, maps: list[np.ndarray], picture: np.ndarray) -> np.ndarray:
+        return maps[0] if len(maps) == 1 else cams.fuse(maps, picture.shape[1:3])
+
+    def _result(self, image: LoadedImage, layers: list[str], raw: np.ndarray, logits: np.ndarray,
+                weights: np.ndarray, target: Target, reduction: cams.Method, seconds: float) -> MapResult:
+        prediction = self.prediction(logits)
+        index = prediction.top[0][0] if target.class_index is None else target.class_index
+        if target.versus is not None and index == target.versus:
+            raise MethodError(f"The top class of {image.name} is '{self.class_names[index]}', the class to compare "
+                              "with: choose a class to explain or another class to compare with.")
+        versus = target.versus
+        return MapResult(
+            raw=raw, layer=" + ".join(layers), class_index=index, class_name=self.class_names[index],
+            score=float(prediction.probabilities[index]), prediction=prediction, method=reduction.name,
+            seconds=seconds, model=self.loaded.source, preprocess=self.loaded.preprocess,
+            image=image.path or image.name, versus_index=versus,
+            versus_name=None if versus is None else self.class_names[versus],
+            counterfactual=target.counterfactual,
+            target_score=float(np.dot(weights.astype(np.float64), logits.astype(np.float64))),
+            layers=tuple(layers) if len(layers) > 1 else (),
+        )
+
+
+def _layer_list(layer: str | Sequence[str] | None, default: str) -> list[str]:
+    if layer is None or (not isinstance(layer, str) and not layer):
+        return [default]
+    layers = [layer] if isinstance(layer, str) else list(dict.fromkeys(layer))
+    return layers
+
+
+def _check_max_channels(reduction: cams.Method, max_channels: int | None) -> None:
+    if max_channels is None:
+        return
+    if not reduction.forward_passes:
+        raise MethodError(f"--max-channels only applies to Score-CAM, not to {reduction.title}.")
+    if int(max_channels) < 1:
+        raise MethodError(f"--max-channels must be at least 1 (got {max_channels}).")
 
 
 def _same_shape_groups(inputs: list[np.ndarray]) -> list[list[int]]:

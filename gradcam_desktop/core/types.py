@@ -4,6 +4,8 @@
   and its display label;
 * ``LayerNode`` — one layer of a model's tree;
 * ``Prediction`` — class probabilities of one image;
+* ``Target`` — which pre-softmax score a map explains: a class, a class versus another, or
+  against a class;
 * ``MapResult`` — THE result of one map, read by the CLI (text, ``--json``, ``results.csv``),
   the worker (its ``mapReady`` signal), the window (caption, status, class list) and every export
   (sidecar, Export All). ``record()`` is its one flat, JSON-ready form.
@@ -19,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CSV_FIELDS", "DEMO", "ZOO_PREFIX", "LayerNode", "MapResult", "ModelSpec", "Prediction"]
+__all__ = ["CSV_FIELDS", "DEMO", "ZOO_PREFIX", "LayerNode", "MapResult", "ModelSpec", "Prediction", "Target"]
 
 DEMO = "demo"
 ZOO_PREFIX = "zoo:"
 #: results.csv's columns, shared by ``gradcam batch`` and the window's Export All.
 CSV_FIELDS = ["image", "predicted_index", "predicted_name", "probability", "explained_index",
-              "explained_name", "explained_probability", "method", "layer", "seconds", "error"]
+              "explained_name", "explained_probability", "method", "score_kind", "versus_name",
+              "explained_score", "layer", "seconds", "error"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,30 @@ class Prediction:
     head: str  # one of heads.HEAD_KINDS
 
 
+@dataclass(frozen=True)
+class Target:
+    """Which pre-softmax score y a map explains.
+
+    * the class (default): y = y_c, the evidence for c;
+    * ``versus`` B: y = y_c − y_B, "why c rather than B";
+    * ``counterfactual``: y = −y_c, "what speaks against c".
+
+    ``class_index`` None is each picture's top class. For a binary head class 1 is z and class 0
+    is −z, as everywhere else.
+    """
+
+    class_index: int | None = None
+    versus: int | None = None
+    counterfactual: bool = False
+
+    @property
+    def kind(self) -> str:
+        """"class", "versus" or "counterfactual"."""
+        if self.counterfactual:
+            return "counterfactual"
+        return "versus" if self.versus is not None else "class"
+
+
 @dataclass
 class MapResult:
     """One map and everything that says what it shows.
@@ -122,6 +149,20 @@ class MapResult:
     flat: bool = False
     cached: bool = False
     request_id: int = 0
+    versus_index: int | None = None  # the score was y_c − y_versus
+    versus_name: str | None = None
+    counterfactual: bool = False  # the score was −y_c
+    target_score: float = float("nan")  # the value of the explained pre-softmax score y
+    layers: tuple[str, ...] = ()  # the layers of a fused map (``layer`` joins them with " + ")
+
+    @property
+    def score_kind(self) -> str:
+        """"class", "versus" or "counterfactual": which score the map explains."""
+        return Target(self.class_index, self.versus_index, self.counterfactual).kind
+
+    @property
+    def target(self) -> Target:
+        return Target(self.class_index, self.versus_index, self.counterfactual)
 
     @property
     def predicted(self) -> tuple[int, str, float]:
@@ -143,7 +184,12 @@ class MapResult:
             "image": self.image,
             "model": self.model,
             "method": self.method,
+            "score_kind": self.score_kind,
+            "versus_index": None if self.versus_index is None else int(self.versus_index),
+            "versus_name": self.versus_name,
+            "explained_score": _finite_or_none(self.target_score),
             "layer": self.layer,
+            "layers": list(self.layers) or [self.layer],
             "class_index": int(self.class_index),
             "class_name": self.class_name,
             "score": float(self.score),
@@ -162,7 +208,9 @@ class MapResult:
         return {"image": self.image, "predicted_index": int(top_index), "predicted_name": top_name,
                 "probability": f"{top_p:.6f}", "explained_index": int(self.class_index),
                 "explained_name": self.class_name, "explained_probability": f"{self.score:.6f}",
-                "method": self.method, "layer": self.layer, "seconds": f"{self.seconds:.4f}", "error": ""}
+                "method": self.method, "score_kind": self.score_kind, "versus_name": self.versus_name or "",
+                "explained_score": "" if not np.isfinite(self.target_score) else f"{self.target_score:.6g}",
+                "layer": self.layer, "seconds": f"{self.seconds:.4f}", "error": ""}
 
     def sidecar(self, *, image_size: tuple[int, int], alpha: float, colormap: str,
                 model_name: str | None = None, model_sha256: str | None = None,
@@ -182,3 +230,7 @@ class MapResult:
         if files:
             data["files"] = dict(files)
         return data
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
