@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from . import cams
 from .overlay import colorize
 from .types import MapResult
 
 __all__ = ["LEGEND_HIGH", "LEGEND_LOW", "SCALE_NOTE", "UNLIKELY", "burn", "caption", "decorator",
-           "format_probability", "warning"]
+           "format_probability", "method_title", "warning"]
 
 #: Below this probability the explained class is called unlikely: its map still has hot spots
 #: (each map is scaled to its own maximum), which reads as confidence it does not have.
@@ -31,7 +32,6 @@ UNLIKELY = 0.05
 LEGEND_LOW = "0"
 LEGEND_HIGH = "this map's maximum"
 SCALE_NOTE = "Each map is scaled to its own maximum: colours compare places within one map, not between maps."
-METHOD_NAMES = {"gradcam": "Grad-CAM"}
 
 _PAPER = (255, 255, 255)
 _INK = (25, 25, 25)
@@ -46,18 +46,46 @@ def format_probability(p: float) -> str:
 
 
 def caption(result: MapResult) -> str:
-    """"Evidence for 'star' (0.4 %) · layer last_conv" (and the method when it is not Grad-CAM)."""
-    text = f"Evidence for '{result.class_name}' ({format_probability(result.score)}) · layer {result.layer}"
-    if result.method != "gradcam":
-        text += f" · {METHOD_NAMES.get(result.method, result.method)}"
-    return text
+    """"Evidence for 'star' (0.4 %) · layer last_conv"; another method is named first and another
+    score said: "Grad-CAM++ · Evidence for 'star' (93.1 %) rather than 'circle' (2.0 %) · layer …",
+    "Score-CAM · Evidence against 'star' (93.1 %) · layer …". Eigen-CAM's map is no class's."""
+    probability = format_probability(result.score)
+    if not _class_specific(result.method):
+        text = "The layer's main pattern, the same for every class"
+    elif result.score_kind == "counterfactual":
+        text = f"Evidence against '{result.class_name}' ({probability})"
+    elif result.score_kind == "versus":
+        text = f"Evidence for '{result.class_name}' ({probability}) rather than '{result.versus_name}'"
+        if result.versus_index is not None and 0 <= result.versus_index < len(result.probabilities):
+            text += f" ({format_probability(float(result.probabilities[result.versus_index]))})"
+    else:
+        text = f"Evidence for '{result.class_name}' ({probability})"
+    text += f" · layer {result.layer}"
+    return text if result.method == "gradcam" else f"{method_title(result.method)} · {text}"
+
+
+def method_title(name: str) -> str:
+    """"Grad-CAM++" for "gradcam++"; an unknown name stays as it is."""
+    known = cams.METHODS.get(name)
+    return known.title if known is not None else name
+
+
+def _class_specific(name: str) -> bool:
+    known = cams.METHODS.get(name)
+    return known.class_specific if known is not None else True
 
 
 def warning(result: MapResult) -> str | None:
     """A caution the caption needs, or None: a flat map, or a class the model finds unlikely."""
     if result.flat:
+        if not _class_specific(result.method):
+            return "flat map: the layer shows no main pattern in this picture"
+        if result.score_kind == "counterfactual":
+            return "flat map: nothing in the picture speaks against this class at this layer"
+        if result.score_kind == "versus":
+            return "flat map: nothing in the picture favours this class over the other at this layer"
         return "flat map: nothing in the picture speaks for this class at this layer"
-    if result.score < UNLIKELY:
+    if result.score < UNLIKELY and _class_specific(result.method) and result.score_kind != "counterfactual":
         return "unlikely class: the map still shows where the evidence would be"
     return None
 

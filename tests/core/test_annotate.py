@@ -28,7 +28,27 @@ def test_caption_says_class_probability_and_layer():
     assert annotate.caption(result(0.9731, name="golden retriever", layer="backbone/conv")) == (
         "Evidence for 'golden retriever' (97.3 %) · layer backbone/conv")
     assert annotate.caption(result(0.0001)).startswith("Evidence for 'star' (<0.1 %)")
-    assert annotate.caption(result(0.5, method="scorecam")).endswith(" · layer last_conv · scorecam")
+    assert annotate.caption(result(0.5, method="scorecam")) == "Score-CAM · Evidence for 'star' (50.0 %) · layer last_conv"
+    assert annotate.caption(result(0.5, method="newcam")).startswith("newcam · Evidence for 'star'")
+
+
+def test_caption_says_which_score_and_that_eigencam_is_no_class():
+    versus = result(0.046, method="gradcam++").with_(versus_index=0, versus_name="circle")
+    assert annotate.caption(versus) == ("Grad-CAM++ · Evidence for 'star' (4.6 %) rather than 'circle' (90.0 %)"
+                                        " · layer last_conv")
+    against = result(0.9).with_(counterfactual=True)
+    assert annotate.caption(against) == "Evidence against 'star' (90.0 %) · layer last_conv"
+    assert annotate.caption(result(0.9, method="eigencam")) == (
+        "Eigen-CAM · The layer's main pattern, the same for every class · layer last_conv")
+
+
+def test_warnings_follow_the_score():
+    # Against an unlikely class is a fair question (why is it unlikely?); Eigen-CAM explains no class.
+    assert annotate.warning(result(0.01).with_(counterfactual=True)) is None
+    assert annotate.warning(result(0.01, method="eigencam")) is None
+    assert annotate.warning(result(0.01).with_(versus_index=0, versus_name="circle")).startswith("unlikely class")
+    assert "against" in annotate.warning(result(0.9, flat=True).with_(counterfactual=True))
+    assert "over the other" in annotate.warning(result(0.9, flat=True).with_(versus_index=0, versus_name="circle"))
 
 
 def test_warning_below_five_percent_and_for_flat_maps():
