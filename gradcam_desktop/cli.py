@@ -14,6 +14,8 @@ import sys
 from . import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: cams.METHODS' names, repeated here so that --help does not import NumPy and OpenCV; a test keeps them equal.
+METHOD_NAMES = ("gradcam", "gradcam++", "hirescam", "elementwise", "xgradcam", "layercam", "eigencam", "scorecam")
 log = logging.getLogger("gradcam_desktop")
 
 
@@ -51,8 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
                          help="auto (default), raw, unit, symmetric, caffe or torch")
 
     def add_map(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--layer", "-l", metavar="PATH", help="layer path (default: last eligible; see `gradcam layers`)")
+        sub.add_argument("--layer", "-l", action="append", metavar="PATH",
+                         help="layer path (default: last eligible; see `gradcam layers`); give it more than once "
+                         "to fuse the maps of several layers")
         sub.add_argument("--class", "-c", dest="cls", metavar="INDEX|NAME", help="class to explain (default: the top class)")
+        sub.add_argument("--method", default="gradcam", metavar="NAME",
+                         help=f"CAM method: {', '.join(METHOD_NAMES)} (default gradcam; see `gradcam methods`)")
+        sub.add_argument("--versus", metavar="INDEX|NAME",
+                         help="explain why the class rather than this one (the score y_class − y_versus)")
+        sub.add_argument("--counterfactual", action="store_true",
+                         help="explain what speaks against the class (the score −y_class)")
+        sub.add_argument("--max-channels", type=int, metavar="N",
+                         help="Score-CAM only: use the N feature maps of largest spatial variance (faster)")
 
     sub = add("layers", "List the model's layers and where a map can be taken.")
     add_model(sub)
@@ -64,12 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--top", type=int, default=5, metavar="K", help="how many classes to show (default 5)")
     sub.add_argument("--json", action="store_true", help="print JSON")
 
-    sub = add("explain", "Compute the Grad-CAM map of one image.")
+    sub = add("explain", "Compute the class activation map of one image.")
     add_model(sub)
     sub.add_argument("--image", "-i", required=True, metavar="IMAGE")
     add_map(sub)
     sub.add_argument("--out", "-o", metavar="PNG", help="write the overlay (image-sized PNG)")
-    sub.add_argument("--heatmap", metavar="NPY", help="write the raw map (float32, layer resolution, after ReLU)")
+    sub.add_argument("--heatmap", metavar="NPY", help="write the raw map (float32 at the layer's resolution, or the "
+                     "model input size for fused layers; after the method's ReLU)")
     sub.add_argument("--alpha", type=_alpha, default=0.5, metavar="A", help="overlay opacity 0–1 (default 0.5)")
     sub.add_argument("--colormap", default="jet", metavar="NAME", help="jet (default), turbo, viridis, inferno, …")
     sub.add_argument("--caption", action="store_true", help=_CAPTION_HELP)
@@ -84,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--colormap", default="jet", metavar="NAME")
     sub.add_argument("--caption", action="store_true", help=_CAPTION_HELP)
     sub.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+
+    sub = add("methods", "List the CAM methods, one sentence each.")
+    sub.add_argument("--json", action="store_true", help="print JSON")
 
     sub = add("zoo", "List the Keras Applications models and whether their weights are cached.")
     sub.add_argument("--json", action="store_true", help="print JSON")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import annotate, files, overlay
+from .core import annotate, cams, files, overlay
 from .core.batch import OutputStyle, explain_batch, make_out_dir, write_csv
-from .core.errors import ImageLoadError, OutputError
+from .core.errors import ImageLoadError, MethodError, OutputError
 from .core.gradcam import GradCam
 from .core.images import LoadedImage, find_images, load_image
 from .core.layers import check_eligible, default_layer, iter_layers, layer_tree
@@ -104,15 +104,98 @@ def predict(args) -> int:
     return 0
 
 
+# -- the map options of explain and batch -------------------------------------------------
+def _map_options(args) -> dict:
+    """The engine's options from the arguments; the checks that need no model (one line each)."""
+    chosen = cams.method(args.method)
+    if args.versus is not None and args.counterfactual:
+        raise MethodError("--versus and --counterfactual cannot be combined: a map explains one score.")
+    if args.max_channels is not None and not chosen.forward_passes:
+        raise MethodError(f"--max-channels only applies to Score-CAM (--method scorecam), not {chosen.title}.")
+    if args.max_channels is not None and args.max_channels < 1:
+        raise MethodError(f"--max-channels must be 1 or more, not {args.max_channels}.")
+    layers = list(dict.fromkeys(args.layer or []))  # a layer named twice would only weigh double
+    return {"layer": None if not layers else layers[0] if len(layers) == 1 else layers, "method": chosen.name,
+            "counterfactual": bool(args.counterfactual), "max_channels": args.max_channels}
+
+
+def _target(engine: GradCam, args) -> tuple[int | None, int | None]:
+    """(class index, versus index) from --class and --versus, checked by the engine (MethodError when
+    they name one class)."""
+    target = engine.target(args.cls, args.versus, args.counterfactual)
+    return target.class_index, target.versus
+
+
+def _method_notes(args) -> list[str]:
+    """Eigen-CAM's map is the same for every class: say so when a class or score was asked for."""
+    chosen = cams.method(args.method)
+    asked = [flag for flag, given in (("--class", args.cls is not None), ("--versus", args.versus is not None),
+                                      ("--counterfactual", args.counterfactual)) if given]
+    if chosen.class_specific or not asked:
+        return []
+    return [f"{chosen.title} is not class-specific: its map is the same for every class, "
+            f"so {' and '.join(asked)} {'does' if len(asked) == 1 else 'do'} not change it."]
+
+
+def describe(result) -> str:
+    """"Grad-CAM++ · 'cat' rather than 'dog'": the method and the score a map explains."""
+    chosen = cams.METHODS.get(result.method)
+    title = chosen.title if chosen else result.method
+    if chosen is not None and not chosen.class_specific:
+        title += " (not class-specific)"
+    if result.score_kind == "versus":
+        return f"{title} · '{result.class_name}' rather than '{result.versus_name}'"
+    if result.score_kind == "counterfactual":
+        return f"{title} · against '{result.class_name}'"
+    return f"{title} · '{result.class_name}'"
+
+
+def _flat_note(result) -> str | None:
+    if not result.flat:
+        return None
+    if float(result.raw.max()) > 0:
+        return ("the map is uniform: this layer's grid is too coarse or too even to show where. "
+                "Try an earlier layer.")
+    what = {"versus": f"favours '{result.class_name}' over '{result.versus_name}'",
+            "counterfactual": f"speaks against '{result.class_name}'"}.get(result.score_kind, "speaks for this class")
+    return f"the map is all zero: nothing at this layer {what}. Try another layer, class or method."
+
+
+def _step_progress(label: str):
+    """A rich bar for Score-CAM's mask batches on a terminal (update, bar); (None, None) otherwise."""
+    if not sys.stderr.isatty():
+        return None, None
+    from rich.progress import MofNCompleteColumn, Progress
+
+    progress = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=_stderr_console(),
+                        transient=True)
+    task = progress.add_task(label, total=None)
+
+    def update(done: int, total: int) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, completed=done, total=total)
+
+    return update, progress
+
+
 # -- explain -----------------------------------------------------------------------------
 def explain(args) -> int:
+    options = _map_options(args)
     for target in (args.out, args.heatmap):
         if target and not Path(target).parent.exists():
             raise OutputError(f"Cannot write {target}: the folder {Path(target).parent} does not exist.")
     loaded = _open_model(args)
     engine = GradCam(loaded)
+    class_index, versus = _target(engine, args)
+    notes = _method_notes(args)
     image = _load(args.image)
-    result = engine.explain(image, args.layer, args.cls)
+    update, bar = _step_progress("Score-CAM masks") if cams.method(args.method).forward_passes else (None, None)
+    try:
+        result = engine.explain(image, class_index=class_index, versus=versus, progress=update, **options)
+    finally:
+        if bar is not None:
+            bar.stop()
     display, result.flat = overlay.display_map(result.raw, image.rgb.shape[:2])
     if args.out:
         picture = overlay.blend(image.rgb, display, args.alpha, args.colormap)
@@ -121,12 +204,14 @@ def explain(args) -> int:
         files.atomic_write_png(args.out, picture)
     if args.heatmap:
         files.atomic_write_npy(args.heatmap, result.raw)
+    notes += [note for note in (_flat_note(result),) if note]
     if args.json:
         print(json.dumps({**result.record(), "image": str(args.image), "overlay": args.out,
-                          "heatmap": args.heatmap}, indent=2))
+                          "heatmap": args.heatmap, "notes": notes}, indent=2))
     else:
         h, w = result.raw.shape
-        print(f"{result.class_name} (class {result.class_index}, p = {result.score:.3f}) "
+        y = f", score y = {result.target_score:.4g}" if np.isfinite(result.target_score) else ""
+        print(f"{describe(result)} (class {result.class_index}, p = {result.score:.3f}{y}) "
               f"at layer {result.layer}: {h}×{w} map in {result.seconds:.2f} s")
         for label, path in (("overlay", args.out), ("raw map", args.heatmap)):
             if path:
@@ -134,11 +219,8 @@ def explain(args) -> int:
         if not (args.out or args.heatmap):
             print("  nothing written: add --out overlay.png to save the picture, --heatmap map.npy "
                   "for the raw map, or --json for the numbers")
-    if result.flat and float(result.raw.max()) > 0:
-        _note("the map is uniform: this layer's grid is too coarse or too even to show where. "
-              "Try an earlier layer.")
-    elif result.flat:
-        _note("the map is all zero: nothing at this layer speaks for this class. Try another layer or class.")
+    for note in notes:
+        _note(note)
     return 0
 
 
@@ -158,22 +240,28 @@ def _expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict]]:
 
 
 def batch(args) -> int:
+    options = _map_options(args)
     paths, bad = _expand_inputs(args.inputs)
     for row in bad:
         print(f"Skipped {row['image']}: {row['error']}", file=sys.stderr)
     out_dir = make_out_dir(args.out_dir)
     loaded = _open_model(args)
     engine = GradCam(loaded)
-    if args.layer:
-        check_eligible(loaded.model, args.layer)  # fail before any image, not once per image
-    class_index = engine.resolve_class(args.cls) if args.cls is not None else None
+    layers = options["layer"]
+    for layer in [layers] if isinstance(layers, str) else layers or []:
+        check_eligible(loaded.model, layer)  # fail before any image, not once per image
+    class_index, versus = _target(engine, args)
+    for note in _method_notes(args):
+        _note(note)
     style = OutputStyle(alpha=args.alpha, colormap=args.colormap, heatmaps=args.heatmaps,
                         decorate=annotate.decorator(args.colormap) if args.caption else None,
                         sidecar_extra={"model_name": loaded.display_name, "model_sha256": loaded.sha256})
-    progress = _batch_progress(len(paths))
+    progress, masks = _batch_progress(len(paths), cams.method(args.method).forward_passes)
     rows: list = []
+    interrupted = False
     try:
-        for row in explain_batch(engine, paths, out_dir, layer=args.layer, class_index=class_index, style=style):
+        for row in explain_batch(engine, paths, out_dir, class_index=class_index, versus=versus, style=style,
+                                 progress=masks, **options):
             rows.append(row)
             for notice in row.notices:
                 _note(f"{Path(row.source).name}: {notice}")
@@ -181,25 +269,40 @@ def batch(args) -> int:
                 _report_failure(progress, Path(row.source), row.error)
             if progress:
                 progress.advance(progress.task_ids[0])
+    except KeyboardInterrupt:
+        interrupted = True  # the rows done so far still get their table
     finally:
         if progress:
             progress.stop()
+    done = len(rows)
     rows += bad
     write_csv(out_dir / "results.csv", rows)
+    if interrupted:
+        print(f"Interrupted after {done} of {len(paths)} images; results.csv lists them.", file=sys.stderr)
+        return 130
     failed = sum(1 for row in rows if (row.error if hasattr(row, "error") else row.get("error")))
-    print(f"{len(rows) - failed} of {len(rows)} images explained → {out_dir}", file=sys.stderr)
+    print(f"{len(rows) - failed} of {len(rows)} images explained with {cams.method(args.method).title} → {out_dir}",
+          file=sys.stderr)
     return 1 if failed else 0
 
 
-def _batch_progress(total: int):
+def _batch_progress(total: int, masks: bool):
+    """(bar, Score-CAM mask callback) on a terminal, (None, None) otherwise."""
     if not sys.stderr.isatty():
-        return None
+        return None, None
     from rich.progress import MofNCompleteColumn, Progress
 
     progress = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=_stderr_console())
     progress.add_task("Explaining", total=total)
+    update = None
+    if masks:
+        task = progress.add_task("Score-CAM masks", total=None)
+
+        def update(done: int, total_masks: int) -> None:
+            progress.update(task, completed=done, total=total_masks)
+
     progress.start()
-    return progress
+    return progress, update
 
 
 def _report_failure(progress, path: Path, error: str) -> None:
@@ -208,6 +311,24 @@ def _report_failure(progress, path: Path, error: str) -> None:
         progress.console.print(line, markup=False, highlight=False)
     else:
         print(line, file=sys.stderr)
+
+
+# -- methods ---------------------------------------------------------------------------
+def methods(args) -> int:
+    rows = [{"name": m.name, "title": m.title, "summary": m.summary, "class_specific": m.class_specific,
+             "uses_gradients": m.uses_gradients, "forward_passes": m.forward_passes} for m in cams.METHODS.values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(row["name"]) for row in rows) + 2
+    for row in rows:
+        marks = ["class-specific" if row["class_specific"] else "not class-specific (the same map for every class)",
+                 "a forward pass per feature map (slow; --max-channels N)" if row["forward_passes"]
+                 else "one forward + backward pass" if row["uses_gradients"] else "one forward pass, no gradients"]
+        print(f"{row['name']:<{width}}{row['title']} · {' · '.join(marks)}")
+        print(f"{'':<{width}}{row['summary']}")
+    print("\nUse one with --method NAME; explain another score with --versus CLASS or --counterfactual.")
+    return 0
 
 
 # -- zoo ---------------------------------------------------------------------------------
@@ -227,4 +348,4 @@ def zoo(args) -> int:
     return 0
 
 
-__all__ = ["layers", "predict", "explain", "batch", "zoo"]
+__all__ = ["layers", "predict", "explain", "batch", "methods", "zoo", "describe"]

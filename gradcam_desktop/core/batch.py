@@ -1,14 +1,22 @@
 """The batch loop: many pictures in, one overlay + sidecar (+ raw map) each and a results table out.
 
 ``explain_batch`` is a generator of ``BatchRow``s that prints nothing: ``gradcam batch`` draws a
-progress bar from it, the window's Export All job advances it one row per idle step and stops
-it on Cancel (``close()``). A picture that fails is a row with ``error`` set, never a stop.
+progress bar from it, the window's Export All job advances it and stops it on Cancel
+(``close()``). A picture that fails is a row with ``error`` set, never a stop.
 
-Decoding the next pictures and writing the previous results (Pillow and OpenCV release the
-GIL) run in two threads beside TensorFlow; at most ``PREFETCH`` pictures wait on either side,
-so memory stays flat however many pictures there are. ``write_ahead=0`` yields each row as soon
-as its own files are written: one map per step, and a stop never leaves files without a row
-(the window's Export All); the CLI keeps the overlap.
+Maps are computed for GROUPS of up to ``GROUP`` pictures in one compiled call
+(``GradCam.explain_many``): on a CPU the per-picture cost of a forward + backward pass falls by
+~1.5× from batch 1 to batch 16. If a group's call fails, its pictures are explained one by one,
+so the one bad picture gets the error row. Score-CAM (its own batches of masked inputs) runs one
+picture at a time.
+
+Decoding the next group and writing the previous results (Pillow and OpenCV release the GIL)
+run in two threads beside TensorFlow. Memory stays flat however many pictures there are: one
+group is decoded ahead, one is computed, at most ``write_ahead`` results wait to be written, and
+each of those stages also stops at ``STAGE_BYTES`` of decoded pixels (large photos make smaller
+groups). ``write_ahead=0`` writes each row's files just before yielding it: a step is one group,
+and a stop never leaves files without a row (the window's Export All). The CLI overlaps writing
+a group with computing the next.
 """
 
 from __future__ import annotations
@@ -25,15 +33,22 @@ from pathlib import Path
 
 import numpy as np
 
-from . import files, overlay
+from . import cams, files, overlay
 from .errors import GradCamError, OutputError
 from .images import LoadedImage, load_image
 from .types import CSV_FIELDS, MapResult
 
-__all__ = ["PREFETCH", "BatchRow", "OutputStyle", "explain_batch", "make_out_dir", "write_csv", "write_result"]
+__all__ = ["GROUP", "PREFETCH", "STAGE_BYTES", "BatchRow", "OutputStyle", "explain_batch", "make_out_dir",
+           "write_csv", "write_result"]
 
-#: Pictures decoded ahead of the model, and results waiting to be written.
-PREFETCH = 2
+#: Pictures per compiled call: the CPU's per-picture floor has flattened out by 16 (benchmarks/bench_methods.py).
+GROUP = 16
+#: Decoded pixels (RGB bytes) a stage may hold: 16 pictures of 2.8 megapixels, 3 of 12.
+STAGE_BYTES = 128 * 2**20
+#: Results that wait to be written by default: one group, so a group is written while the next is computed.
+PREFETCH = GROUP
+
+ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass
@@ -108,49 +123,138 @@ def _name(source: str | os.PathLike[str] | LoadedImage) -> str:
     return str(source)
 
 
+@dataclass
+class _Item:
+    """A picture on its way through the loop."""
+
+    index: int
+    row: BatchRow
+    image: LoadedImage | None = None
+    write: Future | Callable[[], dict] | None = None  # a write in flight, or one deferred to the yield
+    held: int = 0  # bytes of the picture a write in flight holds
+
+
+class _Groups:
+    """Decodes ahead in ``pool`` and hands out groups of decoded pictures in order."""
+
+    def __init__(self, pool: ThreadPoolExecutor, sources: Sequence, size: int):
+        self._pool, self._sources, self._size = pool, sources, max(1, size)
+        self._ahead: deque[tuple[int, Future]] = deque()
+        self._next = 0
+        self._seen_bytes, self._seen = 0, 0
+
+    def _top_up(self) -> None:
+        # As many pictures ahead as one group holds: the group size, fewer for large pictures.
+        average = self._seen_bytes / self._seen if self._seen else 0
+        wanted = self._size if not average else int(min(self._size, max(1, STAGE_BYTES // average)))
+        while len(self._ahead) < wanted and self._next < len(self._sources):
+            self._ahead.append((self._next, self._pool.submit(_decode, self._sources[self._next])))
+            self._next += 1
+
+    def __iter__(self) -> Iterator[list[_Item]]:
+        self._top_up()
+        while self._ahead:
+            group: list[_Item] = []
+            held = 0
+            while self._ahead and len(group) < self._size and held < STAGE_BYTES:
+                index, future = self._ahead.popleft()
+                item = _Item(index, BatchRow(source=_name(self._sources[index])))
+                try:
+                    item.image = future.result()
+                    item.row.source = item.image.path or item.row.source
+                    item.row.notices = list(item.image.notices)
+                    held += item.image.rgb.nbytes
+                    self._seen_bytes += item.image.rgb.nbytes
+                    self._seen += 1
+                except GradCamError as error:
+                    item.row.error = str(error)
+                group.append(item)
+                self._top_up()  # the next group decodes while this one is computed
+            yield group
+
+
+def _explain_group(engine, images: list[LoadedImage], class_index: int | str | None, options: dict,
+                   one_by_one: bool, progress: ProgressCallback | None) -> list[tuple[MapResult | None, str | None]]:
+    """(result, error) per picture: one compiled call for the group, or one call per picture."""
+    if len(images) > 1 and not one_by_one:
+        try:
+            results = engine.explain_many(images, class_indices=[class_index] * len(images), **options)
+            return [(result, None) for result in results]
+        except Exception:  # noqa: BLE001 - one bad picture fails the whole call; one by one finds it (and re-raises a bug)
+            pass
+    answers: list[tuple[MapResult | None, str | None]] = []
+    for image in images:
+        try:
+            answers.append((engine.explain(image, class_index=class_index, progress=progress, **options), None))
+        except GradCamError as error:
+            answers.append((None, str(error)))
+    return answers
+
+
 def explain_batch(engine, sources: Sequence[str | os.PathLike[str] | LoadedImage], out_dir: str | os.PathLike[str], *,
-                  layer: str | None = None, class_index: int | None = None, method: str = "gradcam",
-                  style: OutputStyle | None = None, write_ahead: int = PREFETCH) -> Iterator[BatchRow]:
+                  layer: str | Sequence[str] | None = None, class_index: int | str | None = None,
+                  method: str = "gradcam", versus: int | str | None = None, counterfactual: bool = False,
+                  max_channels: int | None = None, style: OutputStyle | None = None, write_ahead: int = PREFETCH,
+                  group_size: int = GROUP, progress: ProgressCallback | None = None) -> Iterator[BatchRow]:
     """Explain and write every picture, yielding one ``BatchRow`` per picture in order.
 
     ``sources`` are paths (decoded here, ahead of the model) or already decoded pictures.
-    ``engine`` is a ``GradCam``. Stop early with the generator's ``close()``.
+    ``engine`` is a ``GradCam``; ``layer`` … ``max_channels`` are its ``explain`` options, the
+    same for every picture (``class_index`` None: each picture's top class). ``progress(done,
+    total)`` reports Score-CAM's mask batches within the current picture. Stop early with the
+    generator's ``close()``.
     """
     style = style or OutputStyle()
     out_dir = Path(out_dir)
     stems = files.unique_stems([s.name if isinstance(s, LoadedImage) else s for s in sources])
+    # Score-CAM batches masks of one picture: a group of pictures would only multiply its memory.
+    one_by_one = cams.method(method).forward_passes
+    options = {"layer": layer, "method": method, "versus": versus, "counterfactual": counterfactual,
+               "max_channels": max_channels}
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gradcam-batch")
-    decoded: deque[Future] = deque(pool.submit(_decode, s) for s in sources[:PREFETCH])
-    writes: deque[tuple[BatchRow, Future]] = deque()
+    pending: deque[_Item] = deque()
     try:
-        for i, stem in enumerate(stems):
-            if i + PREFETCH < len(sources):
-                decoded.append(pool.submit(_decode, sources[i + PREFETCH]))
-            row = BatchRow(source=_name(sources[i]))
-            try:
-                image = decoded.popleft().result()
-                row.source = image.path or row.source
-                row.notices = list(image.notices)
-                row.result = engine.explain(image, layer, class_index, method)
-                writes.append((row, pool.submit(write_result, image, row.result, out_dir / f"{stem}.png", style)))
-            except GradCamError as error:
-                row.error = str(error)
-                writes.append((row, _done(None)))
-            while len(writes) > write_ahead or (writes and i == len(sources) - 1):
-                done, future = writes.popleft()
-                try:
-                    done.written = future.result() or {}
-                except GradCamError as error:
-                    done.error = str(error)
-                yield done
+        for group in _Groups(pool, sources, group_size):
+            ready = [item for item in group if item.image is not None]
+            answers = _explain_group(engine, [item.image for item in ready], class_index, options, one_by_one,
+                                     progress)
+            for item, (result, error) in zip(ready, answers):
+                item.row.result, item.row.error = result, error
+                if result is None:
+                    continue
+                args = (item.image, result, out_dir / f"{stems[item.index]}.png", style)
+                if write_ahead <= 0:
+                    item.write = lambda args=args: write_result(*args)
+                else:
+                    item.write, item.held = pool.submit(write_result, *args), item.image.rgb.nbytes
+            for item in group:
+                item.image = None  # the write holds what it needs; the picture can go
+                pending.append(item)
+            while len(pending) > max(0, write_ahead) or _over_budget(pending):
+                yield _finish(pending.popleft())
+        while pending:
+            yield _finish(pending.popleft())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _done(value) -> Future:
-    future: Future = Future()
-    future.set_result(value)
-    return future
+def _over_budget(pending: deque[_Item]) -> bool:
+    """Writes in flight hold their pictures: past ``STAGE_BYTES`` the oldest is waited for first."""
+    held = sum(item.held for item in pending if isinstance(item.write, Future) and not item.write.done())
+    return held > STAGE_BYTES
+
+
+def _finish(item: _Item) -> BatchRow:
+    """The row once its files are written (a deferred write runs now)."""
+    row = item.row
+    if item.write is None:
+        return row
+    try:
+        row.written = (item.write.result() if isinstance(item.write, Future) else item.write()) or {}
+    except GradCamError as error:
+        row.error = str(error)
+    item.write = None
+    return row
 
 
 def write_csv(path: str | os.PathLike[str], rows: Sequence[BatchRow | dict]) -> None:

@@ -73,7 +73,8 @@ def test_explain_without_outputs_says_what_to_add(files, capsys, tmp_path):
     code, out, err = run(capsys, "explain", "-m", files["model"], "-i", files["images"] / "a.png")
     assert code == 0, err
     first, second = out.strip().splitlines()
-    assert re.match(r"\w+ \(class \d, p = [0-9.]+\) at layer backbone/last_conv: 12×16 map", first), first
+    assert re.match(r"Grad-CAM · '\w+' \(class \d, p = [0-9.]+, score y = [-0-9.e]+\) at layer backbone/last_conv: "
+                    r"12×16 map", first), first
     assert "nothing written" in second and "--out" in second and "--heatmap" in second
     assert not list(tmp_path.iterdir())
 
