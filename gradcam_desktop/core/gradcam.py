@@ -29,7 +29,7 @@ from .heads import Head, detect_head
 from .images import LoadedImage, to_model_input
 from .layers import default_layer
 from .models import LoadedModel
-from .scorecam import MaskScorer, ScoreCamRun
+from .scorecam import MaskScorer, ScoreCamRun, batch_for_step
 from .task import MapTask
 from .types import MapResult, Prediction, Target
 
@@ -73,6 +73,7 @@ class GradCam:
         #: Captures served from that cache (tests and benchmarks read it).
         self.capture_hits = 0
         self._mask_scorer: MaskScorer | None = None
+        self._capture_seconds: dict[str, float] = {}  # the last single-picture capture time per layer
         # reduce_retracing: variable-size models see many image sizes; after the second size TF
         # traces one shape-generic function instead of one per size.
         self._predict_function = tf.function(self._logits, reduce_retracing=True)
@@ -213,13 +214,17 @@ class GradCam:
     def task(self, image: LoadedImage, layer: str | Sequence[str] | None = None,
              class_index: int | str | None = None, method: str = "gradcam", *,
              versus: int | str | None = None, counterfactual: bool = False,
-             max_channels: int | None = None) -> MapTask:
-        """One map as a stepwise computation (see ``MapTask``): for a UI job that must stay cancellable."""
+             max_channels: int | None = None, step_seconds: float | None = None) -> MapTask:
+        """One map as a stepwise computation (see ``MapTask``): for a UI job that must stay cancellable.
+
+        ``step_seconds``: Score-CAM scores as many masks per step as fit in about that time (estimated
+        from the capture's time; a capture is one forward and one backward pass, about two forwards).
+        """
         reduction = cams.method(method)
         _check_max_channels(reduction, max_channels)
         layers = _layer_list(layer, self.default_layer)
         target = self.target(class_index, versus, counterfactual)
-        return MapTask(self._steps(image, layers, target, reduction, max_channels))
+        return MapTask(self._steps(image, layers, target, reduction, max_channels, step_seconds))
 
     def explain_many(self, images: Sequence[LoadedImage], layer: str | Sequence[str] | None = None,
                      class_indices: Sequence[int | str | None] | None = None,
@@ -261,7 +266,8 @@ class GradCam:
 
     # -- one map, step by step -----------------------------------------------------------
     def _steps(self, image: LoadedImage, layers: list[str], target: Target, reduction: cams.Method,
-               max_channels: int | None) -> Generator[tuple[int, int], None, MapResult]:
+               max_channels: int | None, step_seconds: float | None = None
+               ) -> Generator[tuple[int, int], None, MapResult]:
         """Yields (done, total) progress; returns the MapResult (``MapTask`` runs it)."""
         start = time.perf_counter()
         picture = self.model_input(image)
@@ -272,8 +278,13 @@ class GradCam:
             captured = self._captured(image, picture, name, vector, top)
             done += 1
             if reduction.forward_passes:
+                batch = None
+                if step_seconds is not None:
+                    # Unmeasured (the layer's first capture was its trace): one mask per step is safe.
+                    seconds = self._capture_seconds.get(name)
+                    batch = 1 if seconds is None else batch_for_step(step_seconds, seconds / 2)
                 run = ScoreCamRun(self._scorer(), picture, captured.activations[0], captured.weights[0],
-                                  max_channels)
+                                  max_channels, batch)
                 total += run.total
                 yield done, total
                 while not run.step():
@@ -298,7 +309,11 @@ class GradCam:
             self._capture_cache.move_to_end(key)
             self.capture_hits += 1
             return hit[1]
-        captured = self.capture(layer).run(picture, vector[np.newaxis], np.array([top], np.float32))
+        capture = self.capture(layer)
+        start, traced = time.perf_counter(), capture.traced
+        captured = capture.run(picture, vector[np.newaxis], np.array([top], np.float32))
+        if traced:  # a first run's time is mostly tracing
+            self._capture_seconds[layer] = time.perf_counter() - start
         if self._capture_cache_bytes > 0 and captured.nbytes <= self._capture_cache_bytes:
             self._capture_cache[key] = (weakref.ref(image.rgb), captured)
             self._capture_cache_used += captured.nbytes

@@ -28,7 +28,8 @@ import tensorflow as tf
 from .graph import run_graph
 from .heads import Head
 
-__all__ = ["MAX_BATCH", "MaskScorer", "ScoreCamRun", "align_corners_matrix", "pick_channels"]
+__all__ = ["MAX_BATCH", "MaskScorer", "ScoreCamRun", "align_corners_matrix", "batch_for_step", "batch_size_for",
+           "pick_channels"]
 
 #: Masks per forward pass at the reference size (224 × 224); fewer for larger inputs.
 MAX_BATCH = 32
@@ -57,6 +58,15 @@ def pick_channels(activations: np.ndarray, max_channels: int | None) -> np.ndarr
         return np.arange(channels)
     variance = activations.reshape(-1, channels).astype(np.float64).var(axis=0)
     return np.sort(np.argsort(-variance, kind="stable")[:max_channels])
+
+
+def batch_for_step(step_seconds: float, forward_seconds: float) -> int:
+    """Masks per step so that one step lasts about ``step_seconds`` given one forward pass's time:
+    a power of two ≤ ``MAX_BATCH`` (each size is one trace of the scorer, so few sizes)."""
+    if forward_seconds <= 0:
+        return MAX_BATCH
+    fits = max(1, int(step_seconds / forward_seconds))
+    return min(MAX_BATCH, 1 << (fits.bit_length() - 1))
 
 
 def batch_size_for(height: int, width: int) -> int:
@@ -104,9 +114,10 @@ class ScoreCamRun:
     """One Score-CAM map, computed one batch of masks per ``step()``."""
 
     def __init__(self, scorer: MaskScorer, picture: np.ndarray, activations: np.ndarray, weights: np.ndarray,
-                 max_channels: int | None = None):
+                 max_channels: int | None = None, batch: int | None = None):
         """``picture``: the preprocessed model input (1, H, W, C); ``activations``: (h, w, K) of the
-        layer for it; ``weights``: the score vector (units,) of the explained score."""
+        layer for it; ``weights``: the score vector (units,) of the explained score; ``batch``: masks
+        per step (default ``batch_size_for`` the input size)."""
         self._scorer = scorer
         self._picture = picture
         self._activations = np.asarray(activations, np.float32)
@@ -116,7 +127,7 @@ class ScoreCamRun:
         self._rows = align_corners_matrix(height, h).astype(np.float32)
         self._cols = align_corners_matrix(width, w).astype(np.float32)
         self.channels = pick_channels(self._activations, max_channels)
-        self.batch = batch_size_for(height, width)
+        self.batch = min(batch or MAX_BATCH, batch_size_for(height, width))
         self.total = math.ceil(len(self.channels) / self.batch)
         self.done = 0
         self._scores: list[np.ndarray] = []
