@@ -1,0 +1,391 @@
+"""The compare view: a grid of maps of one picture — rows and columns chosen from methods, classes
+and layers — with the main view's opacity, colours, zoom and pan (objectName "compareView").
+
+Wiring (see ``CompareView``): ``set_current`` with the picture, the main view's ``MapResult`` and
+a ``request(layer, class_index, method, **score) -> id`` callable; the worker's ``mapReady`` and
+``failed`` into ``on_map`` / ``on_failed``; ``follow(image_view)``; ``cellActivated`` opens a map.
+This module keeps the bookkeeping (which request fills which cell, what is known for the
+picture); ``compare_grid`` lays the cells out and paints them with the main view's compositor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QHideEvent, QPalette, QResizeEvent, QShowEvent
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QToolButton, QVBoxLayout, QWidget
+
+from .compare_cell import CompareCell
+from .compare_controls import AxisPicker
+from .compare_grid import CompareGrid, visible_region
+from .compare_model import CellKey, Context, Grid, Score
+
+__all__ = ["CompareView"]
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER = "Open a model and a picture: their maps are compared here, side by side."
+
+
+class CompareView(QWidget):
+    """A grid of maps of the main view's picture; ``cellActivated(layer, class_index, method)`` on a click.
+
+    ``set_current(rgb, result, request, class_names=, layers=)``: the picture (HxWx3 uint8), the
+    main view's ``MapResult`` (its layer, class, method and score fix the dimension the grid does
+    not show, and its prediction ranks the classes), and ``request(layer, class_index, method,
+    **score) -> request_id`` (score keywords ``versus=``/``counterfactual=`` only when set).
+    Maps are requested only while the view is visible. ``on_map(request_id, result)`` and
+    ``on_failed(request_id, message)`` take the worker's answers; others' ids are ignored, and
+    so are late answers for cells no longer in the grid. ``clear()`` forgets the picture.
+
+    Axes: ``set_axes(rows, row_values, columns, column_values)`` (dimensions "method", "class",
+    "layer"; None values: the defaults), or the control row. View state: ``follow(image_view)``
+    tracks the main view's opacity, colours, zoom and pan (its visible part of the picture);
+    ``set_view_state(alpha=, colormap=, region=, mode=)`` sets them by hand.
+    """
+
+    cellActivated = Signal(str, int, str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("compareView")
+        self._rgb: np.ndarray | None = None
+        self._source: tuple | None = None  # picture + model identity: results belong to it
+        self._request: Callable[..., int] | None = None
+        self._context: Context | None = None
+        self._grid = Grid()
+        self._results: dict[tuple[CellKey, Score], Any] = {}
+        self._failures: dict[tuple[CellKey, Score], str] = {}
+        self._pending: dict[int, tuple[CellKey, Score]] = {}
+        self._cell_size: int | None = None
+        self._dirty = False
+        self._view: Any = None
+        self._pull_due = False
+        self._fit_due = False
+        self._build()
+
+    # -- construction --------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.rows_picker = AxisPicker("Rows", "compareRows")
+        self.columns_picker = AxisPicker("Columns", "compareColumns")
+        self.swap_button = QToolButton()
+        self.swap_button.setObjectName("compareSwap")
+        self.swap_button.setText("⇄")
+        self.swap_button.setToolTip("Swap rows and columns")
+        self.swap_button.setAutoRaise(True)
+        self.fixed_label = QLabel()
+        self.fixed_label.setObjectName("compareFixed")
+        self.fixed_label.setToolTip("The rest is taken from the main view: pick another layer, class or "
+                                    "method there and the grid follows.")
+        controls = QHBoxLayout()
+        controls.setContentsMargins(10, 6, 10, 6)
+        controls.setSpacing(8)
+        for widget in (self.rows_picker, self.swap_button, self.columns_picker):
+            controls.addWidget(widget)
+        controls.addStretch(1)
+        controls.addWidget(self.fixed_label)
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.HLine)
+        line.setFrameShadow(QFrame.Shadow.Plain)
+        line.setForegroundRole(QPalette.ColorRole.Mid)
+        self.canvas = CompareGrid()
+        self._scroll = _ScrollArea()
+        self._scroll.resized.connect(self._fit_later)
+        self._scroll.setWidgetResizable(True)
+        self._scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self._scroll.setWidget(self.canvas)
+        self._placeholder = QLabel(PLACEHOLDER)
+        self._placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._placeholder.setWordWrap(True)
+        self._placeholder.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addLayout(controls)
+        layout.addWidget(line)
+        layout.addWidget(self._scroll, 1)
+        layout.addWidget(self._placeholder, 1)
+        self.rows_picker.dimensionChosen.connect(lambda d: self._change(self._grid.with_dimension("rows", d, self._context)))
+        self.columns_picker.dimensionChosen.connect(
+            lambda d: self._change(self._grid.with_dimension("columns", d, self._context)))
+        self.rows_picker.valuesChosen.connect(
+            lambda v: self._change(self._grid.with_values("rows", v, self._context), keep="rows"))
+        self.columns_picker.valuesChosen.connect(
+            lambda v: self._change(self._grid.with_values("columns", v, self._context), keep="columns"))
+        self.swap_button.clicked.connect(
+            lambda: self._change(self._grid.with_dimension("rows", self._grid.columns, self._context)))
+        self._show_placeholder(True)
+        self._update_controls()
+
+    # -- data ----------------------------------------------------------------------------------
+    def set_current(self, rgb: np.ndarray, result: Any, request: Callable[..., int], *,
+                    class_names: Sequence[str], layers: Sequence[str]) -> None:
+        """The main view shows ``result`` on ``rgb``: the grid compares maps of that picture around it."""
+        context = Context.of(result, class_names, layers)
+        source = (getattr(result, "image_key", None), getattr(result, "generation", None), id(rgb))
+        self._request = request
+        new_picture = source != self._source
+        if new_picture:
+            self._source, self._rgb = source, rgb  # the array is held, so its id stays unique
+            self.canvas.pixels.set_image(rgb)
+            self._results.clear()
+            self._failures.clear()
+            self._pending.clear()  # answers for the previous picture are ignored
+        display = getattr(result, "display", None)
+        if display is not None and display.shape[:2] == rgb.shape[:2]:
+            self._results[(context.current, context.score)] = result  # the main view's map is one of ours
+        old = self._grid.keys(self._context) if self._context is not None else None, getattr(self._context, "score", None)
+        self._context = context
+        self._grid = self._grid.adapted(context)
+        if new_picture or old != (self._grid.keys(context), context.score):
+            self._invalidate()
+        else:
+            self._update_controls()
+
+    def clear(self) -> None:
+        """No picture (a new model is opening): the placeholder shows; pending answers are ignored."""
+        self._rgb = self._source = self._context = self._request = None
+        self.canvas.pixels.clear()
+        self._results.clear()
+        self._failures.clear()
+        self._pending.clear()
+        self._rebuild()
+
+    def set_axes(self, rows: str, row_values: Sequence | None, columns: str, column_values: Sequence | None) -> None:
+        """Rows and columns: a dimension ("method", "class", "layer") and its values (None: the defaults)."""
+        context = self._context
+        if context is None:
+            raise ValueError("set_current before set_axes")
+        grid = Grid().adapted(context).with_dimension("rows", rows, context).with_dimension("columns", columns, context)
+        if row_values is not None:
+            grid = grid.with_values("rows", row_values, context)
+        if column_values is not None:
+            grid = grid.with_values("columns", column_values, context)
+        self._change(grid)
+
+    def grid(self) -> Grid:
+        """The axes shown."""
+        return self._grid
+
+    def context(self) -> Context | None:
+        """What the main view showed at the last ``set_current``."""
+        return self._context
+
+    def cells(self) -> list[list[CompareCell]]:
+        """The cells, row by row."""
+        return [list(row) for row in self.canvas.cells]
+
+    def row_headers(self) -> list[str]:
+        """The row headers' plain texts ("Grad-CAM", "'star' 92.1 %", "last_conv")."""
+        return [label.property("plainText") for label in self.canvas.row_labels]
+
+    def column_headers(self) -> list[str]:
+        """The column headers' plain texts."""
+        return [label.property("plainText") for label in self.canvas.column_labels]
+
+    def pending(self) -> list[int]:
+        """The ids of the requests whose answers the grid waits for."""
+        return list(self._pending)
+
+    def composited(self, cell: CompareCell) -> np.ndarray:
+        """What ``cell`` shows, at the picture's full size, as HxWx3 uint8 RGB."""
+        return self.canvas.composited(cell)
+
+    # -- worker answers --------------------------------------------------------------------------
+    def on_map(self, request_id: int, result: Any) -> None:
+        """A map from the worker (``mapReady``); ids the grid did not ask for are ignored."""
+        entry = self._pending.pop(request_id, None)
+        if entry is None:
+            return
+        display = getattr(result, "display", None)
+        if display is None or self._rgb is None or display.shape[:2] != self._rgb.shape[:2]:
+            self._fail(entry, "The map does not fit this picture.")
+            return
+        self._results[entry] = result
+        cell = self.canvas.cell_for(entry[0])
+        if cell is not None:
+            self.canvas.show_result(cell, result)
+        self.canvas.update_spinner()
+
+    def on_failed(self, request_id: int, message: str) -> None:
+        """A request failed (``failed``): its cell says why."""
+        entry = self._pending.pop(request_id, None)
+        if entry is not None:
+            self._fail(entry, message)
+
+    def _fail(self, entry: tuple[CellKey, Score], message: str) -> None:
+        self._failures[entry] = message
+        cell = self.canvas.cell_for(entry[0])
+        if cell is not None:
+            cell.set_failed(message)
+        self.canvas.update_spinner()
+
+    # -- view state ------------------------------------------------------------------------------
+    def set_view_state(self, *, alpha: float | None = None, colormap: str | None = None,
+                       region: QRectF | tuple | None = None, mode: str | None = None) -> None:
+        """Opacity (0..1), colours (a key of COLORMAPS), the part of the picture shown (picture px,
+        QRectF or (x, y, w, h); empty: all of it) and "overlay" or "heatmap"; None keeps a value.
+        Only a change of the pixels re-composites the cells (a pan only repaints them)."""
+        if isinstance(region, tuple):
+            region = QRectF(*region)
+        self.canvas.set_state(alpha=alpha, colormap=colormap, region=region, mode=mode)
+
+    def alpha(self) -> float:
+        return self.canvas.pixels.alpha
+
+    def colormap(self) -> str:
+        return self.canvas.pixels.colormap
+
+    def region(self) -> QRectF:
+        """The part of the picture the cells show (empty: all of it)."""
+        return QRectF(self.canvas.region)
+
+    def follow(self, view: Any) -> None:
+        """Track ``view`` (an ``ImageView``): its opacity, colours, mode, zoom and pan, while this view is visible."""
+        self._watch(False)
+        self._view = view
+        if self.isVisible():
+            self._watch(True)
+            self._pull()
+
+    def set_cell_size(self, size: int | None) -> None:
+        """A cell picture's longer side in px (None: as large as the grid fits in the view)."""
+        self._cell_size = None if size is None else max(16, int(size))
+        self._fit(force=True)
+
+    def _watch(self, on: bool) -> None:
+        if self._view is None:
+            return
+        viewport = self._view.viewport()
+        if on:
+            viewport.installEventFilter(self)  # the main view repaints on each opacity/colour/zoom/pan change
+        else:
+            viewport.removeEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() in (QEvent.Type.Paint, QEvent.Type.Resize) and not self._pull_due:
+            self._pull_due = True
+            QTimer.singleShot(0, self._pull)  # after the paint: many changes, one update
+        return False
+
+    def _pull(self) -> None:
+        self._pull_due = False
+        view = self._view
+        if view is None:
+            return
+        try:
+            mode = "heatmap" if view.mode() == "heatmap" else "overlay"  # "original" would show no map
+            region = (visible_region(view, self._rgb.shape[:2], self.canvas.pixels.gap())
+                      if self._rgb is not None else QRectF())
+            self.set_view_state(alpha=view.alpha(), colormap=view.colormap(), mode=mode, region=region)
+        except RuntimeError:  # the view's C++ object is gone (the window is closing)
+            self._view = None
+
+    # -- grid ------------------------------------------------------------------------------------
+    def _change(self, grid: Grid, keep: str | None = None) -> None:
+        if self._context is None or grid == self._grid:
+            return
+        self._grid = grid
+        self._invalidate(keep)
+
+    def _invalidate(self, keep: str | None = None) -> None:
+        if self.isVisible():
+            self._rebuild(keep)
+        else:
+            self._dirty = True
+            self._update_controls()
+
+    def _rebuild(self, keep: str | None = None) -> None:
+        """New cells for the grid; maps not yet known are requested, answers no longer wanted dropped."""
+        self._dirty = False
+        self._update_controls(keep)
+        context = self._context
+        if context is None or self._rgb is None:
+            self.canvas.clear()
+            self._show_placeholder(True)
+            return
+        self._show_placeholder(False)
+        cells = self.canvas.build(self._grid, context)
+        wanted = {(cell.key, context.score) for row in cells for cell in row}
+        self._pending = {rid: entry for rid, entry in self._pending.items() if entry in wanted}
+        asked = set(self._pending.values())
+        for cell in (cell for row in cells for cell in row):
+            key = cell.key
+            cell.activated.connect(lambda key=key: self.cellActivated.emit(key.layer, key.class_index, key.method))
+            entry = (key, context.score)
+            if entry in self._results:
+                self.canvas.show_result(cell, self._results[entry], render=False)
+            elif entry in self._failures:
+                cell.set_failed(self._failures[entry])
+            elif entry not in asked:
+                self._ask(cell, entry)
+        self._fit(force=True)  # renders every cell
+        self.canvas.update_spinner()
+
+    def _ask(self, cell: CompareCell, entry: tuple[CellKey, Score]) -> None:
+        key, score = entry
+        try:
+            request_id = self._request(key.layer, key.class_index, key.method, **score.kwargs())
+        except Exception as exc:  # noqa: BLE001 - the cell says it; the rest of the grid goes on
+            log.exception("compare request failed")
+            self._failures[entry] = str(exc) or type(exc).__name__
+            cell.set_failed(self._failures[entry])
+            return
+        self._pending[request_id] = entry
+
+    def _update_controls(self, keep: str | None = None) -> None:
+        context, grid = self._context, self._grid
+        for widget in (self.rows_picker, self.columns_picker, self.swap_button):
+            widget.setEnabled(context is not None)
+        if context is None:
+            self.fixed_label.setText("")
+            return
+        for axis, picker, values in (("rows", self.rows_picker, grid.row_values),
+                                     ("columns", self.columns_picker, grid.column_values)):
+            if axis == keep:
+                continue  # its menu is open and already right: refilling it would delete the entry clicked
+            dimension = getattr(grid, axis)
+            entries = [(v, context.label(dimension, v), context.detail(dimension, v)) for v in context.choices(dimension)]
+            picker.set_state(dimension, entries, values)
+        self.fixed_label.setText(f"{context.fixed_text(grid.fixed)} (as in the main view)")
+
+    def _show_placeholder(self, on: bool) -> None:
+        self._placeholder.setVisible(on)
+        self._scroll.setVisible(not on)
+
+    def _fit(self, force: bool = False) -> None:
+        self._fit_due = False
+        self.canvas.fit(self._scroll.maximumViewportSize(), self._cell_size, force)
+
+    # -- Qt events -------------------------------------------------------------------------------
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._watch(True)
+        self._pull()
+        if self._dirty:
+            self._rebuild()
+        else:
+            self._fit()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        self._watch(False)
+
+    def _fit_later(self) -> None:
+        if self._cell_size is None and not self._fit_due:
+            self._fit_due = True
+            QTimer.singleShot(0, self._fit)
+
+
+class _ScrollArea(QScrollArea):
+    """Says when its size changes: the cells are sized to what it shows."""
+
+    resized = Signal()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.resized.emit()
