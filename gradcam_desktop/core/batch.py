@@ -45,7 +45,7 @@ __all__ = ["GROUP", "PREFETCH", "STAGE_BYTES", "BatchRow", "OutputStyle", "expla
 GROUP = 16
 #: Decoded pixels (RGB bytes) a stage may hold: 16 pictures of 2.8 megapixels, 3 of 12.
 STAGE_BYTES = 128 * 2**20
-#: Results that wait to be written by default: one group, so a group is written while the next is computed.
+#: Results that wait to be written by default (one group: a group is written while the next is computed).
 PREFETCH = GROUP
 
 ProgressCallback = Callable[[int, int], None]
@@ -194,21 +194,25 @@ def _explain_group(engine, images: list[LoadedImage], class_index: int | str | N
 def explain_batch(engine, sources: Sequence[str | os.PathLike[str] | LoadedImage], out_dir: str | os.PathLike[str], *,
                   layer: str | Sequence[str] | None = None, class_index: int | str | None = None,
                   method: str = "gradcam", versus: int | str | None = None, counterfactual: bool = False,
-                  max_channels: int | None = None, style: OutputStyle | None = None, write_ahead: int = PREFETCH,
+                  max_channels: int | None = None, style: OutputStyle | None = None, write_ahead: int | None = None,
                   group_size: int = GROUP, progress: ProgressCallback | None = None) -> Iterator[BatchRow]:
     """Explain and write every picture, yielding one ``BatchRow`` per picture in order.
 
     ``sources`` are paths (decoded here, ahead of the model) or already decoded pictures.
     ``engine`` is a ``GradCam``; ``layer`` … ``max_channels`` are its ``explain`` options, the
     same for every picture (``class_index`` None: each picture's top class). ``progress(done,
-    total)`` reports Score-CAM's mask batches within the current picture. Stop early with the
-    generator's ``close()``.
+    total)`` reports Score-CAM's mask batches within the current picture. ``write_ahead``: results
+    that may wait to be written (default: one group). Stop early with the generator's ``close()``.
     """
     style = style or OutputStyle()
     out_dir = Path(out_dir)
     stems = files.unique_stems([s.name if isinstance(s, LoadedImage) else s for s in sources])
-    # Score-CAM batches masks of one picture: a group of pictures would only multiply its memory.
+    # Score-CAM batches the masks of one picture: a group of pictures would only multiply its
+    # memory. Its seconds per picture dwarf a write, so each row comes as soon as it is written.
     one_by_one = cams.method(method).forward_passes
+    group_size = 1 if one_by_one else max(1, group_size)
+    if write_ahead is None:
+        write_ahead = 0 if one_by_one else group_size
     options = {"layer": layer, "method": method, "versus": versus, "counterfactual": counterfactual,
                "max_channels": max_channels}
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gradcam-batch")
