@@ -1,5 +1,5 @@
 """The compare view's control row: for rows and for columns, a dimension (methods, classes,
-layers) and a checkable list of its values."""
+layers) and a checkable list of its values; a swap button; what the grid takes from the main view."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QAction, QMouseEvent
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMenu, QPushButton, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMenu, QPushButton, QToolButton, QWidget
 
-from .compare_model import DIMENSIONS, MAX_VALUES, TITLES
+from .compare_model import DIMENSIONS, MAX_VALUES, TITLES, Context, Grid
 
-__all__ = ["AxisPicker", "StayOpenMenu"]
+__all__ = ["AxisPicker", "CompareControls", "StayOpenMenu"]
 
 
 class StayOpenMenu(QMenu):
@@ -107,3 +107,46 @@ class AxisPicker(QWidget):
         if fm.horizontalAdvance(text) > limit:
             text = f"{len(names)} {TITLES[self._dimension].lower()}"
         self.button.setText(text)
+
+
+class CompareControls(QWidget):
+    """Rows picker, swap button, columns picker and the note on what comes from the main view
+    (objectNames "compareRows…", "compareSwap", "compareColumns…", "compareFixed")."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rows = AxisPicker("Rows", "compareRows")
+        self.columns = AxisPicker("Columns", "compareColumns")
+        self.swap = QToolButton()
+        self.swap.setObjectName("compareSwap")
+        self.swap.setText("⇄")
+        self.swap.setToolTip("Swap rows and columns")
+        self.swap.setAutoRaise(True)
+        self.fixed = QLabel()
+        self.fixed.setObjectName("compareFixed")
+        self.fixed.setToolTip("The rest is taken from the main view: pick another layer, class, method or "
+                              "score there and the grid follows.")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 10, 6)
+        layout.setSpacing(8)
+        for widget in (self.rows, self.swap, self.columns):
+            layout.addWidget(widget)
+        layout.addStretch(1)
+        layout.addWidget(self.fixed)
+
+    def show_grid(self, grid: Grid, context: Context | None, keep: str | None = None) -> None:
+        """Show ``grid``'s axes with ``context``'s choices (None: nothing to choose yet); the picker
+        named by ``keep`` ("rows"/"columns") is left alone: its menu is open and already right."""
+        for widget in (self.rows, self.columns, self.swap):
+            widget.setEnabled(context is not None)
+        if context is None:
+            self.fixed.setText("")
+            return
+        for axis, picker, values in (("rows", self.rows, grid.row_values),
+                                     ("columns", self.columns, grid.column_values)):
+            if axis == keep:
+                continue  # refilling an open menu would delete the entry just clicked
+            dimension = getattr(grid, axis)
+            entries = [(v, context.label(dimension, v), context.detail(dimension, v)) for v in context.choices(dimension)]
+            picker.set_state(dimension, entries, values)
+        self.fixed.setText(f"{context.fixed_text(grid.fixed)} (as in the main view)")

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QHideEvent, QPalette, QResizeEvent, QShowEvent
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from .compare_cell import CompareCell
-from .compare_controls import AxisPicker
+from .compare_controls import CompareControls
 from .compare_grid import CompareGrid, visible_region
 from .compare_model import CellKey, Context, Grid, Score
 
@@ -34,13 +34,20 @@ PLACEHOLDER = "Open a model and a picture: their maps are compared here, side by
 class CompareView(QWidget):
     """A grid of maps of the main view's picture; ``cellActivated(layer, class_index, method)`` on a click.
 
-    ``set_current(rgb, result, request, class_names=, layers=)``: the picture (HxWx3 uint8), the
-    main view's ``MapResult`` (its layer, class, method and score fix the dimension the grid does
-    not show, and its prediction ranks the classes), and ``request(layer, class_index, method,
-    **score) -> request_id`` (score keywords ``versus=``/``counterfactual=`` only when set).
-    Maps are requested only while the view is visible. ``on_map(request_id, result)`` and
-    ``on_failed(request_id, message)`` take the worker's answers; others' ids are ignored, and
-    so are late answers for cells no longer in the grid. ``clear()`` forgets the picture.
+    ``set_current(rgb, result, request | request_grid=, class_names=, layers=)``: the picture
+    (HxWx3 uint8), the main view's ``MapResult`` (its layer, class, method and score fix the
+    dimension the grid does not show, and its prediction ranks the classes), and how to ask for
+    maps, only while the view is visible:
+
+    * ``request(layer, class_index, method, **score) -> id`` per map (score keywords
+      ``versus=``/``counterfactual=`` only when set); answers into ``on_map(id, result)`` and
+      ``on_failed(id, message)``;
+    * or ``request_grid([(layer, class_index, method, score_dict), …]) -> id`` per grid, which
+      may cancel the previous grid (every map still missing is asked again); answers into
+      ``on_cell(id, index, result | message)``.
+
+    Ids the view did not ask for are ignored, and so are late answers for cells no longer in the
+    grid or for another picture. ``clear()`` forgets the picture.
 
     Axes: ``set_axes(rows, row_values, columns, column_values)`` (dimensions "method", "class",
     "layer"; None values: the defaults), or the control row. View state: ``follow(image_view)``
@@ -56,6 +63,7 @@ class CompareView(QWidget):
         self._rgb: np.ndarray | None = None
         self._source: tuple | None = None  # picture + model identity: results belong to it
         self._request: Callable[..., int] | None = None
+        self._request_grid: Callable[[list], int] | None = None
         self._context: Context | None = None
         self._grid = Grid()
         self._results: dict[tuple[CellKey, Score], Any] = {}
@@ -70,24 +78,9 @@ class CompareView(QWidget):
 
     # -- construction --------------------------------------------------------------------------
     def _build(self) -> None:
-        self.rows_picker = AxisPicker("Rows", "compareRows")
-        self.columns_picker = AxisPicker("Columns", "compareColumns")
-        self.swap_button = QToolButton()
-        self.swap_button.setObjectName("compareSwap")
-        self.swap_button.setText("⇄")
-        self.swap_button.setToolTip("Swap rows and columns")
-        self.swap_button.setAutoRaise(True)
-        self.fixed_label = QLabel()
-        self.fixed_label.setObjectName("compareFixed")
-        self.fixed_label.setToolTip("The rest is taken from the main view: pick another layer, class or "
-                                    "method there and the grid follows.")
-        controls = QHBoxLayout()
-        controls.setContentsMargins(10, 6, 10, 6)
-        controls.setSpacing(8)
-        for widget in (self.rows_picker, self.swap_button, self.columns_picker):
-            controls.addWidget(widget)
-        controls.addStretch(1)
-        controls.addWidget(self.fixed_label)
+        self.controls = CompareControls()
+        self.rows_picker, self.columns_picker = self.controls.rows, self.controls.columns
+        self.swap_button = self.controls.swap
         line = QFrame()
         line.setFrameShape(QFrame.Shape.HLine)
         line.setFrameShadow(QFrame.Shadow.Plain)
@@ -105,7 +98,7 @@ class CompareView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        layout.addLayout(controls)
+        layout.addWidget(self.controls)
         layout.addWidget(line)
         layout.addWidget(self._scroll, 1)
         layout.addWidget(self._placeholder, 1)
@@ -122,12 +115,19 @@ class CompareView(QWidget):
         self._update_controls()
 
     # -- data ----------------------------------------------------------------------------------
-    def set_current(self, rgb: np.ndarray, result: Any, request: Callable[..., int], *,
-                    class_names: Sequence[str], layers: Sequence[str]) -> None:
-        """The main view shows ``result`` on ``rgb``: the grid compares maps of that picture around it."""
+    def set_current(self, rgb: np.ndarray, result: Any, request: Callable[..., int] | None = None, *,
+                    request_grid: Callable[[list], int] | None = None, class_names: Sequence[str],
+                    layers: Sequence[str]) -> None:
+        """The main view shows ``result`` on ``rgb``: the grid compares maps of that picture around it.
+
+        Maps are asked for with ``request`` (one call per map) or ``request_grid`` (one call per
+        grid): see the class's docstring.
+        """
+        if (request is None) == (request_grid is None):
+            raise ValueError("give either request or request_grid")
         context = Context.of(result, class_names, layers)
         source = (getattr(result, "image_key", None), getattr(result, "generation", None), id(rgb))
-        self._request = request
+        self._request, self._request_grid = request, request_grid
         new_picture = source != self._source
         if new_picture:
             self._source, self._rgb = source, rgb  # the array is held, so its id stays unique
@@ -148,7 +148,7 @@ class CompareView(QWidget):
 
     def clear(self) -> None:
         """No picture (a new model is opening): the placeholder shows; pending answers are ignored."""
-        self._rgb = self._source = self._context = self._request = None
+        self._rgb = self._source = self._context = self._request = self._request_grid = None
         self.canvas.pixels.clear()
         self._results.clear()
         self._failures.clear()
@@ -199,8 +199,20 @@ class CompareView(QWidget):
     def on_map(self, request_id: int, result: Any) -> None:
         """A map from the worker (``mapReady``); ids the grid did not ask for are ignored."""
         entry = self._pending.pop(request_id, None)
+        if entry is not None:
+            self._answer(entry, result)
+
+    def on_cell(self, grid_id: int, index: int, result: Any) -> None:
+        """Cell ``index`` of a ``request_grid`` call (``cellReady``): a MapResult, or a str saying why it failed."""
+        entry = self._pending.pop((grid_id, index), None)
         if entry is None:
             return
+        if isinstance(result, str):
+            self._fail(entry, result)
+        else:
+            self._answer(entry, result)
+
+    def _answer(self, entry: tuple[CellKey, Score], result: Any) -> None:
         display = getattr(result, "display", None)
         if display is None or self._rgb is None or display.shape[:2] != self._rgb.shape[:2]:
             self._fail(entry, "The map does not fit this picture.")
@@ -313,6 +325,7 @@ class CompareView(QWidget):
         wanted = {(cell.key, context.score) for row in cells for cell in row}
         self._pending = {rid: entry for rid, entry in self._pending.items() if entry in wanted}
         asked = set(self._pending.values())
+        missing = []
         for cell in (cell for row in cells for cell in row):
             key = cell.key
             cell.activated.connect(lambda key=key: self.cellActivated.emit(key.layer, key.class_index, key.method))
@@ -321,37 +334,33 @@ class CompareView(QWidget):
                 self.canvas.show_result(cell, self._results[entry], render=False)
             elif entry in self._failures:
                 cell.set_failed(self._failures[entry])
-            elif entry not in asked:
-                self._ask(cell, entry)
+            elif self._request_grid is not None or entry not in asked:
+                missing.append(entry)  # a grid request replaces (cancels) the previous one: all of them again
+        self._ask(missing)
         self._fit(force=True)  # renders every cell
         self.canvas.update_spinner()
 
-    def _ask(self, cell: CompareCell, entry: tuple[CellKey, Score]) -> None:
-        key, score = entry
-        try:
-            request_id = self._request(key.layer, key.class_index, key.method, **score.kwargs())
-        except Exception as exc:  # noqa: BLE001 - the cell says it; the rest of the grid goes on
-            log.exception("compare request failed")
-            self._failures[entry] = str(exc) or type(exc).__name__
-            cell.set_failed(self._failures[entry])
+    def _ask(self, entries: list[tuple[CellKey, Score]]) -> None:
+        """Request ``entries``: one ``request_grid`` call, or one ``request`` call each."""
+        if not entries:
             return
-        self._pending[request_id] = entry
+        calls = [(key.layer, key.class_index, key.method, score.kwargs()) for key, score in entries]
+        try:
+            if self._request_grid is not None:
+                grid_id = self._request_grid(calls)
+                self._pending.update({(grid_id, index): entry for index, entry in enumerate(entries)})
+                return
+            for entry, (layer, class_index, method, score) in zip(entries, calls):
+                self._pending[self._request(layer, class_index, method, **score)] = entry
+        except Exception as exc:  # noqa: BLE001 - the cells say it; the view goes on
+            log.exception("compare request failed")
+            asked = set(self._pending.values())
+            for entry in entries:
+                if entry not in asked:
+                    self._fail(entry, str(exc) or type(exc).__name__)
 
     def _update_controls(self, keep: str | None = None) -> None:
-        context, grid = self._context, self._grid
-        for widget in (self.rows_picker, self.columns_picker, self.swap_button):
-            widget.setEnabled(context is not None)
-        if context is None:
-            self.fixed_label.setText("")
-            return
-        for axis, picker, values in (("rows", self.rows_picker, grid.row_values),
-                                     ("columns", self.columns_picker, grid.column_values)):
-            if axis == keep:
-                continue  # its menu is open and already right: refilling it would delete the entry clicked
-            dimension = getattr(grid, axis)
-            entries = [(v, context.label(dimension, v), context.detail(dimension, v)) for v in context.choices(dimension)]
-            picker.set_state(dimension, entries, values)
-        self.fixed_label.setText(f"{context.fixed_text(grid.fixed)} (as in the main view)")
+        self.controls.show_grid(self._grid, self._context, keep)
 
     def _show_placeholder(self, on: bool) -> None:
         self._placeholder.setVisible(on)
