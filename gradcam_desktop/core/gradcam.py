@@ -77,6 +77,7 @@ class GradCam:
         # reduce_retracing: variable-size models see many image sizes; after the second size TF
         # traces one shape-generic function instead of one per size.
         self._predict_function = tf.function(self._logits, reduce_retracing=True)
+        self._batch_function: Callable | None = None
         #: Number of traces per layer (None: the prediction). Tests check same-size images do not retrace.
         self.trace_counts: dict[str | None, int] = {}
 
@@ -138,6 +139,15 @@ class GradCam:
         """Trace and instantiate the capture at ``layer`` (default: the default layer) before its
         first map; False if it was ready already. See capture.py for why a UI program wants this."""
         return self.capture(layer or self.default_layer).prepare(MIN_VARIABLE_SIDE)
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Logits (N, units) of a batch of model inputs (compiled once per batch size for a fixed-size
+        model: callers keep the batch size constant, padding the last batch)."""
+        function = self._batch_function
+        if function is None:
+            height, width = self.loaded.input_size
+            function = self._batch_function = tf.function(self._logits, reduce_retracing=not (height and width))
+        return function(tf.constant(batch, tf.float32)).numpy()
 
     # -- public API --------------------------------------------------------------------
     def predict(self, image: LoadedImage) -> Prediction:

@@ -1,0 +1,326 @@
+"""Can this map be trusted? Deletion/insertion curves, Average Drop and a randomisation sanity check.
+
+Definitions (issue 8, so results are comparable with the literature):
+
+* X: the picture as the model sees it (model input size, preprocessed), H × W × C. S: the raw map
+  upsampled to H × W with OpenCV ``INTER_LINEAR``. Order: pixels by S descending, ties by
+  row-major index (a stable sort of −S).
+* n = 50 steps, k = ceil(H·W / n) pixels per step; p(·) = the explained class's probability
+  (softmax; binary: p or 1 − p; multi-label: that unit's sigmoid).
+* Deletion: X_i = X with the first i·k pixels of the order set to 0 in every channel (RISE);
+  insertion: X_i = B with the first i·k pixels taken from X, B = X blurred (Gaussian 11 × 11,
+  σ = 5, OpenCV's default border). AUC = (Σ_i p_i − (p_0 + p_n)/2) / n.
+* Average Drop = 100 · max(0, Y − O) / Y with Y = p(X), O = p(X ⊙ M), M = S / max S;
+  Increase in Confidence = O > Y.
+* Sanity check (Adebayo et al. 2018, cascading randomisation): on a COPY of the model, the
+  weighted layers are re-drawn from the top toward the input (each tensor from a normal with its
+  own mean and standard deviation, seeded; a tensor with no negative value stays non-negative,
+  e.g. a BatchNorm variance), the map is computed again after each step, and its Spearman rank
+  correlation with the original says whether the map depends on what the model learned.
+
+The forward passes are batched (all curves' inputs in a few equal batches, one trace). A
+``TrustTask`` does the work one batch / one sanity step at a time, so a window job can show
+progress and stop; ``trust_report`` runs it to the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .types import MapResult
+
+__all__ = ["STEPS", "RandomizedCopy", "SanityStep", "TrustReport", "TrustTask", "auc", "average_drop", "cascade",
+           "deletion_inputs", "insertion_inputs", "pixel_order", "redraw", "spearman", "trust_report", "trust_task",
+           "upsample"]
+
+STEPS = 50
+MAX_BATCH = 32
+MAX_SANITY_STEPS = 8
+BLUR_KERNEL = (11, 11)
+BLUR_SIGMA = 5.0
+
+
+# -- the definitions, as pure functions ----------------------------------------------------------
+def upsample(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """S: the raw map at the model input's (H, W), bilinear (OpenCV ``INTER_LINEAR``)."""
+    raw = np.asarray(raw, np.float32)
+    if raw.shape == tuple(size):
+        return raw
+    return cv2.resize(raw, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
+
+
+def pixel_order(saliency: np.ndarray) -> np.ndarray:
+    """Flat pixel indices by saliency descending; ties by row-major index (stable sort of −S)."""
+    return np.argsort(-np.asarray(saliency, np.float64).ravel(), kind="stable")
+
+
+def pixels_per_step(height: int, width: int, steps: int = STEPS) -> int:
+    return math.ceil(height * width / steps)
+
+
+def deletion_inputs(picture: np.ndarray, order: np.ndarray, steps: int = STEPS) -> Generator[np.ndarray]:
+    """X_0 … X_n of the deletion curve, one (H, W, C) array at a time."""
+    height, width = picture.shape[:2]
+    k = pixels_per_step(height, width, steps)
+    current = picture.reshape(height * width, -1).copy()
+    for i in range(steps + 1):
+        if i:
+            current[order[(i - 1) * k:i * k]] = 0.0
+        yield current.reshape(picture.shape).copy()
+
+
+def insertion_inputs(picture: np.ndarray, order: np.ndarray, steps: int = STEPS) -> Generator[np.ndarray]:
+    """X_0 … X_n of the insertion curve: the blurred picture, then X's pixels in order."""
+    height, width = picture.shape[:2]
+    k = pixels_per_step(height, width, steps)
+    flat = picture.reshape(height * width, -1)
+    blurred = cv2.GaussianBlur(np.ascontiguousarray(picture, np.float32), BLUR_KERNEL, BLUR_SIGMA)
+    current = blurred.reshape(height * width, -1).copy()
+    for i in range(steps + 1):
+        if i:
+            chosen = order[(i - 1) * k:i * k]
+            current[chosen] = flat[chosen]
+        yield current.reshape(picture.shape).copy()
+
+
+def auc(curve: Sequence[float] | np.ndarray) -> float:
+    """Trapezoidal area under p_0 … p_n on [0, 1]: (Σ p_i − (p_0 + p_n)/2) / n."""
+    values = np.asarray(curve, np.float64)
+    n = len(values) - 1
+    return float((values.sum() - (values[0] + values[-1]) / 2.0) / n)
+
+
+def average_drop(original: float, masked: float) -> float:
+    """100 · max(0, Y − O) / Y (Grad-CAM++ paper); 0 when Y is 0."""
+    return 100.0 * max(0.0, original - masked) / original if original > 0 else 0.0
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (ties get their average rank); NaN when either is constant."""
+    ra, rb = _ranks(np.ravel(a)), _ranks(np.ravel(b))
+    ra -= ra.mean()
+    rb -= rb.mean()
+    denominator = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, np.float64)
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values), np.float64)
+    ranks[order] = np.arange(len(values), dtype=np.float64)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
+
+
+# -- the report ------------------------------------------------------------------------------------
+@dataclass
+class SanityStep:
+    randomized: list[str]  # layer paths re-drawn so far (top first)
+    spearman: float
+    raw: np.ndarray  # the map after this step (layer resolution)
+
+
+@dataclass
+class TrustReport:
+    """The faithfulness figures of one map."""
+
+    steps: int
+    deletion_curve: np.ndarray
+    insertion_curve: np.ndarray
+    original: float  # Y = p(X)
+    masked: float  # O = p(X ⊙ M)
+    random_deletion_auc: float | None = None  # the same curves with a random pixel order
+    random_insertion_auc: float | None = None
+    sanity: list[SanityStep] = field(default_factory=list)
+
+    @property
+    def deletion_auc(self) -> float:
+        return auc(self.deletion_curve)
+
+    @property
+    def insertion_auc(self) -> float:
+        return auc(self.insertion_curve)
+
+    @property
+    def average_drop(self) -> float:
+        return average_drop(self.original, self.masked)
+
+    @property
+    def increase_in_confidence(self) -> bool:
+        return self.masked > self.original
+
+    def record(self) -> dict:
+        """``gradcam trust --json``'s keys."""
+        return {
+            "steps": self.steps,
+            "deletion_auc": self.deletion_auc,
+            "insertion_auc": self.insertion_auc,
+            "deletion_curve": [float(p) for p in self.deletion_curve],
+            "insertion_curve": [float(p) for p in self.insertion_curve],
+            "average_drop": self.average_drop,
+            "increase_in_confidence": bool(self.increase_in_confidence),
+            "random_deletion_auc": self.random_deletion_auc,
+            "random_insertion_auc": self.random_insertion_auc,
+            "sanity": [{"randomized": list(s.randomized), "spearman": _finite_or_none(s.spearman)}
+                       for s in self.sanity],
+        }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+class TrustTask:
+    """The report of one map computed step by step: a batch of forward passes or one sanity step each."""
+
+    def __init__(self, steps: Generator[tuple[int, int], None, TrustReport]):
+        self._steps = steps
+        self.progress: tuple[int, int] = (0, 1)
+        self.result: TrustReport | None = None
+
+    def step(self) -> bool:
+        if self.result is not None:
+            return True
+        try:
+            self.progress = next(self._steps)
+        except StopIteration as stop:
+            self.result = stop.value
+            return True
+        return False
+
+    def finish(self) -> TrustReport:
+        while not self.step():
+            pass
+        assert self.result is not None
+        return self.result
+
+    def close(self) -> None:
+        self._steps.close()
+
+
+def trust_task(engine, image, result: MapResult, *, steps: int = STEPS, baseline: bool = False,
+               sanity: bool = True, sanity_steps: int = MAX_SANITY_STEPS, seed: int = 0) -> TrustTask:
+    """The trust report of ``result`` (a map of ``image`` by ``engine``) as a stepwise task."""
+    return TrustTask(_report_steps(engine, image, result, steps, baseline, sanity, sanity_steps, seed))
+
+
+def trust_report(engine, image, result: MapResult, **options) -> TrustReport:
+    """``trust_task(...)`` run to the end."""
+    return trust_task(engine, image, result, **options).finish()
+
+
+def _report_steps(engine, image, result, steps, baseline, sanity, sanity_steps, seed):
+    picture = engine.model_input(image)[0].astype(np.float32)
+    height, width = picture.shape[:2]
+    saliency = upsample(result.raw, (height, width))
+    order = pixel_order(saliency)
+    top = float(saliency.max())
+    mask = saliency / top if top > 0 else np.zeros_like(saliency)
+    sources: list = [deletion_inputs(picture, order, steps), insertion_inputs(picture, order, steps),
+                     iter([picture * mask[..., np.newaxis]])]
+    if baseline:
+        shuffled = np.random.default_rng(seed).permutation(height * width)
+        sources += [deletion_inputs(picture, shuffled, steps), insertion_inputs(picture, shuffled, steps)]
+    count = (steps + 1) * (4 if baseline else 2) + 1
+    batches = math.ceil(count / MAX_BATCH)
+    size = math.ceil(count / batches)  # equal batches: one trace, little padding
+    cascade_plan = cascade(engine.model, sanity_steps) if sanity else []
+    total = batches + len(cascade_plan)
+    probabilities: list[float] = []
+    inputs = (x for source in sources for x in source)
+    for b in range(batches):
+        chunk = [x for _, x in zip(range(size), inputs, strict=False)]
+        padded = np.zeros((size, *picture.shape), np.float32)
+        padded[:len(chunk)] = chunk
+        logits = engine.logits(padded)[:len(chunk)]
+        probabilities += [float(engine.head.probabilities(row)[result.class_index]) for row in logits]
+        yield b + 1, total
+    n = steps + 1
+    report = TrustReport(steps=steps, deletion_curve=np.array(probabilities[:n]),
+                         insertion_curve=np.array(probabilities[n:2 * n]),
+                         original=probabilities[0], masked=probabilities[2 * n])
+    if baseline:
+        report.random_deletion_auc = auc(probabilities[2 * n + 1:3 * n + 1])
+        report.random_insertion_auc = auc(probabilities[3 * n + 1:4 * n + 1])
+    if cascade_plan:
+        copy = RandomizedCopy(engine)
+        rng = np.random.default_rng(seed)
+        done: list[str] = []
+        for i, group in enumerate(cascade_plan):
+            for path in group:
+                copy.randomize(path, rng)
+            done += group
+            again = copy.explain(image, result.layers or result.layer, result.class_index, result.method,
+                                 versus=result.versus_index, counterfactual=result.counterfactual)
+            report.sanity.append(SanityStep(list(done), spearman(result.raw, again.raw), again.raw))
+            yield batches + i + 1, total
+    return report
+
+
+def cascade(model, max_steps: int = MAX_SANITY_STEPS) -> list[list[str]]:
+    """The cascading randomisation plan: groups of weighted layer paths, top (output) first.
+
+    With L weighted layers and L ≤ ``max_steps``, step i re-draws one more layer; with more, the
+    L layers are cut into ``max_steps`` consecutive groups of near-equal size, so the last step
+    has re-drawn every weighted layer down to the input.
+    """
+    from .layers import iter_layers, layer_tree, resolve
+
+    weighted = [node.path for node in iter_layers(layer_tree(model))
+                if not node.children and resolve(model, node.path).weights]
+    weighted.reverse()
+    if not weighted:
+        return []
+    groups = min(max_steps, len(weighted))
+    bounds = [round(i * len(weighted) / groups) for i in range(groups + 1)]
+    return [weighted[bounds[i]:bounds[i + 1]] for i in range(groups)]
+
+
+def redraw(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A tensor re-drawn from a normal with its own mean and std (non-negative tensors stay so)."""
+    values = np.asarray(values)
+    drawn = rng.normal(float(values.mean()), float(values.std()), size=values.shape)
+    if values.size and values.min() >= 0:
+        drawn = np.abs(drawn)
+    return drawn.astype(values.dtype)
+
+
+class RandomizedCopy:
+    """A copy of the engine's model whose layers can be re-drawn, with its own engine.
+
+    The user's model, its compiled functions and cached maps are untouched: the copy is a clone
+    with copied weights; re-drawing assigns its variables in place, so its compiled capture is
+    traced once for all the steps. Its capture cache is off (the same picture's capture changes
+    with every step).
+    """
+
+    def __init__(self, engine):
+        import keras
+
+        from .gradcam import GradCam
+
+        self.model = keras.models.clone_model(engine.model)
+        self.model.set_weights(engine.model.get_weights())
+        self.engine = GradCam(dataclasses.replace(engine.loaded, model=self.model, head=None), capture_cache_mb=0)
+
+    def randomize(self, path: str, rng: np.random.Generator) -> None:
+        from .layers import resolve
+
+        layer = resolve(self.model, path)
+        for variable in layer.weights:
+            variable.assign(redraw(variable.numpy(), rng))
+        head = self.engine.head
+        if head.linear is layer and head.linear_twin is not None:  # the head's linear twin is a copy
+            for twin, variable in zip(head.linear_twin.weights, layer.weights, strict=True):
+                twin.assign(variable.numpy())
+
+    def explain(self, *args, **kwargs) -> MapResult:
+        return self.engine.explain(*args, **kwargs)
