@@ -53,6 +53,7 @@ class CompareCell(QWidget):
         self._picture = QSize(1, 1)  # full picture size, px
         self._region = QRectF()
         self._box = QSize(160, 120)
+        self._width = 160  # inside the card's margins: at least the box, wider for the caption
         self._angle = 0
         self._pressed = False
         self._hover = False
@@ -106,9 +107,10 @@ class CompareCell(QWidget):
         """The BGRX frame painted (the compositor's, not a copy: read only)."""
         return self._frame
 
-    def set_geometry_of(self, picture: QSize, box: QSize) -> None:
-        """The full picture's size and the box the picture is fitted into, px."""
-        self._picture, self._box = QSize(picture), QSize(box)
+    def set_geometry_of(self, picture: QSize, box: QSize, width: int = 0) -> None:
+        """The full picture's size, the box the picture is fitted into, and the card's inner width
+        (at least the box's; more leaves the caption room beside a small picture), px."""
+        self._picture, self._box, self._width = QSize(picture), QSize(box), max(box.width(), width)
         self.setFixedSize(self.sizeHint())
         self.update()
 
@@ -125,14 +127,22 @@ class CompareCell(QWidget):
 
     # -- geometry ------------------------------------------------------------------------------
     def sizeHint(self) -> QSize:
-        return QSize(self._box.width() + 2 * PAD, self._box.height() + PAD + self._caption_height() + PAD)
+        return QSize(self._width + 2 * PAD, self._box.height() + PAD + self._caption_height() + PAD)
+
+    def chrome(self) -> QSize:
+        """What the card adds around its picture box: margins and the caption lines, px."""
+        return QSize(2 * PAD, 2 * PAD + self._caption_height())
 
     def _caption_height(self) -> int:
         return 2 * self.fontMetrics().height() + 6
 
     def box_rect(self) -> QRect:
         """Where the picture's box is, in the cell."""
-        return QRect(PAD, PAD, self._box.width(), self._box.height())
+        return QRect(PAD + (self._width - self._box.width()) // 2, PAD, self._box.width(), self._box.height())
+
+    def caption_width(self) -> int:
+        """The width the caption needs, px."""
+        return self.fontMetrics().horizontalAdvance(self._caption) + 8  # the line is drawn 2 px in, 4 px short
 
     def image_rect(self) -> QRectF:
         """Where the region is painted: fitted into the box, centred, on whole pixels."""
@@ -209,13 +219,15 @@ class CompareCell(QWidget):
 
     def _paint_caption(self, painter: QPainter, box: QRect, dark: bool) -> None:
         fm = painter.fontMetrics()
-        line = QRect(PAD + 2, box.bottom() + 5, box.width() - 4, fm.height())
+        line = QRect(PAD + 2, box.bottom() + 5, self._width - 4, fm.height())
         painter.setPen(self.palette().color(QPalette.ColorRole.Text))
         painter.drawText(line, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         fm.elidedText(self._caption, Qt.TextElideMode.ElideMiddle, line.width()))
+                         fm.elidedText(self._caption, Qt.TextElideMode.ElideRight, line.width()))
         line.translate(0, fm.height() + 1)
+        warning_width = fm.horizontalAdvance(self._warning) + 8 if self._warning else 0
         painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
-        painter.drawText(line, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, self._detail)
+        painter.drawText(line.adjusted(0, 0, -warning_width, 0), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         fm.elidedText(self._detail, Qt.TextElideMode.ElideRight, line.width() - warning_width))
         if self._warning:
             painter.setPen(QColor("#ffb454") if dark else QColor("#a64b00"))
             painter.drawText(line, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, self._warning)

@@ -55,7 +55,6 @@ class AxisPicker(QWidget):
         label.setBuddy(self.box)
         self.button = QPushButton()
         self.button.setObjectName(f"{name}Values")
-        self.button.setToolTip(f"Which {title.lower()} to show (up to {MAX_VALUES})")
         self.menu = StayOpenMenu(self.button)
         self.button.setMenu(self.menu)
         for widget in (label, self.box, self.button):
@@ -99,14 +98,13 @@ class AxisPicker(QWidget):
             action.setEnabled((checked and len(self._chosen) > 1) or (not checked and not full))
 
     def _update_text(self) -> None:
+        """One value by name, several by count ("3 methods"): the headers name them, and a short
+        button keeps the row from squeezing; the tooltip lists them."""
         labels = {value: label for value, label, _detail in self._entries}
         names = [labels.get(v, str(v)) for v in self._chosen]
-        text = ", ".join(names)
-        fm = self.button.fontMetrics()
-        limit = 22 * fm.horizontalAdvance("M")
-        if fm.horizontalAdvance(text) > limit:
-            text = f"{len(names)} {TITLES[self._dimension].lower()}"
-        self.button.setText(text)
+        noun = TITLES[self._dimension].lower()
+        self.button.setText(names[0] if len(names) == 1 else f"{len(names)} {noun}")
+        self.button.setToolTip(f"{', '.join(names)}\nChoose which {noun} to show (up to {MAX_VALUES}).")
 
 
 class CompareControls(QWidget):

@@ -28,6 +28,7 @@ __all__ = ["MAX_BOX", "MIN_BOX", "CompareGrid", "visible_region"]
 
 MIN_BOX, MAX_BOX = 96, 720  # a cell picture's longer side, px
 _SPIN_MS = 40
+_CAPTION_MAX = 260  # a card grows up to this wide for its caption beside a small picture, px
 _COMPARE_MODES = ("overlay", "heatmap")
 
 
@@ -79,6 +80,7 @@ class CompareGrid(QWidget):
         self.row_labels: list[QLabel] = []
         self.column_labels: list[QLabel] = []
         self._box = QSize()
+        self._width = 0
         self._level = 1
         self._angle = 0
         self._layout = QGridLayout(self)
@@ -186,24 +188,27 @@ class CompareGrid(QWidget):
         if not cells or rgb is None:
             return
         h, w = rgb.shape[:2]
+        extra = cells[0].chrome()
+        caption = min(max(cell.caption_width() for cell in cells), _CAPTION_MAX)
         if cell_size is not None:
             scale = cell_size / max(w, h)
         else:
             rows, columns = len(self.cells), len(self.cells[0])
             margins, spacing = self._layout.contentsMargins(), self._layout.spacing()
-            extra = cells[0].sizeHint() - cells[0].box_rect().size()
             header_w = max((label.sizeHint().width() for label in self.row_labels), default=0)
             header_h = max((label.sizeHint().height() for label in self.column_labels), default=0)
             free_w = (area.width() - margins.left() - margins.right() - header_w - spacing * columns) / columns
             free_h = (area.height() - margins.top() - margins.bottom() - header_h - spacing * rows) / rows
             scale = min((free_w - extra.width()) / w, (free_h - extra.height()) / h)
             scale = min(max(scale, MIN_BOX / max(w, h)), MAX_BOX / max(w, h))
+            caption = min(caption, int(free_w) - extra.width())  # room for the caption, not a scroll bar
         # Rounded down (with a hair of slack against float error), so a grid that fits gets no scroll bar.
         box = QSize(max(1, int(w * scale + 1e-6)), max(1, int(h * scale + 1e-6)))
-        if box != self._box or force:
-            self._box = box
+        width = max(box.width(), caption)
+        if box != self._box or width != self._width or force:
+            self._box, self._width = box, width
             for cell in cells:
-                cell.set_geometry_of(QSize(w, h), box)
+                cell.set_geometry_of(QSize(w, h), box, width)
         if force or self._wanted_level() != self._level:
             self.recomposite()
 

@@ -281,7 +281,7 @@ class CompareView(QWidget):
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() in (QEvent.Type.Paint, QEvent.Type.Resize) and not self._pull_due:
             self._pull_due = True
-            QTimer.singleShot(0, self._pull)  # after the paint: many changes, one update
+            QTimer.singleShot(0, self, self._pull)  # after the paint: many changes, one update
         return False
 
     def _pull(self) -> None:
@@ -387,7 +387,7 @@ class CompareView(QWidget):
     def _fit_later(self) -> None:
         if self._cell_size is None and not self._fit_due:
             self._fit_due = True
-            QTimer.singleShot(0, self._fit)
+            QTimer.singleShot(0, self, self._fit)
 
 
 class _ScrollArea(QScrollArea):

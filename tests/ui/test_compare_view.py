@@ -316,11 +316,17 @@ def test_dimensions_swap_and_layer_rows_come_from_the_model(setup, demo):
     box.setCurrentIndex(box.findData("layer"))
     box.activated.emit(box.currentIndex())
     assert (view.grid().rows, view.grid().columns) == ("layer", "method")
-    # The values menu: checking another method adds a column.
-    action = next(a for a in view.columns_picker.menu.actions() if a.data() == "hirescam")
-    action.trigger()
+    # The values menu: a click on another method adds a column, and the menu stays open for more.
+    menu = view.columns_picker.menu
+    menu.popup(view.columns_picker.button.mapToGlobal(QPoint(0, view.columns_picker.button.height())))
+    action = next(a for a in menu.actions() if a.data() == "hirescam")
+    QTest.mouseClick(menu, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     menu.actionGeometry(action).center())
+    assert action.isChecked() and menu.isVisible()
     assert view.grid().column_values == ("gradcam", "hirescam")
     assert [len(row) for row in view.cells()] == [2, 2, 2]
+    assert view.columns_picker.button.text() == "2 methods"
+    menu.close()
 
 
 def test_classes_follow_a_new_picture_until_the_user_picks_them():
