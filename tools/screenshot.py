@@ -2,6 +2,7 @@
 
     python tools/screenshot.py [--out docs/screenshot.png] [--size 1280x800] [--model demo]
                                [--mode overlay|heatmap|original|side] [--class NAME] [--dark]
+                               [--method NAME] [--versus NAME | --against] [--help-dialog]
 
 Runs offscreen with its own empty settings, so the picture never depends on the machine's saved
 window layout. The README shows the result.
@@ -61,6 +62,9 @@ def main() -> int:
     parser.add_argument("--dark", action="store_true", help="render with a dark palette (as a dark desktop would)")
     parser.add_argument("--mode", default="overlay", help="view mode: overlay, heatmap, original or side")
     parser.add_argument("--class", dest="class_name", help="explain (and keep) this class instead of the top one")
+    parser.add_argument("--method", help="CAM method, as in the window's Method box (gradcam, gradcam++, …)")
+    parser.add_argument("--versus", help="explain the class rather than this one")
+    parser.add_argument("--against", action="store_true", help="explain what speaks against the class")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
 
@@ -102,6 +106,16 @@ def main() -> int:
             return 1
         window.keep_class(names.index(args.class_name))
         loop.exec()
+    if (args.method or args.versus or args.against) and not errors:
+        if args.method and not window.choice.set_method(args.method):
+            print(f"screenshot: no method {args.method!r}", file=sys.stderr)
+            window.close()
+            return 1
+        if args.versus or args.against:
+            names = window.model_info()["class_names"]
+            window.ui.score_choice.set_score(names.index(args.versus) if args.versus in names else None, args.against)
+            window.choice.changed.emit()
+        loop.exec()
     window.set_view_mode(args.mode)
     if errors or not shown:
         print("screenshot: " + (errors[0] if errors else "no map was shown in time"), file=sys.stderr)
@@ -117,7 +131,7 @@ def main() -> int:
     window.close()
     last = shown[-1]
     print(f"screenshot: {out} ({width}x{height}), showing {Path(last.image).name}: "
-          f"{last.class_name} at {last.layer}" if ok else "screenshot: could not save")
+          f"{last.class_name} at {last.layer}, {last.method}, {last.score_kind}" if ok else "screenshot: could not save")
     return 0 if ok else 1
 
 

@@ -8,10 +8,24 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
-from gradcam_desktop.core import annotate
+from gradcam_desktop.core import annotate, cams
 from gradcam_desktop.core.types import MapResult
 
-__all__ = ["CaptionBar"]
+__all__ = ["CaptionBar", "pane_title"]
+
+
+def pane_title(result: MapResult) -> str:
+    """The map pane's title in side-by-side view: what the map explains, in a few words."""
+    if not result.method or result.method not in cams.METHODS or cams.METHODS[result.method].class_specific:
+        if result.score_kind == "counterfactual":
+            text = f"Evidence against '{result.class_name}'"
+        elif result.score_kind == "versus":
+            text = f"'{result.class_name}' rather than '{result.versus_name}'"
+        else:
+            text = f"Evidence for '{result.class_name}'"
+    else:
+        text = "Main pattern (no class)"
+    return text if result.method == "gradcam" else f"{annotate.method_title(result.method)}: {text}"
 
 
 class CaptionBar(QLabel):

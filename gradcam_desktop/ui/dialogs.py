@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QProgressDialog, QWidget
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QInputDialog, QMessageBox, QProgressDialog,
+                               QTextBrowser, QVBoxLayout, QWidget)
 
 from gradcam_desktop.core.images import IMAGE_EXTENSIONS
 from gradcam_desktop.core.types import ZOO_PREFIX
@@ -30,13 +31,55 @@ IMAGE_FILTER = "Images ({});;All files (*)".format(" ".join(f"*{e}" for e in sor
 HELP_TITLE = "What am I looking at?"
 HELP_TEXT = """\
 <h3>The heat map</h3>
-<p>The colours laid over the picture are a <b>Grad-CAM</b> map. They show which parts of the
-image made the model lean towards the class named above the picture. The legend under the
-picture runs from <b>0</b> (no evidence) to <b>this map's maximum</b>: every map is scaled to its
-own maximum, so red means "the most of this map", never the same amount in two maps. A class
-the model finds <b>unlikely</b> still gets red spots: they show where the evidence <i>would</i> be.
-The map shows <i>where the model looked</i>, not whether it is right: a hot spot on the
-background, a ruler or a text label often means the model learned a shortcut.</p>
+<p>The colours laid over the picture show which parts of the image made the model lean towards
+the class named above the picture. The legend under the picture runs from <b>0</b> (no evidence)
+to <b>this map's maximum</b>: every map is scaled to its own maximum, so red means "the most of
+this map", never the same amount in two maps. The map shows <i>where the model looked</i>, not
+whether it is right: a hot spot on the background, a ruler or a text label often means the model
+learned a shortcut.</p>
+<h3>Methods</h3>
+<p>The <b>Method</b> box (above the classes) chooses how the map is computed. All but two start
+from the same thing: a layer's feature maps and how much each position of each feature map
+raises the class's score (its <i>gradient</i>).</p>
+<ul>
+<li><b>Grad-CAM</b>: weighs each feature map by its average gradient. Broad, stable, the usual
+first look.</li>
+<li><b>Grad-CAM++</b>: like Grad-CAM, but counts positive gradients position by position;
+tends to cover several objects of the same class better.</li>
+<li><b>HiResCAM</b>: gradient times feature map at each position, then summed: exactly what
+raised the score, sharper and noisier.</li>
+<li><b>Grad-CAM element-wise</b>: like HiResCAM, but only positive contributions count.</li>
+<li><b>XGrad-CAM</b>: Grad-CAM with weights normalised by each feature map's size.</li>
+<li><b>LayerCAM</b>: keeps only positive gradients, per position; finer detail, useful on
+earlier layers.</li>
+<li><b>Eigen-CAM</b>: no gradients, no class: the main pattern of the layer's feature maps.
+It is <b>the same map for every class</b> and every score.</li>
+<li><b>Score-CAM</b>: no gradients: masks the picture with each feature map and asks the model
+how much of the score remains. It runs the model once per feature map, so it takes a while
+(progress in the status bar); clicking elsewhere stops it.</li>
+</ul>
+<h3>Evidence for, rather than, against</h3>
+<p>Under the classes, <b>Evidence</b> chooses the question the map answers. <b>For the class</b>:
+what in the picture raises its score. <b>For it, rather than</b> another class: what raises its
+score <i>more</i> than the other's, the parts that tell the two apart (what the two classes
+share tends to fade). <b>Against the class</b>: what lowers its score, the evidence
+the model saw for something else.</p>
+<h3>When not to trust a map</h3>
+<ul>
+<li><b>Methods disagree</b>: if Grad-CAM, Grad-CAM++ and Score-CAM point at different places,
+no one of them is "the" explanation; trust only what they share.</li>
+<li><b>Eigen-CAM</b> cannot tell you anything about a particular class: it looks the same
+whichever class you pick.</li>
+<li><b>A flat map</b> (the caption says so): nothing at this layer speaks for the class; the
+colours are noise scaled up.</li>
+<li><b>An unlikely class</b> (below 5 %) still gets red spots: they show where the evidence
+<i>would</i> be, not that it is there.</li>
+<li><b>Rather than / against</b> maps answer a narrower question: a cold area there does not
+mean the model ignored it, only that it does not tell the two classes apart (or does not speak
+against the class).</li>
+<li>Maps at late layers are coarse (the grid may be 7 × 7 for a whole photo); a precise edge in
+the overlay is the upsampling, not the model.</li>
+</ul>
 <h3>Classes</h3>
 <p>The <b>Classes</b> list shows what the model thinks the picture is, most likely first, with
 its probability. Click any class to see the evidence for that class, even one the model did not
@@ -49,8 +92,9 @@ layer: by default the last one that still has a grid (shown in bold), which is t
 Layers marked with a coloured square can show a map; grey layers cannot (they no longer have a
 grid). Use the Up and Down keys in the list to step through the layers.</p>
 <h3>Handy keys</h3>
-<p>Left/Right (or A/D): previous/next picture, keeping layer, class and view settings.
-Ctrl+wheel: zoom. Ctrl+C: copy the overlay. Ctrl+S: save it with its settings.</p>
+<p>Left/Right (or A/D): previous/next picture, keeping layer, class, method and view settings.
+Ctrl+wheel: zoom. Ctrl+C: copy the overlay. Ctrl+S: save it with its settings (the method and
+the score are written into the sidecar file).</p>
 """
 
 
@@ -128,9 +172,30 @@ def download_progress(parent: QWidget, title: str, on_cancel: Callable[[], None]
     return dialog
 
 
-def show_help(parent: QWidget) -> QMessageBox | None:
-    """The plain-language explanation of Grad-CAM, layers and classes."""
-    return show_message(parent, HELP_TITLE, HELP_TEXT, icon=QMessageBox.Icon.Information)
+def show_help(parent: QWidget) -> QDialog | None:
+    """The plain-language explanation of the map, the methods, the scores, classes and layers.
+
+    A non-modal window with a scrolling text (objectName "helpText"): it is longer than a
+    message box can show, and the user may want to read it beside the map.
+    """
+    if not dialogs_enabled():
+        return None
+    dialog = QDialog(parent)
+    dialog.setWindowTitle(HELP_TITLE)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    text = QTextBrowser()
+    text.setObjectName("helpText")
+    text.setHtml(HELP_TEXT)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+    buttons.rejected.connect(dialog.close)
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(text)
+    layout.addWidget(buttons)
+    em, line = dialog.fontMetrics().horizontalAdvance("M"), dialog.fontMetrics().height()
+    screen = (parent.screen() if parent is not None else dialog.screen()).availableGeometry()
+    dialog.resize(min(44 * em, int(screen.width() * 0.9)), min(48 * line, int(screen.height() * 0.85)))
+    dialog.show()
+    return dialog
 
 
 def about_text(versions: dict) -> str:

@@ -119,6 +119,17 @@ def display_bytes(display: np.ndarray) -> np.ndarray:
     return np.round(np.clip(display, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def copy_shown(window, image: dict | None, result: MapResult | None, style: OutputStyle) -> None:
+    """Put the map on ``window``'s screen on the clipboard at the picture's size (decorated if asked)."""
+    from gradcam_desktop.ui import clipboard  # here: clipboard imports this module
+
+    if result is None or image is None:
+        window.set_status("There is no map to copy yet.")
+        return
+    clipboard.put_picture(picture(image["rgb"], result, style))
+    window.set_status("Overlay copied to the clipboard.")
+
+
 def export_shown(window, path: str | Path, image: dict | None, result: MapResult | None,
                  style: OutputStyle) -> Path | None:
     """Write the map on ``window``'s screen (``write_export``); errors go to the user, not up. The overlay's path."""

@@ -56,10 +56,12 @@ class ExportAllRun(QObject):
         worker.failed.connect(self._on_failed)
 
     def start(self, image_keys: list[str], *, layer: str | None, class_index: int | None,
-              style: OutputStyle, method: str = "gradcam") -> int:
-        """Ask the worker for the job; returns its id."""
+              style: OutputStyle, method: str = "gradcam", versus: int | None = None,
+              counterfactual: bool = False) -> int:
+        """Ask the worker for the job (the score only when it is not the class's own); returns its id."""
+        score = {"versus": versus} if versus is not None else {"counterfactual": True} if counterfactual else {}
         self.job_id = self._worker.export_all(image_keys, self.folder, layer=layer, class_index=class_index,
-                                              style=style, method=method)
+                                              style=style, method=method, **score)
         return self.job_id
 
     def cancel(self) -> None:
@@ -117,8 +119,12 @@ def report_text(summary: dict) -> str:
 
 
 def start_export_all(window: Any, folder: str | Path, *, layer: str | None, class_index: int | None,
+                     method: str = "gradcam", versus: int | None = None, counterfactual: bool = False,
                      style: OutputStyle | None = None, decorate: Decorate | None = None) -> ExportAllRun:
     """Export every picture of ``window`` into ``folder`` with a cancellable progress dialog.
+
+    ``method``, ``versus`` and ``counterfactual`` are the window's map choice (the sidecars and
+    results.csv record them, as ``gradcam batch`` does).
 
     ``style`` (default ``window.output_style()``: the window's alpha, colormap and sidecar
     extras) says how the pictures look; ``decorate(picture_rgb, result) -> rgb`` (e.g.
@@ -150,5 +156,6 @@ def start_export_all(window: Any, folder: str | Path, *, layer: str | None, clas
 
     run.progressed.connect(lambda done, total, _name: window.set_status(f"Exporting {done} of {total}…"))
     run.finished.connect(report)
-    run.start([image["key"] for image in images], layer=layer, class_index=class_index, style=style)
+    run.start([image["key"] for image in images], layer=layer, class_index=class_index, style=style, method=method,
+              versus=versus, counterfactual=counterfactual)
     return run

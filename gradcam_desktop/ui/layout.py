@@ -1,5 +1,6 @@
-"""The window's layout: caption and image view in the middle, Layers/Classes/Images docks, the map
-controls under the picture, toolbar and status bar.
+"""The window's layout: caption and image view in the middle, Layers/Classes/Images docks (the
+Classes dock also holds the method picker above the list and the score choice under it), the map
+controls under the picture, toolbar and status bar (with Score-CAM's progress).
 
 ``build_widgets`` returns them as one ``Widgets`` record (``MainWindow.ui``): the window wires
 them, tests and scripts find them there, and nothing is set on the window behind its back.
@@ -11,8 +12,8 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QKeyEvent
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QHBoxLayout, QLabel, QMainWindow, QSizePolicy, QSlider,
-                               QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QHBoxLayout, QLabel, QMainWindow, QProgressBar, QSizePolicy,
+                               QSlider, QToolBar, QVBoxLayout, QWidget)
 
 from gradcam_desktop.core.overlay import COLORMAPS
 from gradcam_desktop.ui.caption import CaptionBar
@@ -21,6 +22,7 @@ from gradcam_desktop.ui.colorbar import ColorBar
 from gradcam_desktop.ui.image_strip import ImageStrip
 from gradcam_desktop.ui.image_view import ImageView
 from gradcam_desktop.ui.layer_tree import LayerTreeView
+from gradcam_desktop.ui.score_choice import MethodBox, ScoreChoice
 from gradcam_desktop.ui.status_text import hover_value
 
 __all__ = ["Widgets", "build_toolbar", "build_widgets"]
@@ -37,12 +39,15 @@ class Widgets:
     caption: CaptionBar
     layer_tree: LayerTreeView
     class_list: ClassListWidget
+    method_box: MethodBox
+    score_choice: ScoreChoice
     strip: ImageStrip
     alpha_slider: QSlider
     alpha_label: QLabel
     colormap_box: QComboBox
     colorbar: ColorBar
     status_label: QLabel
+    map_progress: QProgressBar
     prediction_label: QLabel
     time_label: QLabel
     value_label: QLabel
@@ -80,8 +85,8 @@ class Widgets:
         """
         cap = int(window.width() * MAX_DOCK_SHARE)
         docks, sizes = [], []
-        for dock, needed in ((self.layers_dock, self.layer_tree.content_width()),
-                             (self.classes_dock, self.class_list.content_width())):
+        classes = max(self.class_list.content_width(), self.score_choice.minimumSizeHint().width())
+        for dock, needed in ((self.layers_dock, self.layer_tree.content_width()), (self.classes_dock, classes)):
             want = min(needed + _dock_frame(dock), cap)
             if dock.isVisible() and not dock.isFloating() and dock.width() < want:
                 docks.append(dock)
@@ -118,6 +123,7 @@ def build_widgets(window: QMainWindow) -> Widgets:
     class_list.setToolTip("What the model thinks the picture shows. Click a class to see "
                           "the evidence for it, and to keep it on the next pictures.")
     strip = ImageStrip()
+    method_box, score_choice = MethodBox(), ScoreChoice()
     # A floor for an empty window; fit_docks widens the docks to their content once it is known.
     em = window.fontMetrics().horizontalAdvance("M")
     layer_tree.setMinimumWidth(16 * em)
@@ -125,7 +131,8 @@ def build_widgets(window: QMainWindow) -> Widgets:
     docks = []
     for title, name, widget, area in (
             ("Layers", "layersDock", layer_tree, Qt.DockWidgetArea.LeftDockWidgetArea),
-            ("Classes", "classesDock", class_list, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("Classes", "classesDock", _classes_panel(method_box, class_list, score_choice),
+             Qt.DockWidgetArea.RightDockWidgetArea),
             ("Images", "imagesDock", strip, Qt.DockWidgetArea.BottomDockWidgetArea)):
         dock = QDockWidget(title, window)
         dock.setObjectName(name)
@@ -146,20 +153,45 @@ def build_widgets(window: QMainWindow) -> Widgets:
     colormap_box.setObjectName("colormapBox")
     colormap_box.addItems(list(COLORMAPS))
     colormap_box.setToolTip("The colours used for the map")
-    ui = Widgets(view=ImageView(), caption=CaptionBar(), layer_tree=layer_tree, class_list=class_list, strip=strip,
-                 alpha_slider=alpha_slider, alpha_label=alpha_label, colormap_box=colormap_box, colorbar=ColorBar(),
-                 status_label=QLabel(), prediction_label=QLabel(), time_label=QLabel(), value_label=QLabel(),
+    progress = QProgressBar()
+    progress.setObjectName("mapProgress")
+    progress.setMaximumWidth(14 * em)
+    progress.setToolTip("How far the map being computed is (Score-CAM runs the model once per feature map)")
+    ui = Widgets(view=ImageView(), caption=CaptionBar(), layer_tree=layer_tree, class_list=class_list,
+                 method_box=method_box, score_choice=score_choice, strip=strip, alpha_slider=alpha_slider,
+                 alpha_label=alpha_label, colormap_box=colormap_box, colorbar=ColorBar(), status_label=QLabel(),
+                 map_progress=progress, prediction_label=QLabel(), time_label=QLabel(), value_label=QLabel(),
                  layers_dock=docks[0], classes_dock=docks[1], images_dock=docks[2])
     window.setCentralWidget(_central(ui))
     ui.wire_map_controls()
     ui.status_label.setObjectName("statusMessage")
     window.statusBar().addWidget(ui.status_label, 1)
+    window.statusBar().addPermanentWidget(ui.map_progress)
     for label, tip in ((ui.prediction_label, "The class the model finds most likely"),
                        (ui.time_label, "How long the last map took to compute"),
                        (ui.value_label, "The map value under the mouse pointer (0 = none, 1 = this map's maximum)")):
         label.setToolTip(tip)
         window.statusBar().addPermanentWidget(label)
     return ui
+
+
+def _classes_panel(method_box: MethodBox, class_list: ClassListWidget, score_choice: ScoreChoice) -> QWidget:
+    """The Classes dock: how the map is computed (method) above the classes, which score under them."""
+    panel = QWidget()
+    panel.setObjectName("classesPanel")
+    row = QHBoxLayout()
+    row.setContentsMargins(6, 6, 6, 2)
+    label = QLabel("Method")
+    label.setBuddy(method_box)
+    row.addWidget(label)
+    row.addWidget(method_box, 1)
+    layout = QVBoxLayout(panel)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(0)
+    layout.addLayout(row)
+    layout.addWidget(class_list, 1)
+    layout.addWidget(score_choice)
+    return panel
 
 
 def _central(ui: Widgets) -> QWidget:

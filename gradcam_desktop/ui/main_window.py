@@ -1,7 +1,7 @@
 """The main window: wiring only. Every model call goes through the worker thread.
 
-Request flow: a user action updates the window's state (image, layer, class) and asks the
-worker for a map; the worker answers with the request id and a ``MapResult``, and only the
+Request flow: a user action updates the window's state (image, layer, class; method and score in
+``map_choice``) and asks the worker for a map; the worker answers with the request id and a ``MapResult``, and only the
 newest request's answer is shown. Alpha, colormap, view mode and zoom never ask the worker.
 Widgets come from ``layout`` (``self.ui``), actions and menus from ``actions``; ``dnd``,
 ``clipboard``, ``dialogs``, ``opening`` and ``export`` hold the rest of the behaviour.
@@ -21,9 +21,10 @@ from PySide6.QtWidgets import QApplication, QMainWindow, QWidget
 from gradcam_desktop import __version__
 from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.types import MapResult, ModelSpec
-from gradcam_desktop.ui import actions, clipboard, dialogs, dnd, export, layout, status_text
+from gradcam_desktop.ui import actions, caption, clipboard, dialogs, dnd, export, layout, status_text
 from gradcam_desktop.ui.export_all import ExportAllRun, start_export_all
 from gradcam_desktop.ui.layer_tree import nodes_by_path
+from gradcam_desktop.ui.map_choice import MapChoice, MapProgress
 from gradcam_desktop.ui.opening import ModelOpener, PictureOpener
 from gradcam_desktop.ui.settings import Settings
 from gradcam_desktop.ui.worker import GradCamWorker
@@ -62,6 +63,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self._batch: ExportAllRun | None = None
         self._closed = False
         self.ui = layout.build_widgets(self)
+        self.choice = MapChoice(self.ui.method_box, self.ui.score_choice, self.settings, self)
         self._opener = ModelOpener(self)
         self._pictures = PictureOpener(self)
         self.acts = actions.build_actions(self)
@@ -69,8 +71,9 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self.setAcceptDrops(True)  # dnd.DropTarget's overrides handle the drops
         self._wire()
         self._fill_recent_menu()
-        self._restore()
+        self.settings.restore_window(self)
         self.worker = GradCamWorker(self)
+        self.map_progress = MapProgress(self.worker, self.ui.map_progress, lambda: self._want, self)
         self._connect_worker()
         self._set_engine_ready(False)
         # Started from the event loop, not here: building the window never waits for (or races
@@ -85,16 +88,8 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         ui.class_list.classChosen.connect(self.keep_class)  # any click on a class, even the one shown
         ui.class_list.followTopChosen.connect(self.follow_top_class)
         ui.strip.imageChosen.connect(self.show_image)
+        self.choice.changed.connect(self._request_map)
         self.acts.burn_in.toggled.connect(self.settings.set_burn_in)
-
-    def _restore(self) -> None:
-        geometry, state = self.settings.geometry(), self.settings.state()
-        if geometry is None or not self.restoreGeometry(geometry):
-            self.resize(1280, 800)
-        if state is not None:
-            self.restoreState(state)  # dock widths are checked against their content once shown
-        self.ui.set_map_controls(self.settings.alpha(), self.settings.colormap())
-        self.acts.burn_in.setChecked(self.settings.burn_in())
 
     def _connect_worker(self) -> None:
         w = self.worker
@@ -137,7 +132,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         if not self._model or not self._images:
             self.show_error("Open a model and some pictures before exporting them.")
             return None
-        self._batch = start_export_all(self, folder, layer=self._layer, class_index=self._class)
+        self._batch = start_export_all(self, folder, layer=self._layer, class_index=self._class, **self.choice.options())
         return self._batch
 
     def images(self) -> list[dict]:
@@ -162,6 +157,10 @@ class MainWindow(dnd.DropTarget, QMainWindow):
     def kept_class(self) -> int | None:
         """The class kept from picture to picture, or None when each picture's top class is shown."""
         return self._class
+
+    def map_choice(self) -> dict:
+        """The method and score maps are asked with: {"method", "versus", "counterfactual"}."""
+        return self.choice.options()
 
     # -- commands ------------------------------------------------------------------------------
     def show_image(self, index: int) -> None:
@@ -211,12 +210,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
 
     def copy_overlay(self) -> None:
         """Copy the overlay at the picture's full size (with its caption if burning in is on)."""
-        image, result = self.current_image(), self._shown
-        if result is None or image is None:
-            self.set_status("There is no map to copy yet.")
-            return
-        clipboard.put_picture(export.picture(image["rgb"], result, self.output_style()))
-        self.set_status("Overlay copied to the clipboard.")
+        export.copy_shown(self, self.current_image(), self._shown, self.output_style())
 
     def show_error(self, message: str, title: str = "Grad-CAM Desktop") -> None:
         """Tell the user (status bar + non-blocking dialog) and emit ``errorShown``."""
@@ -247,6 +241,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         ui.layer_tree.set_layers(info["layers"], info["default_layer"])
         ui.class_list.set_classes(info["class_names"])
         ui.class_list.set_kept(False)
+        self.choice.set_classes(info["class_names"])
         self.settings.add_recent_model(info["source"])
         self._fill_recent_menu()
         self.setWindowTitle(f"{info['display_name']} — Grad-CAM Desktop")
@@ -278,6 +273,8 @@ class MainWindow(dnd.DropTarget, QMainWindow):
                               preprocess=result.preprocess or model.get("preprocess"))
         ui = self.ui
         ui.view.set_map(result.display)
+        self.map_progress.clear()
+        self.choice.shown(result)
         names = model.get("class_names", [])
         if (result.image_key, result.generation) != self._probabilities_for and len(names) == len(result.probabilities):
             self._probabilities_for = (result.image_key, result.generation)
@@ -297,6 +294,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         elif self._pictures.failed(request, message):
             return
         elif request == self._want:
+            self.map_progress.clear()
             if self._shown is not None and self._layer != self._shown.layer:
                 self._layer = self._shown.layer  # no map at the new layer: the tree goes back to the shown one
                 self.ui.layer_tree.show_path(self._layer)
@@ -334,13 +332,13 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         image = self.current_image()
         if self._model is None or image is None:
             return
-        self._want = self.worker.explain(image["key"], self._layer, self._class)
+        self._want = self.worker.explain(image["key"], self._layer, self._class, **self.choice.options())
 
     def _show_result(self, result: MapResult | None) -> None:
         """The map's words: the caption above the picture and the titles of side-by-side panes."""
         self._shown = result
         self.ui.caption.set_result(result)
-        self.ui.view.set_pane_titles(("Picture", f"Evidence for '{result.class_name}'") if result else None)
+        self.ui.view.set_pane_titles(("Picture", caption.pane_title(result)) if result else None)
 
     def _set_engine_ready(self, ready: bool) -> None:
         self._ready = ready
@@ -348,6 +346,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
             action.setEnabled(ready)
         self.ui.layer_tree.setEnabled(ready)
         self.ui.class_list.setEnabled(ready)
+        self.choice.set_enabled(ready)
         if not ready:
             self.set_status("Starting TensorFlow…")
         elif not self._opener.waiting() and self._model is None:
@@ -366,10 +365,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self._fit_docks_later()  # a restored state may come from a smaller window
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self.settings.save_window(self.saveGeometry(), self.saveState())
-        self.settings.set_alpha(self.ui.alpha_slider.value())
-        self.settings.set_colormap(self.ui.colormap_box.currentText())
-        self.settings.sync()
+        self.settings.remember_window(self)
         self.shutdown()
         super().closeEvent(event)
 

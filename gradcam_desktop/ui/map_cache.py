@@ -1,6 +1,6 @@
 """The worker's bounded cache of computed maps: an LRU with byte accounting.
 
-Keys are ``map_key(image key, model generation, layer, class index, method)``; values are the
+Keys are ``map_key(image key, model generation, layer, class index, method, score)``; values are the
 ``MapResult``s the worker emits, whose ``raw`` and ``display`` arrays are what the bytes count
 (maps at image resolution can weigh tens of MB each). Kept apart from worker.py so the thread
 module reads as the loop and its handlers, and so the eviction rule is one small class of its
@@ -13,12 +13,24 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-__all__ = ["MapCache", "map_key", "result_bytes"]
+__all__ = ["MapCache", "map_key", "result_bytes", "score_key"]
 
 
-def map_key(image_key: str, generation: int, layer: str, class_index: int, method: str) -> tuple:
-    """The cache key of one map: everything that changes the map (the model by its generation)."""
-    return (image_key, int(generation), layer, int(class_index), method)
+def score_key(versus: int | None = None, counterfactual: bool = False) -> str | tuple[str, int]:
+    """Which score a map explains, as a key: "class", ("versus", B) or "counterfactual"."""
+    if counterfactual:
+        return "counterfactual"
+    return "class" if versus is None else ("versus", int(versus))
+
+
+def map_key(image_key: str, generation: int, layer: str, class_index: int, method: str,
+            versus: int | None = None, counterfactual: bool = False) -> tuple:
+    """The cache key of one map: everything that changes the map (the model by its generation).
+
+    Method and score are part of it: Grad-CAM++ of 'star' versus 'circle' is another map than
+    Grad-CAM of 'star', though the engine may reuse the same capture for both.
+    """
+    return (image_key, int(generation), layer, int(class_index), method, score_key(versus, counterfactual))
 
 
 def result_bytes(result: Any) -> int:

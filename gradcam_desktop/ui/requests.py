@@ -12,6 +12,7 @@ compare them without a thread. ``gradcam_desktop.ui.worker`` re-exports the data
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,8 @@ from typing import Any
 
 from gradcam_desktop.ui.map_cache import map_key
 
-__all__ = ["CancelJob", "Explain", "ExportAll", "LoadImages", "LoadModel", "Precompute", "Shutdown",
-           "expand_sources"]
+__all__ = ["CancelJob", "Explain", "ExplainGrid", "ExportAll", "LoadImages", "LoadModel", "MapSpec", "Precompute",
+           "Shutdown", "decode_source", "expand_sources"]
 
 _ids = itertools.count(1)
 
@@ -47,12 +48,42 @@ class LoadImages:
     id: int = field(default_factory=_next_id)
 
 
+@dataclass(frozen=True)
+class MapSpec:
+    """Which map: picture, layer (None: the default), class (None: the top one), method and score.
+
+    The score is the class logit (default), ``versus`` B (y_c − y_B: "why c rather than B") or
+    ``counterfactual`` (−y_c: "what speaks against c"); see ``core.types.Target``.
+    """
+
+    image_key: str
+    layer: str | None
+    class_index: int | None
+    method: str = "gradcam"
+    versus: int | None = None
+    counterfactual: bool = False
+
+    def key(self, generation: int) -> tuple | None:
+        """The cache key (``map_key``); None while the layer or class is still to be resolved."""
+        if self.layer is None or self.class_index is None:
+            return None
+        return map_key(self.image_key, generation, self.layer, self.class_index, self.method, self.versus,
+                       self.counterfactual)
+
+    def score_options(self) -> dict:
+        """The engine's keyword arguments for the score; empty for the class logit (the engine's default)."""
+        if self.counterfactual:
+            return {"counterfactual": True}
+        return {} if self.versus is None else {"versus": int(self.versus)}
+
+
 @dataclass
 class Explain:
     """Compute (or fetch from the cache) one map. ``class_index`` None = the top class.
 
     ``supersedable=False`` exempts a request from newest-request-wins (a script that needs every
-    one of its maps even if the user clicks around meanwhile).
+    one of its maps even if the user clicks around meanwhile). A newer supersedable request also
+    cancels a Score-CAM map still being computed for an older one.
     """
 
     image_key: str
@@ -60,6 +91,25 @@ class Explain:
     class_index: int | None
     supersedable: bool = True
     method: str = "gradcam"
+    versus: int | None = None
+    counterfactual: bool = False
+    id: int = field(default_factory=_next_id)
+
+    @property
+    def spec(self) -> MapSpec:
+        return MapSpec(self.image_key, self.layer, self.class_index, self.method, self.versus, self.counterfactual)
+
+
+@dataclass
+class ExplainGrid:
+    """Maps for several ``MapSpec``s at once (the compare grid); a newer grid supersedes it.
+
+    Each map arrives as ``cellReady(id, cell index, MapResult)``, in order; the grid's progress as
+    ``jobProgress`` and its end as ``jobFinished`` with this id.
+    """
+
+    cells: list[MapSpec]
+    supersedable: bool = True
     id: int = field(default_factory=_next_id)
 
 
@@ -73,6 +123,8 @@ class ExportAll:
     class_index: int | None
     style: Any  # core.batch.OutputStyle
     method: str = "gradcam"
+    versus: int | None = None
+    counterfactual: bool = False
     id: int = field(default_factory=_next_id)
 
 
@@ -93,14 +145,31 @@ class Precompute:
     layer: str
     class_indices: list[int]
     method: str = "gradcam"
+    versus: int | None = None
+    counterfactual: bool = False
 
     def next_class(self, cached: Container[tuple]) -> int | None:
-        """Pop class indices until one whose map key (``map_key``) is not in ``cached``; None when none is left."""
+        """Pop class indices until one whose map key (``map_key``) is not in ``cached``; None when none is left.
+
+        With a ``versus`` class, that class itself is skipped (c versus c is no question).
+        """
         while self.class_indices:
             class_index = self.class_indices.pop(0)
-            if map_key(self.image_key, self.generation, self.layer, class_index, self.method) not in cached:
+            if class_index == self.versus:
+                continue
+            if self.spec(class_index).key(self.generation) not in cached:
                 return class_index
         return None
+
+    @classmethod
+    def after(cls, spec: MapSpec, result: Any, generation: int, top: int) -> Precompute:
+        """The plan once ``result`` (the map of ``spec``) is shown: the same map for the ``top`` classes."""
+        return cls(spec.image_key, generation, result.layer, [index for index, _n, _p in result.prediction.top[:top]],
+                   spec.method, spec.versus, spec.counterfactual)
+
+    def spec(self, class_index: int) -> MapSpec:
+        """The map this plan wants for ``class_index``."""
+        return MapSpec(self.image_key, self.layer, class_index, self.method, self.versus, self.counterfactual)
 
 
 @dataclass
@@ -132,3 +201,19 @@ def expand_sources(sources: Iterable[Any], find_images: Callable[[list], list]) 
         except GradCamError as exc:
             problems.append((Path(source).name or str(source), str(exc)))
     return inputs, problems
+
+
+def decode_source(load_image: Callable[..., Any], label: str, data: Any, log_hint: str = "") -> tuple[Any, str]:
+    """(picture, "") or (None, why it could not be opened): one bad file must not stop the others.
+
+    ``load_image`` is ``core.images.load_image``; ``log_hint`` ends the message of an unexpected error.
+    """
+    from gradcam_desktop.core.errors import GradCamError
+
+    try:
+        return load_image(data, name=label), ""
+    except GradCamError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - a decoder bug is this file's problem, logged
+        logging.getLogger(__name__).error("unexpected error decoding %s", label, exc_info=exc)
+        return None, f"Unexpected error: {exc}{log_hint}"

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from gradcam_desktop.core.cams import METHODS
 from gradcam_desktop.ui.applog import APPLICATION, ORGANIZATION
 
 MAX_RECENT = 8
 DEFAULT_ALPHA = 50
 DEFAULT_COLORMAP = "jet"
+DEFAULT_METHOD = "gradcam"
 
 
 class Settings:
@@ -62,6 +65,14 @@ class Settings:
     def set_colormap(self, name: str) -> None:
         self._qs.setValue("view/colormap", name)
 
+    def method(self) -> str:
+        """The CAM method last chosen (a name of ``core.cams.METHODS``; unknown names fall back to Grad-CAM)."""
+        name = str(self._qs.value("view/method", DEFAULT_METHOD) or DEFAULT_METHOD)
+        return name if name in METHODS else DEFAULT_METHOD
+
+    def set_method(self, name: str) -> None:
+        self._qs.setValue("view/method", name)
+
     def burn_in(self) -> bool:
         """Whether exported and copied pictures get the caption and colour legend burnt in."""
         return str(self._qs.value("export/burn_in", "false")).lower() in ("true", "1")
@@ -83,3 +94,20 @@ class Settings:
 
     def sync(self) -> None:
         self._qs.sync()
+
+    def restore_window(self, window: Any) -> None:
+        """Size, docks, opacity, colours and burn-in of ``window`` (a MainWindow) as last left."""
+        geometry, state = self.geometry(), self.state()
+        if geometry is None or not window.restoreGeometry(geometry):
+            window.resize(1280, 800)
+        if state is not None:
+            window.restoreState(state)  # dock widths are checked against their content once shown
+        window.ui.set_map_controls(self.alpha(), self.colormap())
+        window.acts.burn_in.setChecked(self.burn_in())
+
+    def remember_window(self, window: Any) -> None:
+        """Save what ``restore_window`` restores (the method is saved when chosen)."""
+        self.save_window(window.saveGeometry(), window.saveState())
+        self.set_alpha(window.ui.alpha_slider.value())
+        self.set_colormap(window.ui.colormap_box.currentText())
+        self.sync()

@@ -11,12 +11,15 @@ state for the worker's whole life. TensorFlow, Keras and the engine are imported
 Rules the window relies on (the ordering ones are ``scheduler.py``'s, tested without a thread):
 
 * every request gets an int id (returned by the call) and its results carry it back, so the
-  window can drop stale ones; of several queued ``Explain``s only the newest runs;
+  window can drop stale ones; of several queued ``Explain``s only the newest runs, and it
+  cancels a Score-CAM map still being made for an older one (``jobs.MapJob``, one batch of
+  masks per step: the click waits for at most one batch);
 * **user requests go first**: background jobs (``jobs.py``: precompute of the top classes,
   tracing the neighbouring layers, Export All) advance one small step at a time while no request
   waits, report ``jobProgress``/``jobFinished`` and stop at ``cancel_job``;
-* maps are cached in a bounded LRU (``map_cache.map_key``); the display map is sent as uint8
-  (exactly ``round(display_map * 255)``) at the image's size;
+* maps are made by ``maps.MapMaker`` and cached in a bounded LRU (``map_cache.map_key``: method
+  and score included); the display map is sent as uint8 (``round(display_map * 255)``) at the
+  image's size;
 * signals carry plain Python/NumPy objects and core ``MapResult``s; no widget is touched from
   here, and every file Export All writes is written off the UI thread.
 """
@@ -36,14 +39,16 @@ from PySide6.QtCore import QThread, Signal
 from gradcam_desktop.core.errors import GradCamError, ImageLoadError, ModelLoadError, UnsafeModelError, unexpected_message
 from gradcam_desktop.core.types import ModelSpec
 from gradcam_desktop.ui.applog import log_path
-from gradcam_desktop.ui.jobs import PrecomputeJob, PrepareLayersJob, export_job
-from gradcam_desktop.ui.map_cache import MapCache, map_key
-from gradcam_desktop.ui.requests import (CancelJob, Explain, ExportAll, LoadImages, LoadModel, Precompute, Shutdown,
-                                         expand_sources)
-from gradcam_desktop.ui.results import display_uint8, image_item, map_result, model_info, trust_would_help, versions
+from gradcam_desktop.ui.jobs import MapJob, PrecomputeJob, PrepareLayersJob, export_job, supersede_view
+from gradcam_desktop.ui.map_cache import MapCache
+from gradcam_desktop.ui.maps import MapMaker
+from gradcam_desktop.ui.requests import (CancelJob, Explain, ExplainGrid, ExportAll, LoadImages, LoadModel, MapSpec,
+                                         Precompute, Shutdown, decode_source, expand_sources)
+from gradcam_desktop.ui.results import image_item, model_info, trust_would_help, versions
 from gradcam_desktop.ui.scheduler import Job, Run, Scheduler, Wait
 
-__all__ = ["CancelJob", "Explain", "ExportAll", "GradCamWorker", "LoadImages", "LoadModel", "Precompute", "Shutdown"]
+__all__ = ["CancelJob", "Explain", "ExplainGrid", "ExportAll", "GradCamWorker", "LoadImages", "LoadModel", "MapSpec",
+           "Precompute", "Shutdown"]
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +59,6 @@ PRECOMPUTE_TOP = 3
 PRECOMPUTE_DELAY = 0.1
 #: Recent images whose preprocessed model input the engine keeps.
 INPUT_CACHE = 4
-#: GIL hand-over before each computed map. The UI thread has usually just sent the request and
-#: repaints next, while a map (above all the first of a layer, which traces a tf.function) starts
-#: with tens of ms in which TensorFlow seldom lets go of the GIL. Measured on the benchmark's
-#: 480×360 run: worst UI gap 29–36 ms without this pause, 16–20 ms with it.
-_GIL_YIELD = 0.001
 #: Layers next to the shown one whose compiled captures are traced while the user looks.
 PREPARE_NEAREST = 4
 #: Bounds of the result cache: maps at image resolution can be tens of MB each.
@@ -66,6 +66,10 @@ CACHE_ENTRIES = 96
 CACHE_BYTES = 384 * 1024 * 1024
 #: A zoo download reports progress at most this often (signals are cheap, repaints are not).
 _PROGRESS_INTERVAL = 0.1
+
+
+def _log_hint() -> str:
+    return f"; see the log at {log_path()}"
 
 
 class _Stopping(Exception):
@@ -85,6 +89,7 @@ class GradCamWorker(QThread):
     imagesLoaded = Signal(int, list)
     imageFailed = Signal(str, str)
     mapReady = Signal(int, object)  # request id, core.types.MapResult (display, image_key, generation set)
+    cellReady = Signal(int, int, object)  # grid id, cell index, MapResult (or a str: why that map failed)
     failed = Signal(int, str)
     progress = Signal(str, int, int)  # text, done, total (0 = unknown)
     busy = Signal(str)  # what is being computed; "" when idle
@@ -103,12 +108,9 @@ class GradCamWorker(QThread):
         self._precompute_enabled = precompute
         # Everything below is touched by run() only (the worker thread).
         self._scheduler = Scheduler()
-        self._gradcam = None
-        self._generation = 0
-        self._images: dict[str, Any] = {}
         self._image_counter = itertools.count(1)
         self._cache = MapCache(cache_entries, CACHE_BYTES)
-        self._predictions: dict[tuple[str, int], Any] = {}
+        self._maps = MapMaker(self._cache)
         self._eligible: list[str] = []  # the model's layers a map can be taken at, in order
         self._import_error: str | None = None
         self._modules: dict[str, Any] = {}
@@ -124,20 +126,34 @@ class GradCamWorker(QThread):
         """Queue decoding images (paths, folders or encoded bytes); returns the request id."""
         return self._put(LoadImages(list(sources)))
 
-    def explain(self, image_key: str, layer: str | None, class_index: int | None,
-                *, method: str = "gradcam", supersedable: bool = True) -> int:
-        """Queue a map request; returns the request id. Newer requests supersede it."""
-        return self._put(Explain(image_key, layer, class_index, supersedable, method))
+    def explain(self, image_key: str, layer: str | None, class_index: int | None, *, method: str = "gradcam",
+                versus: int | None = None, counterfactual: bool = False, supersedable: bool = True) -> int:
+        """Queue a map request; returns the request id. Newer requests supersede it.
 
-    def export_all(self, image_keys: list[str], folder: str | Path, *, layer: str | None,
-                   class_index: int | None, style: Any, method: str = "gradcam") -> int:
+        ``versus`` B explains y_c − y_B, ``counterfactual`` −y_c (see ``requests.MapSpec``).
+        Score-CAM answers after a job (``jobProgress`` with this id while it runs).
+        """
+        return self._put(Explain(image_key, layer, class_index, supersedable, method, versus, counterfactual))
+
+    def explain_grid(self, cells: list[MapSpec], *, supersedable: bool = True) -> int:
+        """Queue maps for several ``MapSpec``s (the compare grid); returns the id.
+
+        Each map arrives as ``cellReady(id, index, result)``, in order, from the cache when it can;
+        progress as ``jobProgress``, the end as ``jobFinished``. A newer grid cancels this one.
+        """
+        return self._put(ExplainGrid(list(cells), supersedable))
+
+    def export_all(self, image_keys: list[str], folder: str | Path, *, layer: str | None, class_index: int | None,
+                   style: Any, method: str = "gradcam", versus: int | None = None,
+                   counterfactual: bool = False) -> int:
         """Start the Export All job (``core.batch`` rows, then results.csv); returns its job id.
 
         ``style`` is a ``core.batch.OutputStyle``; its ``sidecar_extra`` gets the model's name and
         hash unless it has them. Progress arrives as ``jobProgress``, the end as ``jobFinished``
         (or ``failed`` with this id when the export cannot start, e.g. no model).
         """
-        return self._put(ExportAll(list(image_keys), str(folder), layer, class_index, style, method))
+        return self._put(ExportAll(list(image_keys), str(folder), layer, class_index, style, method, versus,
+                                   counterfactual))
 
     def cancel_job(self, job_id: int) -> None:
         """Cancel a background job; it ends after the step running now (``jobFinished`` says so)."""
@@ -188,8 +204,7 @@ class GradCamWorker(QThread):
             else:
                 self._step(action.job)
         self._wind_up_jobs()
-        self._gradcam = None
-        self._cache.clear()
+        self._maps.close()
         log.debug("worker leaves run()")
 
     def _import_engine(self) -> None:
@@ -210,6 +225,7 @@ class GradCamWorker(QThread):
         except Exception:  # noqa: BLE001 - the zoo is optional for the window to work
             log.exception("zoo registry unavailable")
         self._modules.update(self._module_overrides)
+        self._maps.overlay = self._modules["overlay"]
 
     def _drain(self, timeout: float | None) -> None:
         """Move queued requests to the scheduler, first waiting up to ``timeout`` s (None: forever) for one."""
@@ -231,6 +247,8 @@ class GradCamWorker(QThread):
                 self._load_images(request)
             elif isinstance(request, Explain):
                 self._explain(request)
+            elif isinstance(request, ExplainGrid):
+                self._explain_grid(request)
             elif isinstance(request, ExportAll):
                 self._start_export(request)
             elif isinstance(request, CancelJob):
@@ -273,7 +291,7 @@ class GradCamWorker(QThread):
         else:
             log.error("request %s (%s) failed unexpectedly", request.id, type(request).__name__, exc_info=exc)
             text = unexpected_message(exc)
-            message = f"{text[0].upper()}{text[1:]}; see the log at {log_path()}"
+            message = f"{text[0].upper()}{text[1:]}{_log_hint()}"
         self.failed.emit(request.id, message)
 
     # -- requests ------------------------------------------------------------------------
@@ -299,15 +317,12 @@ class GradCamWorker(QThread):
         if self._stopping.is_set():
             raise _Stopping
         engine = gradcam.GradCam(loaded, input_cache=INPUT_CACHE)
-        # A new model invalidates every cached map and prediction.
-        self._gradcam = engine
-        self._generation += 1
-        self._cache.clear()
-        self._predictions.clear()
-        self._scheduler.cancel_group(PrecomputeJob.group)
-        self._scheduler.cancel_group(PrepareLayersJob.group)
+        # A new model invalidates every cached map and prediction, and every map being made.
+        generation = self._maps.set_engine(engine)
+        for group in (PrecomputeJob.group, PrepareLayersJob.group, "view", "grid"):
+            self._scheduler.cancel_group(group)
         self._eligible = eligible_paths(loaded.model)
-        info = model_info(request.id, self._generation, loaded, engine, layer_tree(loaded.model), request.trust)
+        info = model_info(request.id, generation, loaded, engine, layer_tree(loaded.model), request.trust)
         self.modelLoaded.emit(request.id, info)
 
     def _load_images(self, request: LoadImages) -> None:
@@ -327,17 +342,12 @@ class GradCamWorker(QThread):
                 self.progress.emit("Opening images", done, total)
             label, data = source if isinstance(source, tuple) else (Path(source).name, source)
             self.busy.emit(f"Opening {label}…")
-            try:
-                image = images.load_image(data, name=label)
-            except GradCamError as exc:
-                self.imageFailed.emit(label, str(exc))
-                continue
-            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
-                log.error("unexpected error decoding %s", label, exc_info=exc)
-                self.imageFailed.emit(label, f"Unexpected error: {exc}; see the log at {log_path()}")
+            image, problem = decode_source(images.load_image, label, data, _log_hint())
+            if problem:
+                self.imageFailed.emit(label, problem)
                 continue
             key = f"img{next(self._image_counter)}"
-            self._images[key] = image
+            self._maps.images[key] = image
             loaded.append(image_item(key, image))
         if total > 1:
             self.progress.emit("Opening images", total, total)
@@ -345,54 +355,43 @@ class GradCamWorker(QThread):
 
     def _explain(self, request: Explain) -> None:
         engine = self._engine()
-        image = self._images.get(request.image_key)
-        if image is None:
-            raise ImageLoadError("That image is no longer loaded; open it again.")
-        layer = request.layer or engine.default_layer
-        self.busy.emit(f"Computing the map for {image.name} at layer {layer}…")
-        result = self._map(request.image_key, image, layer, request.class_index, request.method)
+        maps = self._maps
+        spec = maps.resolve(request.spec)
+        image = maps.image(spec.image_key)
+        if request.supersedable and supersede_view(self._scheduler.jobs(), spec, request.id):
+            return  # the Score-CAM job making this very map now answers this request
+        if maps.cached(spec) is None and maps.stepwise(spec):
+            # Score-CAM: one batch of masks per step, so the next click is not kept waiting.
+            self._start_job(MapJob(request.id, [spec], maps, lambda job_id, _i, result: self.mapReady.emit(job_id, result),
+                                   lambda job_id, _i, message: self.failed.emit(job_id, message),
+                                   group="view" if request.supersedable else None, log_hint=_log_hint()))
+            return
+        self.busy.emit(f"Computing the map for {image.name} at layer {spec.layer}…")
+        result = maps.compute(spec)
         self.mapReady.emit(request.id, result.with_(request_id=request.id))
         if request.supersedable and self._precompute_enabled:
-            top = [index for index, _name, _p in result.prediction.top[:PRECOMPUTE_TOP]]
-            plan = Precompute(request.image_key, self._generation, layer, top, request.method)
-            self._scheduler.add_job(PrecomputeJob(plan, self._cache, self._precompute_map, delay=PRECOMPUTE_DELAY))
-            self._scheduler.add_job(PrepareLayersJob(engine.prepare, self._eligible, layer, PREPARE_NEAREST))
+            plan = Precompute.after(spec, result, maps.generation, PRECOMPUTE_TOP)
+            self._scheduler.add_job(PrecomputeJob(plan, self._cache, maps.precompute, delay=PRECOMPUTE_DELAY))
+            self._scheduler.add_job(PrepareLayersJob(engine.prepare, self._eligible, result.layer, PREPARE_NEAREST))
 
-    def _map(self, image_key: str, image, layer: str, class_index: int | None, method: str):
-        """A ``MapResult`` from the cache, or computed and cached."""
-        prediction = self._predictions.get((image_key, self._generation))
-        if class_index is None and prediction is not None:
-            class_index = prediction.top[0][0]
-        cached = (self._cache.get(map_key(image_key, self._generation, layer, class_index, method))
-                  if class_index is not None else None)
-        if cached is not None:
-            return cached.with_(cached=True, seconds=0.0)
-        time.sleep(_GIL_YIELD)
-        start = time.perf_counter()
-        explanation = self._gradcam.explain(image, layer, class_index, method)
-        display, flat = display_uint8(self._modules["overlay"], explanation.raw, image.rgb.shape[:2])
-        self._predictions[(image_key, self._generation)] = explanation.prediction
-        result = map_result(explanation, image_key=image_key, generation=self._generation, display=display,
-                            flat=flat, seconds=time.perf_counter() - start)
-        self._cache.put(map_key(image_key, self._generation, result.layer, result.class_index, method), result)
-        return result
+    def _explain_grid(self, request: ExplainGrid) -> None:
+        self._engine()
+        # A newer grid cancels the older one (same group); a failed cell is its message.
+        self._start_job(MapJob(request.id, request.cells, self._maps, self.cellReady.emit, self.cellReady.emit,
+                               group="grid" if request.supersedable else None, log_hint=_log_hint()))
 
-    def _precompute_map(self, plan: Precompute, class_index: int) -> None:
-        """PrecomputeJob's step: one map into the cache, unless the model or picture is gone."""
-        image = self._images.get(plan.image_key)
-        if plan.generation == self._generation and self._gradcam is not None and image is not None:
-            self._map(plan.image_key, image, plan.layer, class_index, plan.method)
-
-    def _start_export(self, request: ExportAll) -> None:
-        # The job keeps this engine: a model opened meanwhile does not change what it exports.
-        job = export_job(request, self._engine(), self._images, log_hint=f"; see the log at {log_path()}")
+    def _start_job(self, job: Job) -> None:
         self._scheduler.add_job(job)
         self.jobProgress.emit(job.id, *job.progress())
 
+    def _start_export(self, request: ExportAll) -> None:
+        # The job keeps this engine: a model opened meanwhile does not change what it exports.
+        self._start_job(export_job(request, self._engine(), self._maps.images, log_hint=_log_hint()))
+
     def _engine(self):
-        if self._gradcam is None:
+        if self._maps.engine is None:
             raise ModelLoadError("Open a model first (File → Open Demo Model, or drop a .keras file).")
-        return self._gradcam
+        return self._maps.engine
 
     def cached_keys(self) -> list[tuple]:
         """Keys of the cached maps, ``map_key`` layout (for tests and diagnostics; a snapshot)."""

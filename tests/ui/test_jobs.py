@@ -28,7 +28,8 @@ class FakeEngine:
         self.calls = []
         self.loaded = type("Loaded", (), {"display_name": "Fake", "sha256": "0" * 64, "source": "fake.keras"})()
 
-    def explain(self, image, layer, class_index, method="gradcam"):
+    def explain(self, image, layer=None, class_index=None, method="gradcam", *, versus=None, counterfactual=False,
+                max_channels=None, progress=None):
         self.calls.append(image.name)
         if image.name in self.fail_on:
             raise ClassSelectionError(f"no class for {image.name}")
@@ -38,7 +39,29 @@ class FakeEngine:
                          class_name=NAMES[index], score=float(probabilities[index]),
                          prediction=Prediction(probabilities, [(1, "dog", 0.5), (0, "cat", 0.25), (2, "bird", 0.25)],
                                                "softmax"),
-                         method=method, model="fake.keras", image=image.path or image.name)
+                         method=method, model="fake.keras", image=image.path or image.name, versus_index=versus,
+                         versus_name=None if versus is None else NAMES[versus], counterfactual=counterfactual)
+
+    def task(self, image, layer=None, class_index=None, method="gradcam", **options):
+        """Score-CAM's stepwise map: three mask batches, then the map (or the error at once)."""
+        options.pop("step_seconds", None)
+        return _Task(lambda: self.explain(image, layer, class_index, method, **options), steps=3)
+
+
+class _Task:
+    def __init__(self, make, steps):
+        self.make, self.steps, self.progress, self.result = make, steps, (0, steps), None
+        self.closed = False
+
+    def step(self):
+        done = self.progress[0] + 1
+        self.progress = (done, self.steps)
+        if done == self.steps:
+            self.result = self.make()
+        return self.result is not None
+
+    def close(self):
+        self.closed = True
 
 
 def _pictures(count, names=None):
@@ -226,3 +249,29 @@ def test_a_newer_prepare_job_replaces_the_older_one():
     scheduler.add_job(second)  # the user moved on: the first job's layers no longer matter
     assert first.cancelled and not first.step()
     assert traced == []
+
+
+def test_score_cam_export_takes_one_mask_batch_per_step_and_records_the_score(tmp_path):
+    engine = FakeEngine(fail_on={"p1.png"})
+    job = ExportJob(11, engine, _pictures(2), tmp_path, layer="conv", class_index=1, method="scorecam", versus=0)
+    steps = 0
+    while job.step():
+        steps += 1
+        assert len(engine.calls) == (steps >= 3) + (steps >= 6)  # a map only after its third mask batch
+    # Three steps per picture (the last one also writes its row), then the step that ends the job.
+    assert steps + 1 == 7 and job.summary()["failures"] == [("p1.png", "no class for p1.png")]
+    _fields, rows = _table(tmp_path)
+    assert (rows[0]["method"], rows[0]["score_kind"], rows[0]["versus_name"]) == ("scorecam", "versus", "cat")
+    assert [r["error"] for r in rows] == ["", "no class for p1.png"]
+    sidecar = json.loads((tmp_path / "p0.json").read_text())
+    assert (sidecar["method"], sidecar["score_kind"], sidecar["versus_name"]) == ("scorecam", "versus", "cat")
+
+
+def test_a_cancelled_score_cam_export_stops_between_mask_batches(tmp_path):
+    engine = FakeEngine()
+    job = ExportJob(12, engine, _pictures(3), tmp_path, layer="conv", class_index=None, method="scorecam")
+    for _ in range(4):
+        assert job.step()
+    job.cancel()
+    assert not job.step() and engine.calls == ["p0.png"]
+    assert job.summary()["written"] == 1 and job.summary()["cancelled"]

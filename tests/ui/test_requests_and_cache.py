@@ -84,7 +84,23 @@ def test_precompute_reads_a_map_cache_without_refreshing_it():
 
 # -- the map cache ----------------------------------------------------------------------------
 def test_map_key_normalises_numbers():
-    assert map_key("k", np.int64(2), "conv", np.int32(1), "gradcam") == ("k", 2, "conv", 1, "gradcam")
+    assert map_key("k", np.int64(2), "conv", np.int32(1), "gradcam") == ("k", 2, "conv", 1, "gradcam", "class")
+    assert map_key("k", 2, "conv", 1, "gradcam", np.int64(3)) == ("k", 2, "conv", 1, "gradcam", ("versus", 3))
+
+
+def test_map_key_tells_scores_apart():
+    # The same class, layer and method explaining another score is another map.
+    keys = {map_key("k", 1, "conv", 1, "gradcam"), map_key("k", 1, "conv", 1, "gradcam", 2),
+            map_key("k", 1, "conv", 1, "gradcam", 3), map_key("k", 1, "conv", 1, "gradcam", counterfactual=True)}
+    assert len(keys) == 4
+
+
+def test_precompute_with_a_versus_class_skips_that_class_and_keys_by_score():
+    cached = {map_key("img1", 1, "conv", 2, "gradcam")}  # the class score's map: not the one wanted
+    plan = Precompute("img1", 1, "conv", [0, 1, 2], versus=0)
+    assert plan.next_class(cached) == 1  # 0 versus 0 is no question
+    assert plan.next_class(cached) == 2
+    assert plan.spec(2).key(1) == map_key("img1", 1, "conv", 2, "gradcam", 0)
 
 
 def test_result_bytes_counts_raw_and_display():

@@ -1,0 +1,171 @@
+"""The method picker and the score choice: how a map is computed and which score it explains.
+
+``MethodBox`` lists ``core.cams.METHODS`` (title shown, method name as item data, the method's
+one-sentence summary as tooltip). ``ScoreChoice`` sits under the class list: explain the class
+(default), the class *rather than* another one (y_c − y_B, with a picker of B), or what speaks
+*against* the class (−y_c); it also carries the note that Eigen-CAM explains no class. Both
+emit only on the user's choices (``activated``, ``clicked``), never when the window sets them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QButtonGroup, QComboBox, QGridLayout, QLabel, QRadioButton, QSizePolicy, QVBoxLayout,
+                               QWidget)
+
+from gradcam_desktop.core import cams
+
+__all__ = ["MethodBox", "ScoreChoice", "method_note"]
+
+#: The combo boxes' narrowest width in characters: the dock may be squeezed that far (longer
+#: titles and class names are then elided); they grow with the dock.
+_BOX_CHARS = 10
+
+
+def method_note(name: str) -> str:
+    """What the window says under the class list about method ``name`` ("" when nothing)."""
+    method = cams.METHODS.get(name)
+    if method is not None and not method.class_specific:
+        return (f"{method.title} is not class-specific: the map is the same for every class and score; "
+                "the class list only shows the prediction.")
+    if method is not None and method.forward_passes:
+        return f"{method.title} runs the model once per feature map: it takes a while (progress in the status bar)."
+    return ""
+
+
+class MethodBox(QComboBox):
+    """The CAM methods, objectName "methodBox"; ``methodChosen(name)`` on the user's choice."""
+
+    methodChosen = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("methodBox")
+        for row, (name, method) in enumerate(cams.METHODS.items()):
+            self.addItem(method.title, name)
+            self.setItemData(row, method.summary, Qt.ItemDataRole.ToolTipRole)
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(_BOX_CHARS)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.activated.connect(lambda row: self.methodChosen.emit(str(self.itemData(row))))
+        self.currentIndexChanged.connect(self._show_summary)
+        self._show_summary(self.currentIndex())
+
+    def method(self) -> str:
+        """The chosen method's name ("gradcam", "gradcam++", …)."""
+        return str(self.currentData())
+
+    def set_method(self, name: str) -> bool:
+        """Show method ``name`` as chosen (no signal); False for an unknown name."""
+        row = self.findData(name)
+        if row < 0:
+            return False
+        self.setCurrentIndex(row)
+        return True
+
+    def _show_summary(self, row: int) -> None:
+        self.setToolTip(f"How the map is computed. {self.itemData(row, Qt.ItemDataRole.ToolTipRole) or ''}")
+
+
+class ScoreChoice(QWidget):
+    """Which score the map explains; objectName "scoreChoice". ``scoreChanged()`` on the user's choice.
+
+    ``score()`` -> (versus class index or None, counterfactual). The "rather than" class follows
+    ``suggest_versus`` (the runner-up of the picture shown) until the user picks one.
+    """
+
+    scoreChanged = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("scoreChoice")
+        self.class_button = QRadioButton("For the class")
+        self.class_button.setObjectName("scoreClass")
+        self.class_button.setToolTip("What in the picture raises the class's score (the usual map)")
+        self.versus_button = QRadioButton("For it, rather than:")
+        self.versus_button.setObjectName("scoreVersus")
+        self.versus_button.setToolTip("Why the class rather than another one: what raises its score more than "
+                                      "the other's (the difference of the two scores)")
+        self.versus_box = QComboBox()
+        self.versus_box.setObjectName("versusBox")
+        self.versus_box.setToolTip("The class to compare with")
+        self.versus_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.versus_box.setMinimumContentsLength(_BOX_CHARS)
+        self.versus_box.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.against_button = QRadioButton("Against the class")
+        self.against_button.setObjectName("scoreAgainst")
+        self.against_button.setToolTip("What in the picture lowers the class's score (its negative)")
+        self.note = QLabel()
+        self.note.setObjectName("methodNote")
+        self.note.setWordWrap(True)
+        self.note.setVisible(False)
+        self._group = QButtonGroup(self)
+        for button in (self.class_button, self.versus_button, self.against_button):
+            self._group.addButton(button)
+            button.clicked.connect(self._on_button)
+        self.class_button.setChecked(True)
+        self._picked = False  # the user chose the "rather than" class themselves
+        grid = QGridLayout()
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setHorizontalSpacing(6)
+        title = QLabel("<b>Evidence</b>")
+        grid.addWidget(title, 0, 0, 1, 2)
+        grid.addWidget(self.class_button, 1, 0, 1, 2)
+        grid.addWidget(self.versus_button, 2, 0, 1, 2)
+        # The class to compare with under its button, indented like a radio button's text: beside
+        # it, the two would need a wider dock than the class list does.
+        indent = self.style().pixelMetric(self.style().PixelMetric.PM_ExclusiveIndicatorWidth) + 6
+        grid.setColumnMinimumWidth(0, indent)
+        grid.addWidget(self.versus_box, 3, 1)
+        grid.addWidget(self.against_button, 4, 0, 1, 2)
+        grid.setColumnStretch(1, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 4)
+        layout.addLayout(grid)
+        layout.addWidget(self.note)
+        self.versus_box.activated.connect(self._on_versus_picked)
+
+    def set_classes(self, names: Sequence[str]) -> None:
+        """The classes a map can be compared with (a new model: back to explaining the class)."""
+        self.versus_box.clear()
+        for index, name in enumerate(names):
+            self.versus_box.addItem(str(name), index)
+        self._picked = False
+        self.class_button.setChecked(True)
+
+    def score(self) -> tuple[int | None, bool]:
+        """(the "rather than" class or None, whether the map explains what speaks against the class)."""
+        if self.versus_button.isChecked() and self.versus_box.currentIndex() >= 0:
+            return int(self.versus_box.currentData()), False
+        return None, self.against_button.isChecked()
+
+    def set_score(self, versus: int | None = None, counterfactual: bool = False) -> None:
+        """Show a score as chosen (no signal): for scripts and restoring a state."""
+        if versus is not None and self.versus_box.findData(int(versus)) >= 0:
+            self.versus_box.setCurrentIndex(self.versus_box.findData(int(versus)))
+            self._picked = True
+            self.versus_button.setChecked(True)
+        else:
+            (self.against_button if counterfactual else self.class_button).setChecked(True)
+
+    def suggest_versus(self, index: int) -> None:
+        """The class to offer for "rather than" until the user picks one (the shown picture's runner-up)."""
+        row = self.versus_box.findData(int(index))
+        if not self._picked and not self.versus_button.isChecked() and row >= 0:
+            self.versus_box.setCurrentIndex(row)
+
+    def set_note(self, text: str) -> None:
+        """A remark under the choice (Eigen-CAM is no class's map, Score-CAM is slow); "" hides it."""
+        self.note.setText(text)
+        self.note.setVisible(bool(text))
+
+    def _on_button(self) -> None:
+        self.scoreChanged.emit()
+
+    def _on_versus_picked(self, _row: int) -> None:
+        # Picking a class to compare with is choosing to compare.
+        self._picked = True
+        self.versus_button.setChecked(True)
+        self.scoreChanged.emit()
