@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference import U32, U64, gamma
+from reference import U32, U64, _log_slack, gamma
 
 #: pytorch-grad-cam's constants.
 EPS_GRADCAM_PP = 1e-6
@@ -82,10 +82,13 @@ class Bounded:
         return Bounded(np.maximum(self.v, 0.0), self.e)
 
     def min(self) -> Bounded:
-        return Bounded(self.v.min(), self.e.max())
+        """min x̂ lies in [min(x − e), min(x + e)]."""
+        low, high, value = (self.v - self.e).min(), (self.v + self.e).min(), self.v.min()
+        return Bounded(value, max(value - low, high - value))
 
     def max(self) -> Bounded:
-        return Bounded(self.v.max(), self.e.max())
+        low, high, value = (self.v - self.e).max(), (self.v + self.e).max(), self.v.max()
+        return Bounded(value, max(value - low, high - value))
 
     def where(self, keep, other: float = 0.0) -> Bounded:
         """``self`` where ``keep``, an exact ``other`` elsewhere (a mask on exact inputs)."""
@@ -109,8 +112,12 @@ def weighted_sum(A: Bounded, weights: Bounded) -> Bounded:
     return (A * weights).sum(-1).relu().cast()
 
 
-def gradient_map(name: str, A: Bounded, g: Bounded) -> Bounded:
-    """The raw map of a gradient method for one image's (h, w, K) A and g (issue 7's formulas)."""
+def gradient_map(name: str, A: Bounded, g: Bounded, nonnegative: bool = False) -> Bounded:
+    """The raw map of a gradient method for one image's (h, w, K) A and g (issue 7's formulas).
+
+    ``nonnegative``: the engine's A is ≥ 0 too (a ReLU's output), which bounds XGrad-CAM's
+    weights where the division's bound does not (a channel that is 0 nearly everywhere).
+    """
     if name == "gradcam":
         return weighted_sum(A, g.mean((0, 1)))
     if name == "gradcam++":
@@ -131,6 +138,11 @@ def gradient_map(name: str, A: Bounded, g: Bounded) -> Bounded:
         return (g * A).relu().sum(-1).relu().cast()
     if name == "xgradcam":
         weights = (g * A).sum((0, 1)) / (A.sum((0, 1)) + Bounded.const(EPS_XGRADCAM))
+        if nonnegative:
+            # A ≥ 0: |Σ gA| ≤ max|g|·Σ A, so both ŵ and w lie in [−G, G], G = max(|g| + e_g).
+            assert (A.v >= 0).all()
+            span = (np.abs(g.v) + g.e).max(axis=(0, 1))
+            weights = Bounded(weights.v, np.minimum(weights.e, np.abs(weights.v) + span))
         return weighted_sum(A, weights)
     if name == "layercam":
         return (g.relu() * A).sum(-1).relu().cast()
@@ -311,6 +323,7 @@ def assert_close(raw, expected: Bounded, *, what: str = "map", vacuous_ok: bool 
     error = np.abs(raw.astype(np.float64) - expected.v)
     ratio = error / np.maximum(bound, np.finfo(np.float64).tiny)
     worst = np.unravel_index(np.argmax(ratio), ratio.shape)
+    _log_slack(float(ratio[worst]))  # $GRADCAM_SLACK_LOG, as tests/reference.py does
     assert ratio[worst] <= 1.0, (
         f"{what} differs from the reference by {error[worst]:.3g} at {worst} where the bound is "
         f"{bound[worst]:.3g} (engine {raw[worst]:.7g}, reference {expected.v[worst]:.7g})")
