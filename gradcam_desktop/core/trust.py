@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .task import Task
 from .types import MapResult
 
 __all__ = ["STEPS", "RandomizedCopy", "SanityStep", "TrustReport", "TrustTask", "auc", "average_drop", "cascade",
@@ -178,32 +179,8 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-class TrustTask:
-    """The report of one map computed step by step: a batch of forward passes or one sanity step each."""
-
-    def __init__(self, steps: Generator[tuple[int, int], None, TrustReport]):
-        self._steps = steps
-        self.progress: tuple[int, int] = (0, 1)
-        self.result: TrustReport | None = None
-
-    def step(self) -> bool:
-        if self.result is not None:
-            return True
-        try:
-            self.progress = next(self._steps)
-        except StopIteration as stop:
-            self.result = stop.value
-            return True
-        return False
-
-    def finish(self) -> TrustReport:
-        while not self.step():
-            pass
-        assert self.result is not None
-        return self.result
-
-    def close(self) -> None:
-        self._steps.close()
+class TrustTask(Task[TrustReport]):
+    """The report of one map, step by step: a batch of forward passes or one sanity step each."""
 
 
 def trust_task(engine, image, result: MapResult, *, steps: int = STEPS, baseline: bool = False,
@@ -285,12 +262,17 @@ def cascade(model, max_steps: int = MAX_SANITY_STEPS) -> list[list[str]]:
 
 
 def redraw(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A tensor re-drawn from a normal with its own mean and std (non-negative tensors stay so)."""
-    values = np.asarray(values)
-    drawn = rng.normal(float(values.mean()), float(values.std()), size=values.shape)
-    if values.size and values.min() >= 0:
-        drawn = np.abs(drawn)
-    return drawn.astype(values.dtype)
+    """A tensor re-drawn with its own mean μ and standard deviation σ: from a normal, or — for a
+    tensor with no negative value, such as a BatchNorm variance, which a normal could make
+    negative — from a gamma distribution of shape (μ/σ)² and scale σ²/μ (same μ and σ, never < 0)."""
+    dtype = np.asarray(values).dtype
+    values = np.asarray(values, np.float64)
+    mean, std = float(values.mean()) if values.size else 0.0, float(values.std()) if values.size else 0.0
+    if values.size and values.min() >= 0 and mean > 0 and std > 0:
+        drawn = rng.gamma((mean / std) ** 2, std * std / mean, size=values.shape)
+    else:
+        drawn = rng.normal(mean, std, size=values.shape)
+    return drawn.astype(dtype)
 
 
 class RandomizedCopy:
