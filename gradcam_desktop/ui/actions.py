@@ -53,6 +53,7 @@ class Actions:
     fit: QAction
     actual: QAction
     fullscreen: QAction
+    compare: QAction
     previous: QAction
     next: QAction
     help: QAction
@@ -107,6 +108,8 @@ def build_actions(window: MainWindow) -> Actions:
         actual=_action(w, "Actual &Size (1:1)", ui.view.actual_size, shortcut="Ctrl+1",
                        tip="One picture pixel per screen pixel", icon="zoom-1to1"),
         fullscreen=_action(w, "F&ull Screen", w.toggle_full_screen, shortcut="F11"),
+        compare=_action(w, "&Compare…", None, shortcut="Ctrl+G",
+                        tip="A grid of maps of this picture: methods, classes or layers side by side"),
         previous=_action(w, "&Previous Image", lambda: w.step_image(-1), shortcut=["Left", "A"],
                          tip="Previous picture (keeps layer, class and view settings)"),
         next=_action(w, "&Next Image", lambda: w.step_image(+1), shortcut=["Right", "D"],
@@ -120,10 +123,11 @@ def build_actions(window: MainWindow) -> Actions:
     )
     # Short labels for the toolbar (the menus keep the full ones).
     for action, short in ((a.open_images, "Images"), (a.open_model, "Model"), (a.open_demo, "Demo"),
-                          (a.export, "Export"), (a.copy, "Copy"), (a.fit, "Fit"), (a.actual, "1:1"),
+                          (a.export, "Export"), (a.copy, "Copy"), (a.fit, "Fit"), (a.actual, "1:1"), (a.compare, "Compare"),
                           (a.help, "Help")):
         action.setIconText(short)
     a.fullscreen.setCheckable(True)
+    a.compare.setCheckable(True)
     a.burn_in.setCheckable(True)
     a.quit.setMenuRole(QAction.MenuRole.QuitRole)
     a.about.setMenuRole(QAction.MenuRole.AboutRole)
@@ -160,6 +164,7 @@ def build_actions(window: MainWindow) -> Actions:
     view_menu = bar.addMenu("&View")
     for action in a.modes.values():
         view_menu.addAction(action)
+    view_menu.addAction(a.compare)
     view_menu.addSeparator()
     for action in (a.fit, a.actual, a.fullscreen):
         view_menu.addAction(action)

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QHBoxLayout, QLabel, QMainWindow, QProgressBar, QSizePolicy,
-                               QSlider, QToolBar, QVBoxLayout, QWidget)
+                               QSlider, QStackedWidget, QToolBar, QVBoxLayout, QWidget)
 
 from gradcam_desktop.core.overlay import COLORMAPS
 from gradcam_desktop.ui.caption import CaptionBar
 from gradcam_desktop.ui.class_list import ClassListWidget
 from gradcam_desktop.ui.colorbar import ColorBar
+from gradcam_desktop.ui.compare_view import CompareView
 from gradcam_desktop.ui.image_strip import ImageStrip
 from gradcam_desktop.ui.image_view import ImageView
 from gradcam_desktop.ui.layer_tree import LayerTreeView
@@ -36,6 +37,8 @@ class Widgets:
     """Every widget the window wires, by role."""
 
     view: ImageView
+    compare: CompareView
+    view_stack: QStackedWidget  # the view, or the compare grid in its place (View → Compare)
     caption: CaptionBar
     layer_tree: LayerTreeView
     class_list: ClassListWidget
@@ -155,13 +158,18 @@ def build_widgets(window: QMainWindow) -> Widgets:
     colormap_box.setToolTip("The colours used for the map")
     progress = QProgressBar()
     progress.setObjectName("mapProgress")
-    progress.setMaximumWidth(14 * em)
+    # Wide enough for "Score-CAM: 100 %" on one line (its text is the method and the share done).
+    progress.setFixedWidth(window.fontMetrics().horizontalAdvance("Score-CAM: 100 %") + 4 * em)
     progress.setToolTip("How far the map being computed is (Score-CAM runs the model once per feature map)")
-    ui = Widgets(view=ImageView(), caption=CaptionBar(), layer_tree=layer_tree, class_list=class_list,
-                 method_box=method_box, score_choice=score_choice, strip=strip, alpha_slider=alpha_slider,
-                 alpha_label=alpha_label, colormap_box=colormap_box, colorbar=ColorBar(), status_label=QLabel(),
-                 map_progress=progress, prediction_label=QLabel(), time_label=QLabel(), value_label=QLabel(),
-                 layers_dock=docks[0], classes_dock=docks[1], images_dock=docks[2])
+    view, compare, view_stack = ImageView(), CompareView(), QStackedWidget()
+    view_stack.setObjectName("viewStack")
+    view_stack.addWidget(view)
+    view_stack.addWidget(compare)
+    ui = Widgets(view=view, compare=compare, view_stack=view_stack, caption=CaptionBar(), layer_tree=layer_tree,
+                 class_list=class_list, method_box=method_box, score_choice=score_choice, strip=strip,
+                 alpha_slider=alpha_slider, alpha_label=alpha_label, colormap_box=colormap_box, colorbar=ColorBar(),
+                 status_label=QLabel(), map_progress=progress, prediction_label=QLabel(), time_label=QLabel(),
+                 value_label=QLabel(), layers_dock=docks[0], classes_dock=docks[1], images_dock=docks[2])
     window.setCentralWidget(_central(ui))
     ui.wire_map_controls()
     ui.status_label.setObjectName("statusMessage")
@@ -181,6 +189,7 @@ def _classes_panel(method_box: MethodBox, class_list: ClassListWidget, score_cho
     panel.setObjectName("classesPanel")
     row = QHBoxLayout()
     row.setContentsMargins(6, 6, 6, 2)
+    row.setSpacing(6)
     label = QLabel("Method")
     label.setBuddy(method_box)
     row.addWidget(label)
@@ -221,7 +230,7 @@ def _central(ui: Widgets) -> QWidget:
     layout.setContentsMargins(0, 0, 0, 0)
     layout.setSpacing(0)
     layout.addWidget(ui.caption)
-    layout.addWidget(ui.view, 1)
+    layout.addWidget(ui.view_stack, 1)
     layout.addLayout(legend)
     layout.addLayout(controls)
     return central
@@ -241,6 +250,7 @@ def build_toolbar(window: QMainWindow, acts) -> QToolBar:
             bar.addAction(action)
     for action in acts.modes.values():
         bar.addAction(action)
+    bar.addAction(acts.compare)
     bar.addSeparator()
     bar.addAction(acts.fit)
     bar.addAction(acts.actual)

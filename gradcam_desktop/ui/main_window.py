@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QApplication, QMainWindow, QWidget
 from gradcam_desktop import __version__
 from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.types import MapResult, ModelSpec
-from gradcam_desktop.ui import actions, caption, clipboard, dialogs, dnd, export, layout, status_text
+from gradcam_desktop.ui import actions, caption, clipboard, compare_wiring, dialogs, dnd, export, layout, status_text
 from gradcam_desktop.ui.export_all import ExportAllRun, start_export_all
 from gradcam_desktop.ui.layer_tree import nodes_by_path
 from gradcam_desktop.ui.map_choice import MapChoice, MapProgress
@@ -75,6 +75,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self.worker = GradCamWorker(self)
         self.map_progress = MapProgress(self.worker, self.ui.map_progress, lambda: self._want, self)
         self._connect_worker()
+        compare_wiring.attach(self)
         self._set_engine_ready(False)
         # Started from the event loop, not here: building the window never waits for (or races
         # with) the TensorFlow import, and the window is on screen before the import begins.
@@ -191,6 +192,14 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self._class = None
         self.ui.class_list.set_kept(False)
         self._request_map()
+
+    def open_map(self, layer: str, class_index: int, method: str) -> None:
+        """Show this map in the main view, keeping the class (a click on a compare cell)."""
+        self._layer, self._class = layer, class_index
+        self.ui.layer_tree.show_path(layer)
+        self.ui.class_list.set_kept(True)
+        self.acts.compare.setChecked(False)
+        self.choice.set_method(method)  # asks for the map
 
     def set_view_mode(self, mode: str) -> None:
         self.ui.view.set_mode(mode)
@@ -318,14 +327,10 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         if not node.eligible:
             self.set_status(status_text.layer_refused(node, self._model["default_layer"], self._layer))
             # After the click has finished selecting the greyed row: select the shown layer again.
-            QTimer.singleShot(0, self._show_current_layer)
+            QTimer.singleShot(0, lambda: self._layer is not None and self.ui.layer_tree.show_path(self._layer))
             return
         self._layer = path
         self._request_map()
-
-    def _show_current_layer(self) -> None:
-        if self._layer is not None:
-            self.ui.layer_tree.show_path(self._layer)
 
     # -- helpers -------------------------------------------------------------------------------
     def _request_map(self) -> None:

@@ -398,3 +398,25 @@ def test_explain_grid_sends_each_cell_in_order_from_the_shared_cache(demo, qtbot
     assert got[0][1].cached and np.array_equal(got[0][1].raw, shown.raw)  # the main view's map
     assert (got[1][1].method, got[1][1].class_index) == ("layercam", 3)
     assert isinstance(got[2][1], str) and "itself" in got[2][1]
+
+
+# -- the compare grid in the window ---------------------------------------------------------------
+def test_compare_grid_in_the_window_and_a_click_opens_a_cell(demo, qtbot):
+    ui = demo.ui
+    demo.activateWindow()
+    QTest.keyClick(demo, Qt.Key.Key_G, Qt.KeyboardModifier.ControlModifier)  # View → Compare
+    assert ui.view_stack.currentWidget() is ui.compare and demo.acts.compare.isChecked()
+    shown = demo.shown_result()
+
+    def filled():
+        cells = [cell for row in ui.compare.cells() for cell in row]
+        return cells and not ui.compare.pending()
+
+    qtbot.waitUntil(filled, timeout=TIMEOUT)
+    cells = [cell for row in ui.compare.cells() for cell in row]
+    cell = next(c for c in cells if (c.key.method, c.key.class_index) != ("gradcam", shown.class_index))
+    result = _shown(qtbot, demo, lambda: QTest.mouseClick(cell, Qt.MouseButton.LeftButton),
+                    lambda r: (r.method, r.class_index, r.layer) == (cell.key.method, cell.key.class_index,
+                                                                    cell.key.layer))
+    assert ui.view_stack.currentWidget() is ui.view and not demo.acts.compare.isChecked()
+    assert demo.kept_class() == result.class_index and _method_box(demo).currentData() == result.method

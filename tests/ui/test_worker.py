@@ -49,9 +49,9 @@ def _engine_module(explain_hook):
         from gradcam_desktop.core.gradcam import GradCam
 
         class Hooked(GradCam):
-            def explain(self, image, layer=None, class_index=None, method="gradcam"):
+            def explain(self, image, layer=None, class_index=None, method="gradcam", **options):
                 explain_hook(image, layer, class_index)
-                return super().explain(image, layer, class_index, method)
+                return super().explain(image, layer, class_index, method, **options)
 
         return Hooked(loaded, input_cache=input_cache)
 

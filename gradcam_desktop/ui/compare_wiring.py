@@ -1,0 +1,50 @@
+"""The compare grid (``compare_view.CompareView``) wired into the main window.
+
+View → Compare swaps the picture for the grid (``ui.view_stack``); the grid follows the main
+view's opacity, colours, zoom and pan, compares maps around the map the main view shows (its
+picture, layer, class, method and score), asks the worker for them with one ``explain_grid``
+per grid (answers on ``cellReady``), and a click on a cell opens that map in the main view.
+Kept apart from main_window.py, which stays the wiring of the single view.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt
+
+from gradcam_desktop.core.types import MapResult
+from gradcam_desktop.ui.layer_tree import nodes_by_path
+from gradcam_desktop.ui.requests import MapSpec
+
+__all__ = ["attach"]
+
+
+def attach(window: Any) -> None:
+    """Connect ``window.ui.compare`` to the window, its worker and the Compare action."""
+    ui, worker = window.ui, window.worker
+    ui.compare.follow(ui.view)
+    # The main view is hidden behind the grid, so it no longer repaints on these: tell the grid.
+    ui.alpha_slider.valueChanged.connect(lambda value: ui.compare.set_view_state(alpha=value / 100))
+    ui.colormap_box.currentTextChanged.connect(lambda name: ui.compare.set_view_state(colormap=name))
+    worker.cellReady.connect(ui.compare.on_cell, Qt.ConnectionType.QueuedConnection)
+    worker.modelLoaded.connect(lambda *_args: ui.compare.clear(), Qt.ConnectionType.QueuedConnection)
+    window.resultShown.connect(lambda result: _show_current(window, result))
+    ui.compare.cellActivated.connect(window.open_map)
+    window.acts.compare.toggled.connect(lambda on: ui.view_stack.setCurrentWidget(ui.compare if on else ui.view))
+
+
+def _show_current(window: Any, result: MapResult) -> None:
+    """The grid compares maps of the picture and map the main view now shows (cheap while hidden)."""
+    image, info = window.current_image(), window.model_info()
+    if image is None or info is None:
+        return
+    key = image["key"]
+    layers = [path for path, node in nodes_by_path(info["layers"]).items() if node.eligible]
+
+    def request_grid(cells: list) -> int:
+        return window.worker.explain_grid([MapSpec(key, layer, class_index, method, **score)
+                                           for layer, class_index, method, score in cells])
+
+    window.ui.compare.set_current(image["rgb"], result, request_grid=request_grid,
+                                  class_names=info["class_names"], layers=layers)
