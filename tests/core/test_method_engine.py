@@ -136,20 +136,29 @@ def test_versus_and_counterfactual_change_the_score_as_defined(engines, method):
 
 
 @pytest.mark.parametrize("method", ["gradcam", "layercam", "eigencam"])
-def test_versus_with_the_top_class_left_unset(engines, method):
+def test_versus_and_counterfactual_of_the_top_class_left_unset(engines, method):
     engine = engines[1]
-    for seed in (35, 36):
-        image = random_image(seed=seed)
-        top = top_class(engine, capture(_run(engine.model, "conv2"), model_input(image), np.zeros(4))[2])
-        other = (top + 1) % 4
-        weights = np.eye(4)[top] - np.eye(4)[other]
-        expected, logits = expected_map(engine, image, "conv2", weights, method)
-        result = engine.explain(image, "conv2", None, method, versus=other)
-        assert (result.class_index, result.versus_index, result.score_kind) == (top, other, "versus")
-        assert_close(result.raw, expected, what=method, vacuous_ok=True)
-        assert_score(engine, result, weights, logits)
+    pictures = [random_image(seed=35), random_image(seed=36)]
+    tops = [top_class(engine, capture(_run(engine.model, "conv2"), model_input(p), np.zeros(4))[2])
+            for p in pictures]
+    other = min(set(range(4)) - set(tops))
+    batched = engine.explain_many(pictures, "conv2", None, method, versus=other)
+    informative = 0
+    for picture, top, many in zip(pictures, tops, batched):
+        for kind, weights in (("versus", np.eye(4)[top] - np.eye(4)[other]), ("counterfactual", -np.eye(4)[top])):
+            expected, logits = expected_map(engine, picture, "conv2", weights, method)
+            options = dict(versus=other) if kind == "versus" else dict(counterfactual=True)
+            result = engine.explain(picture, "conv2", None, method, **options)
+            assert (result.class_index, result.score_kind) == (top, kind)
+            assert_close(result.raw, expected, what=f"{method} {kind}", vacuous_ok=True)
+            informative += bool((expected.v > 4 * expected.e).any())
+            assert_score(engine, result, weights, logits)
+            if kind == "versus":
+                assert (many.class_index, many.versus_index) == (top, other)
+                assert_close(many.raw, expected, what=f"{method} {kind}, batched", vacuous_ok=True)
         with pytest.raises(MethodError):  # the top class versus itself
-            engine.explain(image, "conv2", None, method, versus=top)
+            engine.explain(picture, "conv2", None, method, versus=top)
+    assert informative >= 2
 
 
 def test_binary_head_class_one_is_z_and_class_zero_is_minus_z(binary):
@@ -195,6 +204,7 @@ def test_batches_equal_one_by_one(engines, method):
     pictures = [random_image(seed=s) for s in (41, 42, 43, 41)]
     classes = [1, None, 3, 2]  # picture 41 twice, two classes: one batch still
     batched = engine.explain_many(pictures, "conv2", classes, method)
+    informative = 0
     for picture, cls, result in zip(pictures, classes, batched):
         if cls is None:
             cls = top_class(engine, capture(_run(engine.model, "conv2"), model_input(picture), np.zeros(4))[2])
@@ -203,6 +213,8 @@ def test_batches_equal_one_by_one(engines, method):
         assert result.class_index == single.class_index == cls
         for raw in (result.raw, single.raw):
             assert_close(raw, expected, what=f"{method} {picture.name} {cls}", vacuous_ok=True)
+        informative += bool((expected.v > 4 * expected.e).any())
+    assert informative >= 2
 
 
 def test_switching_method_reuses_the_capture_and_another_score_does_not(engines, monkeypatch):
