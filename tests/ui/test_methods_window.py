@@ -420,3 +420,41 @@ def test_compare_grid_in_the_window_and_a_click_opens_a_cell(demo, qtbot):
                                                                     cell.key.layer))
     assert ui.view_stack.currentWidget() is ui.view and not demo.acts.compare.isChecked()
     assert demo.kept_class() == result.class_index and _method_box(demo).currentData() == result.method
+
+
+# -- switching method reuses the engine's capture ---------------------------------------------------
+def test_switching_method_on_the_same_picture_does_not_run_the_model_again(qtbot, model_file, image_files):
+    from types import SimpleNamespace
+
+    from gradcam_desktop.ui.worker import GradCamWorker
+
+    made = []
+
+    def make(loaded, input_cache=0):
+        from gradcam_desktop.core.gradcam import GradCam
+
+        made.append(GradCam(loaded, input_cache=input_cache))
+        return made[-1]
+
+    # No map cache: every map is asked of the engine, which must answer from its capture cache.
+    worker = GradCamWorker(cache_entries=0, precompute=False, modules={"gradcam": SimpleNamespace(GradCam=make)})
+    with qtbot.waitSignal(worker.ready, timeout=TIMEOUT):
+        worker.start()
+    try:
+        with qtbot.waitSignal(worker.modelLoaded, timeout=TIMEOUT):
+            worker.load_model(str(model_file))
+        with qtbot.waitSignal(worker.imagesLoaded, timeout=TIMEOUT) as loaded:
+            worker.load_images([str(image_files[0])])
+        key = loaded.args[1][0]["key"]
+        results = []
+        for method in ("gradcam", *[m for m in cams.METHODS if m != "gradcam"]):
+            with qtbot.waitSignal(worker.mapReady, timeout=TIMEOUT) as answer:
+                worker.explain(key, "backbone/last_conv", 1, method=method)
+            results.append(answer.args[1])
+        engine = made[0]
+        # One capture ran (the first map); the seven other methods, Score-CAM included, reused it.
+        assert [r.method for r in results] == list(cams.METHODS) and engine.capture_hits == len(cams.METHODS) - 1
+        assert engine.trace_counts["backbone/last_conv"] == 1
+    finally:
+        worker.stop()
+        assert worker.wait(20_000)
