@@ -257,7 +257,7 @@ def linear(tmp_path_factory):
     outputs = keras.layers.Dense(3, activation="softmax", kernel_initializer=head, name="predictions")(x)
     model = keras.Model(inputs, outputs)
     # Channel 0 spans ~1e-8 (a nearly dead filter): there the 1e-8 of (U − min)/(max − min + 1e-8)
-    # halves the mask, and with it that channel's score.
+    # shrinks the mask to about half, and with it that channel's masked input and score.
     kernel, bias = model.get_layer("feat").get_weights()
     kernel[..., 0] *= 1e-8
     bias[0] = 0.0
