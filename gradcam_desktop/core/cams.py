@@ -31,8 +31,9 @@ SCALE_EPS = 1e-7
 
 
 def _finite_relu(cam: np.ndarray) -> np.ndarray:
-    cam = np.nan_to_num(np.asarray(cam, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    return np.maximum(cam, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):  # a broken model's overflow becomes 0 below
+        cam = np.asarray(cam, dtype=np.float32)
+    return np.maximum(np.nan_to_num(cam, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
 
 
 def _finite64(array: np.ndarray) -> np.ndarray:
@@ -41,13 +42,15 @@ def _finite64(array: np.ndarray) -> np.ndarray:
 
 def _weighted(activations: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """ReLU(Σ_k w_k A_k) for per-channel weights w (K,)."""
-    return _finite_relu(_finite64(activations) @ _finite64(weights))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _finite_relu(_finite64(activations) @ _finite64(weights))
 
 
 def gradcam(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
     """Grad-CAM (Selvaraju et al., 2017): α_k = mean_ij g_k, map = ReLU(Σ_k α_k A_k)."""
-    alphas = gradients.mean(axis=(0, 1), dtype=np.float64).astype(np.float32)
-    return _finite_relu(activations @ alphas)
+    with np.errstate(over="ignore", invalid="ignore"):
+        alphas = gradients.mean(axis=(0, 1), dtype=np.float64).astype(np.float32)
+        return _finite_relu(activations @ alphas)
 
 
 def gradcam_plus_plus(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
