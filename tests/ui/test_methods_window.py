@@ -458,3 +458,18 @@ def test_switching_method_on_the_same_picture_does_not_run_the_model_again(qtbot
     finally:
         worker.stop()
         assert worker.wait(20_000)
+
+
+def test_export_all_records_the_method_and_score_chosen(demo, qtbot, tmp_path):
+    import csv
+
+    _shown(qtbot, demo, lambda: _key_to_method(demo, "layercam"), lambda r: r.method == "layercam")
+    _shown(qtbot, demo, lambda: _click(demo, "scoreAgainst"), lambda r: r.counterfactual)
+    run = demo.export_all(tmp_path)
+    qtbot.waitUntil(run.is_done, timeout=TIMEOUT)
+    assert run.summary()["written"] == 2 and run.summary()["failures"] == []
+    with open(tmp_path / "results.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["method"], r["score_kind"]) for r in rows] == [("layercam", "counterfactual")] * 2
+    sidecar = json.loads((tmp_path / f"{PICTURE.stem}.json").read_text(encoding="utf-8"))
+    assert (sidecar["method"], sidecar["score_kind"], sidecar["layer"]) == ("layercam", "counterfactual", LAYER)
