@@ -49,7 +49,8 @@ tends to cover several objects of the same class better.</li>
 <li><b>HiResCAM</b>: gradient times feature map at each position, then summed: exactly what
 raised the score, sharper and noisier.</li>
 <li><b>Grad-CAM element-wise</b>: like HiResCAM, but only positive contributions count.</li>
-<li><b>XGrad-CAM</b>: Grad-CAM with weights normalised by each feature map's size.</li>
+<li><b>XGrad-CAM</b>: Grad-CAM with each feature map's weight normalised by its total
+activation (gradient times activation, summed, divided by the activations' sum).</li>
 <li><b>LayerCAM</b>: keeps only positive gradients, per position; finer detail, useful on
 earlier layers.</li>
 <li><b>Eigen-CAM</b>: no gradients, no class: the main pattern of the layer's feature maps.
@@ -193,7 +194,7 @@ def show_help(parent: QWidget) -> QDialog | None:
     layout.addWidget(buttons)
     em, line = dialog.fontMetrics().horizontalAdvance("M"), dialog.fontMetrics().height()
     screen = (parent.screen() if parent is not None else dialog.screen()).availableGeometry()
-    dialog.resize(min(44 * em, int(screen.width() * 0.9)), min(48 * line, int(screen.height() * 0.85)))
+    dialog.resize(min(50 * em, int(screen.width() * 0.9)), min(48 * line, int(screen.height() * 0.85)))
     dialog.show()
     return dialog
 
