@@ -2,7 +2,7 @@
 
     python tools/screenshot.py [--out docs/screenshot.png] [--size 1280x800] [--model demo]
                                [--mode overlay|heatmap|original|side] [--class NAME] [--dark]
-                               [--method NAME] [--versus NAME | --against] [--help-dialog]
+                               [--method NAME] [--versus NAME | --against] [--help-dialog] [--trust]
 
 Runs offscreen with its own empty settings, so the picture never depends on the machine's saved
 window layout. The README shows the result.
@@ -65,6 +65,8 @@ def main() -> int:
     parser.add_argument("--method", help="CAM method, as in the window's Method box (gradcam, gradcam++, …)")
     parser.add_argument("--versus", help="explain the class rather than this one")
     parser.add_argument("--against", action="store_true", help="explain what speaks against the class")
+    parser.add_argument("--trust", action="store_true",
+                        help="open the Trust panel (View → Can I Trust This Map?) and wait for its report")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
 
@@ -117,6 +119,13 @@ def main() -> int:
             window.choice.changed.emit()
         loop.exec()
     window.set_view_mode(args.mode)
+    if args.trust and not errors and shown:
+        window.trust.reportShown.connect(lambda _o: loop.quit())
+        window.trust.dock.toggleViewAction().trigger()
+        if window.trust.panel.outcome() is None:
+            loop.exec()
+        if window.trust.panel.outcome() is None:
+            errors.append("the trust report was not shown in time")
     if errors or not shown:
         print("screenshot: " + (errors[0] if errors else "no map was shown in time"), file=sys.stderr)
         window.close()

@@ -21,7 +21,8 @@ from PySide6.QtWidgets import QApplication, QMainWindow, QWidget
 from gradcam_desktop import __version__
 from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.types import MapResult, ModelSpec
-from gradcam_desktop.ui import actions, caption, clipboard, compare_wiring, dialogs, dnd, export, layout, status_text
+from gradcam_desktop.ui import (actions, caption, clipboard, compare_wiring, dialogs, dnd, export, layout, status_text,
+                                 trust_wiring)
 from gradcam_desktop.ui.export_all import ExportAllRun, start_export_all
 from gradcam_desktop.ui.layer_tree import nodes_by_path
 from gradcam_desktop.ui.map_choice import MapChoice, MapProgress
@@ -76,6 +77,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self.map_progress = MapProgress(self.worker, self.ui.map_progress, lambda: self._want, self)
         self._connect_worker()
         compare_wiring.attach(self)
+        self.trust = trust_wiring.attach(self)  # the Trust panel (View → Can I Trust This Map?)
         self._set_engine_ready(False)
         # Started from the event loop, not here: building the window never waits for (or races
         # with) the TensorFlow import, and the window is on screen before the import begins.

@@ -2,10 +2,10 @@
 
 ``ready`` carries ``versions``, ``modelLoaded`` ``model_info``, ``imagesLoaded`` a list of
 ``image_item``, ``mapReady`` a ``MapResult`` (``map_result``) whose display map comes from
-``display_uint8``, and ``modelRefused`` the ``trust_would_help`` flag. The window and the tests
-read these layouts, so they live here in one place instead of inside the worker's handlers;
-that also keeps worker.py to the thread's loop and its handlers. Nothing here imports Qt or
-TensorFlow: the engine's objects (loaded model, image, explanation) come in as arguments.
+``display_uint8``, ``failed`` a ``failure_message``, and ``modelRefused`` the ``trust_would_help``
+flag. The window and the tests read these layouts, so they live here in one place instead of
+inside the worker's handlers; that also keeps worker.py to the thread's loop and its handlers.
+Nothing here imports Qt or TensorFlow: the engine's objects (loaded model, image, explanation) come in as arguments.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import cv2
 import numpy as np
 
 from gradcam_desktop import __version__
+from gradcam_desktop.core.errors import GradCamError, unexpected_message
 
-__all__ = ["display_uint8", "image_item", "map_result", "model_info", "trust_would_help", "versions"]
+__all__ = ["display_uint8", "failure_message", "image_item", "map_result", "model_info", "trust_would_help", "versions"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,14 @@ def map_result(explanation: Any, *, image_key: str, generation: int, display: np
     with the worker's picture key, model generation and display map filled in."""
     return explanation.with_(image_key=image_key, generation=generation, display=display, flat=bool(flat),
                              seconds=seconds, cached=False)
+
+
+def failure_message(exc: Exception, log_hint: str = "") -> str:
+    """``failed``'s message: a typed error's own line, anything else one plain line ending in ``log_hint``."""
+    if isinstance(exc, GradCamError):
+        return str(exc)
+    text = unexpected_message(exc)
+    return f"{text[0].upper()}{text[1:]}{log_hint}"
 
 
 def trust_would_help(exc: Exception) -> bool:

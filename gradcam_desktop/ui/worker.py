@@ -15,8 +15,9 @@ Rules the window relies on (the ordering ones are ``scheduler.py``'s, tested wit
   cancels a Score-CAM map still being made for an older one (``jobs.MapJob``, one batch of
   masks per step: the click waits for at most one batch);
 * **user requests go first**: background jobs (``jobs.py``: precompute of the top classes,
-  tracing the neighbouring layers, Export All) advance one small step at a time while no request
-  waits, report ``jobProgress``/``jobFinished`` and stop at ``cancel_job``;
+  tracing the neighbouring layers, Export All; ``trust_job.py``: the trust report) advance one
+  small step at a time while no request waits, report ``jobProgress``/``jobFinished`` and stop
+  at ``cancel_job``;
 * maps are made by ``maps.MapMaker`` and cached in a bounded LRU (``map_cache.map_key``: method
   and score included); the display map is sent as uint8 (``round(display_map * 255)``) at the
   image's size;
@@ -36,7 +37,7 @@ from typing import Any
 
 from PySide6.QtCore import QThread, Signal
 
-from gradcam_desktop.core.errors import GradCamError, ImageLoadError, ModelLoadError, UnsafeModelError, unexpected_message
+from gradcam_desktop.core.errors import GradCamError, ImageLoadError, ModelLoadError, UnsafeModelError
 from gradcam_desktop.core.types import ModelSpec
 from gradcam_desktop.ui.applog import log_path
 from gradcam_desktop.ui.jobs import MapJob, PrecomputeJob, PrepareLayersJob, export_job, supersede_view
@@ -44,8 +45,9 @@ from gradcam_desktop.ui.map_cache import MapCache
 from gradcam_desktop.ui.maps import MapMaker
 from gradcam_desktop.ui.requests import (CancelJob, Explain, ExplainGrid, ExportAll, LoadImages, LoadModel, MapSpec,
                                          Precompute, Shutdown, decode_source, expand_sources)
-from gradcam_desktop.ui.results import image_item, model_info, trust_would_help, versions
+from gradcam_desktop.ui.results import failure_message, image_item, model_info, trust_would_help, versions
 from gradcam_desktop.ui.scheduler import Job, Run, Scheduler, Wait
+from gradcam_desktop.ui.trust_job import TrustJob, TrustRequest, supersede_trust
 
 __all__ = ["CancelJob", "Explain", "ExplainGrid", "ExportAll", "GradCamWorker", "LoadImages", "LoadModel", "MapSpec",
            "Precompute", "Shutdown"]
@@ -95,6 +97,7 @@ class GradCamWorker(QThread):
     busy = Signal(str)  # what is being computed; "" when idle
     jobProgress = Signal(int, int, int, str)  # job id, done, total, picture being worked on
     jobFinished = Signal(int, dict)  # job id, {"written", "failures", "cancelled", "folder", "csv"}
+    trustReady = Signal(int, object)  # request id, trust_job.TrustOutcome
 
     def __init__(self, parent=None, *, cache_entries: int = CACHE_ENTRIES, precompute: bool = True,
                  modules: dict[str, Any] | None = None) -> None:
@@ -154,6 +157,10 @@ class GradCamWorker(QThread):
         """
         return self._put(ExportAll(list(image_keys), str(folder), layer, class_index, style, method, versus,
                                    counterfactual))
+
+    def trust(self, result: Any) -> int:
+        """Queue the trust report of ``result`` (a map sent here): a job, ends in ``trustReady`` or ``failed``."""
+        return self._put(TrustRequest(result))
 
     def cancel_job(self, job_id: int) -> None:
         """Cancel a background job; it ends after the step running now (``jobFinished`` says so)."""
@@ -251,6 +258,8 @@ class GradCamWorker(QThread):
                 self._explain_grid(request)
             elif isinstance(request, ExportAll):
                 self._start_export(request)
+            elif isinstance(request, TrustRequest):
+                self._start_job(TrustJob(request, self._maps, self.trustReady.emit, self.failed.emit, log_hint=_log_hint()))
             elif isinstance(request, CancelJob):
                 self._scheduler.cancel_job(request.job_id)
         except _Stopping:
@@ -280,19 +289,14 @@ class GradCamWorker(QThread):
             self._step(job)
 
     def _report(self, request, exc: Exception) -> None:
-        if self._import_error:
-            self.failed.emit(request.id, self._import_error)
-            return
-        if isinstance(exc, GradCamError):
-            log.info("request %s failed: %s", request.id, exc)
-            message = str(exc)
+        if not self._import_error:
+            if isinstance(exc, GradCamError):
+                log.info("request %s failed: %s", request.id, exc)
+            else:
+                log.error("request %s (%s) failed unexpectedly", request.id, type(request).__name__, exc_info=exc)
             if isinstance(exc, UnsafeModelError):
-                self.modelRefused.emit(request.id, message, trust_would_help(exc))
-        else:
-            log.error("request %s (%s) failed unexpectedly", request.id, type(request).__name__, exc_info=exc)
-            text = unexpected_message(exc)
-            message = f"{text[0].upper()}{text[1:]}{_log_hint()}"
-        self.failed.emit(request.id, message)
+                self.modelRefused.emit(request.id, str(exc), trust_would_help(exc))
+        self.failed.emit(request.id, self._import_error or failure_message(exc, _log_hint()))
 
     # -- requests ------------------------------------------------------------------------
     def _load_model(self, request: LoadModel) -> None:
@@ -358,8 +362,10 @@ class GradCamWorker(QThread):
         maps = self._maps
         spec = maps.resolve(request.spec)
         image = maps.image(spec.image_key)
-        if request.supersedable and supersede_view(self._scheduler.jobs(), spec, request.id):
-            return  # the Score-CAM job making this very map now answers this request
+        if request.supersedable:
+            supersede_trust(self._scheduler.jobs(), spec)  # the report of a map no longer wanted
+            if supersede_view(self._scheduler.jobs(), spec, request.id):
+                return  # the Score-CAM job making this very map now answers this request
         if maps.cached(spec) is None and maps.stepwise(spec):
             # Score-CAM: one batch of masks per step, so the next click is not kept waiting.
             self._start_job(MapJob(request.id, [spec], maps, lambda job_id, _i, result: self.mapReady.emit(job_id, result),

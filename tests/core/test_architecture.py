@@ -42,7 +42,8 @@ def test_resources_ship_inside_the_package():
 #: The core modules the window may import at module level: Keras- and TensorFlow-free. Everything
 #: else in core (engine, models, layers, zoo, ...) is imported by the worker thread only, inside
 #: its run(), so the window is on screen before TensorFlow has loaded.
-UI_MAY_IMPORT = {"annotate", "assets", "batch", "cams", "errors", "files", "images", "overlay", "types"}
+UI_MAY_IMPORT = {"annotate", "assets", "batch", "cams", "errors", "files", "images", "overlay", "trust", "types",
+                 "verdicts"}
 #: The one UI module that reaches the engine (inside functions, on its own thread).
 ENGINE_OWNER = "worker.py"
 

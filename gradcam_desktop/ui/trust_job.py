@@ -1,0 +1,195 @@
+"""The trust report of the map on screen as a worker job: one ``TrustTask`` step per job step.
+
+``TrustRequest`` carries the ``MapResult`` the window shows (its raw map, layer, class, method and
+score, and the model generation it came from); the worker answers with ``TrustJob``, which runs
+``core.trust.trust_task`` on the worker's engine and picture one piece at a time (a batch of
+forward passes, or one sanity step), so a click waits for at most one piece. The job reports
+``jobProgress`` per step and hands a ``TrustOutcome`` to ``deliver`` at the end.
+
+A newer map supersedes it: the worker cancels it when it gets an ``Explain`` for another map
+(``supersede_trust``), and a newer ``TrustRequest`` cancels it through the job group. Opening
+another model cancels it too (the generation check of each step).
+
+Qt-free: a test can step the job by hand with a stand-in engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gradcam_desktop.core.errors import GradCamError
+from gradcam_desktop.core.trust import TrustReport, auc, trust_task
+from gradcam_desktop.core.types import MapResult
+from gradcam_desktop.ui.requests import MapSpec, _next_id
+from gradcam_desktop.ui.results import failure_message
+from gradcam_desktop.ui.scheduler import Job
+
+__all__ = ["TRUST_OPTIONS", "TrustJob", "TrustOutcome", "TrustRequest", "spec_of", "supersede_trust"]
+
+log = logging.getLogger(__name__)
+
+#: The report the window shows: the issue's 50 steps, the random-order baseline beside the map's
+#: order, and the sanity check (at most 8 cascade steps, seeded so a report can be reproduced).
+TRUST_OPTIONS = {"steps": 50, "baseline": True, "sanity": True, "sanity_steps": 8, "seed": 0}
+
+def spec_of(result: MapResult) -> MapSpec:
+    """The ``MapSpec`` of a map the worker sent (picture, layer, class, method and score)."""
+    return MapSpec(result.image_key, result.layer, result.class_index, result.method, result.versus_index,
+                   bool(result.counterfactual))
+
+
+@dataclass
+class TrustRequest:
+    """Compute the trust report of ``result`` (a map the worker sent) with ``options`` (``trust_task``'s).
+
+    Supersedable: of several queued, only the newest runs.
+    """
+
+    result: MapResult
+    options: dict = field(default_factory=lambda: dict(TRUST_OPTIONS))
+    supersedable: bool = True
+    id: int = field(default_factory=_next_id)  # the requests' one counter: ids never collide
+
+
+@dataclass(frozen=True)
+class TrustOutcome:
+    """What ``trustReady`` carries: the report of the map ``spec`` (model ``generation``).
+
+    ``random_deletion``/``random_insertion`` are the random-order curves (p_0 … p_n) when they
+    could be recovered, for drawing; ``seconds`` is the time the job's steps took.
+    """
+
+    spec: MapSpec
+    generation: int
+    report: TrustReport
+    random_deletion: np.ndarray | None
+    random_insertion: np.ndarray | None
+    seconds: float
+
+    @property
+    def key(self) -> tuple:
+        """The map's cache key (``map_key``): the window's report cache uses the same."""
+        return self.spec.key(self.generation)
+
+
+class _RecordingEngine:
+    """The engine as ``trust_task`` sees it, keeping every batch of logits it hands out.
+
+    ``TrustReport`` keeps the random-order baseline as two areas only, but the panel draws the
+    curves: they are the probabilities of the report's own forward passes, recovered here (and
+    checked against the report's areas) rather than computed a second time.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self.batches: list[np.ndarray] = []
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        out = self._engine.logits(batch)
+        self.batches.append(np.asarray(out))
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
+def _random_curves(report: TrustReport, recorder: _RecordingEngine, class_index: int
+                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The random-order curves, from the report if the core keeps them, else from the recorded logits.
+
+    The recorded passes are, in order, deletion, insertion (n + 1 each), the masked picture, then
+    random deletion and random insertion; that layout is accepted only when it reproduces the
+    report's four curves and areas exactly (same numbers through the same ``auc``), else None.
+    """
+    kept = getattr(report, "random_deletion_curve", None), getattr(report, "random_insertion_curve", None)
+    if kept[0] is not None and kept[1] is not None:
+        return np.asarray(kept[0]), np.asarray(kept[1])
+    if report.random_deletion_auc is None or not recorder.batches:
+        return None, None
+    head = recorder.head
+    p = np.array([float(head.probabilities(row)[class_index]) for batch in recorder.batches for row in batch])
+    n = report.steps + 1
+    if len(p) < 4 * n + 1:
+        return None, None
+    deletion, insertion = p[2 * n + 1:3 * n + 1], p[3 * n + 1:4 * n + 1]
+    if (np.array_equal(p[:n], report.deletion_curve) and np.array_equal(p[n:2 * n], report.insertion_curve)
+            and auc(deletion) == report.random_deletion_auc and auc(insertion) == report.random_insertion_auc):
+        return deletion, insertion
+    log.warning("the random-order curves could not be recovered from the trust report's passes")
+    return None, None
+
+
+class TrustJob(Job):
+    """The trust report of one map, one ``TrustTask`` step per job step.
+
+    ``maker`` is the worker's ``maps.MapMaker`` (engine, pictures, generation); ``deliver(job id,
+    TrustOutcome)`` and ``fail(job id, message)`` run on the worker thread.
+    """
+
+    group = "trust"  # a newer report cancels the older one
+    visible = True
+
+    def __init__(self, request: TrustRequest, maker: Any, deliver: Callable[[int, TrustOutcome], None],
+                 fail: Callable[[int, str], None], *, log_hint: str = "") -> None:
+        super().__init__(request.id)
+        self.result = request.result
+        self.spec = spec_of(request.result)
+        self._options = dict(request.options)
+        self._maker = maker
+        self._deliver = deliver
+        self._fail = fail
+        self._log_hint = log_hint
+        self._task: Any = None
+        self._recorder: _RecordingEngine | None = None
+        self._seconds = 0.0
+
+    def step(self) -> bool:
+        if self.result.generation != self._maker.generation:
+            self.cancel()  # another model opened: this map explains the old one
+        if self.cancelled:
+            self._close()
+            return False
+        start = time.perf_counter()
+        try:
+            if self._task is None:
+                image = self._maker.image(self.result.image_key)
+                self._recorder = _RecordingEngine(self._maker.engine)
+                self._task = trust_task(self._recorder, image, self.result, **self._options)
+            done = self._task.step()
+            self._seconds += time.perf_counter() - start
+            if not done:
+                return True
+            report = self._task.result
+            deletion, insertion = _random_curves(report, self._recorder, self.result.class_index)
+        except Exception as exc:  # noqa: BLE001 - a failed report is a message in the panel, never a dead thread
+            if not isinstance(exc, GradCamError):
+                log.error("trust report of %s failed unexpectedly", self.spec, exc_info=exc)
+            self._close()
+            self._fail(self.id, failure_message(exc, self._log_hint))
+            return False
+        self._task = self._recorder = None
+        self._deliver(self.id, TrustOutcome(self.spec, self.result.generation, report, deletion, insertion,
+                                            self._seconds))
+        return False
+
+    def _close(self) -> None:
+        if self._task is not None:
+            self._task.close()
+        self._task = self._recorder = None
+
+    def progress(self) -> tuple[int, int, str]:
+        done, total = self._task.progress if self._task is not None else (0, 1)
+        return int(done), int(total), "trust"
+
+
+def supersede_trust(jobs: Sequence[Job], spec: MapSpec) -> None:
+    """A newer map asked for (``spec``, resolved): cancel the trust reports of any other map."""
+    for job in jobs:
+        if isinstance(job, TrustJob) and not job.cancelled and job.spec != spec:
+            job.cancel()
