@@ -219,18 +219,18 @@ def explain_batch(engine, sources: Sequence[str | os.PathLike[str] | LoadedImage
     pending: deque[_Item] = deque()
     try:
         for group in _Groups(pool, sources, group_size):
-            ready = [item for item in group if item.image is not None]
-            answers = _explain_group(engine, [item.image for item in ready], class_index, options, one_by_one,
+            ready = [(item, item.image) for item in group if item.image is not None]
+            answers = _explain_group(engine, [image for _, image in ready], class_index, options, one_by_one,
                                      progress)
-            for item, (result, error) in zip(ready, answers):
+            for (item, image), (result, error) in zip(ready, answers):
                 item.row.result, item.row.error = result, error
                 if result is None:
                     continue
-                args = (item.image, result, out_dir / f"{stems[item.index]}.png", style)
+                args = (image, result, out_dir / f"{stems[item.index]}.png", style)
                 if write_ahead <= 0:
                     item.write = lambda args=args: write_result(*args)
                 else:
-                    item.write, item.held = pool.submit(write_result, *args), item.image.rgb.nbytes
+                    item.write, item.held = pool.submit(write_result, *args), image.rgb.nbytes
             for item in group:
                 item.image = None  # the write holds what it needs; the picture can go
                 pending.append(item)
