@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 
@@ -228,7 +229,8 @@ def _report_steps(engine, image, result, steps, baseline, sanity, sanity_steps, 
         report.random_deletion_auc = auc(probabilities[2 * n + 1:3 * n + 1])
         report.random_insertion_auc = auc(probabilities[3 * n + 1:4 * n + 1])
     if cascade_plan:
-        copy = RandomizedCopy(engine)
+        copy = randomized_copy(engine)
+        copy.reset()
         rng = np.random.default_rng(seed)
         done: list[str] = []
         for i, group in enumerate(cascade_plan):
@@ -275,6 +277,17 @@ def redraw(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return drawn.astype(dtype)
 
 
+_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def randomized_copy(engine) -> RandomizedCopy:
+    """The engine's one ``RandomizedCopy`` (made on first use, dropped with the engine)."""
+    copy = _COPIES.get(engine)
+    if copy is None:
+        copy = _COPIES[engine] = RandomizedCopy(engine)
+    return copy
+
+
 class RandomizedCopy:
     """A copy of the engine's model whose layers can be re-drawn, with its own engine.
 
@@ -290,8 +303,16 @@ class RandomizedCopy:
         from .gradcam import GradCam
 
         self.model = keras.models.clone_model(engine.model)
-        self.model.set_weights(engine.model.get_weights())
+        self._original = engine.model.get_weights()
+        self.model.set_weights(self._original)
         self.engine = GradCam(dataclasses.replace(engine.loaded, model=self.model, head=None), capture_cache_mb=0)
+
+    def reset(self) -> None:
+        """Back to the user's weights (one copy serves every report of an engine: no new trace)."""
+        self.model.set_weights(self._original)
+        head = self.engine.head
+        if head.linear is not None and head.linear_twin is not None:
+            head.linear_twin.set_weights(head.linear.get_weights())
 
     def randomize(self, path: str, rng: np.random.Generator) -> None:
         from .layers import resolve
