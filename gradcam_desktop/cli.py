@@ -96,7 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--alpha", type=_alpha, default=0.5, metavar="A")
     sub.add_argument("--colormap", default="jet", metavar="NAME")
     sub.add_argument("--caption", action="store_true", help=_CAPTION_HELP)
+    sub.add_argument("--trust", action="store_true",
+                     help="add each map's trust figures (deletion/insertion AUC, Average Drop, sanity check) to "
+                     "results.csv; about 100 extra forward passes per picture")
     sub.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+
+    sub = add("trust", "Can this map be trusted? Deletion/insertion curves, Average Drop and a sanity check.")
+    add_model(sub)
+    sub.add_argument("--image", "-i", required=True, metavar="IMAGE")
+    add_map(sub)
+    sub.add_argument("--baseline", action="store_true",
+                     help="also compute the curves with the pixels in random order, for comparison")
+    sub.add_argument("--no-sanity", action="store_true",
+                     help="skip the sanity check (the map recomputed on a copy of the model with random weights)")
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
 
     sub = add("methods", "List the CAM methods, one sentence each.")
     sub.add_argument("--json", action="store_true", help="print JSON")

@@ -44,7 +44,7 @@ def _stderr_console():
     return Console(stderr=True)
 
 
-def _open_model(args) -> LoadedModel:
+def open_model(args) -> LoadedModel:
     update, progress = _progress_callback()
     try:
         loaded = load_model(args.model, trust=args.trust_model, preprocess=args.preprocess, progress=update)
@@ -56,7 +56,7 @@ def _open_model(args) -> LoadedModel:
     return loaded
 
 
-def _load(path: str | Path) -> LoadedImage:
+def load_picture(path: str | Path) -> LoadedImage:
     image = load_image(path)
     for notice in image.notices:
         _note(f"{image.name}: {notice}")
@@ -65,7 +65,7 @@ def _load(path: str | Path) -> LoadedImage:
 
 # -- layers ------------------------------------------------------------------------------
 def layers(args) -> int:
-    loaded = _open_model(args)
+    loaded = open_model(args)
     nodes = layer_tree(loaded.model)
     default = default_layer(loaded.model)
     rows = [
@@ -87,9 +87,9 @@ def layers(args) -> int:
 
 # -- predict -----------------------------------------------------------------------------
 def predict(args) -> int:
-    loaded = _open_model(args)
+    loaded = open_model(args)
     engine = GradCam(loaded)
-    image = _load(args.image)
+    image = load_picture(args.image)
     prediction = engine.predict(image)
     k = max(1, min(args.top, len(loaded.class_names)))
     order = np.argsort(-prediction.probabilities, kind="stable")[:k]
@@ -105,7 +105,7 @@ def predict(args) -> int:
 
 
 # -- the map options of explain and batch -------------------------------------------------
-def _map_options(args) -> dict:
+def map_options(args) -> dict:
     """The engine's options from the arguments; the checks that need no model (one line each)."""
     chosen = cams.method(args.method)
     if args.versus is not None and args.counterfactual:
@@ -119,7 +119,7 @@ def _map_options(args) -> dict:
             "counterfactual": bool(args.counterfactual), "max_channels": args.max_channels}
 
 
-def _target(engine: GradCam, args) -> tuple[int | None, int | None]:
+def target_of(engine: GradCam, args) -> tuple[int | None, int | None]:
     """(class index, versus index) from --class and --versus, checked by the engine (MethodError when
     they name one class)."""
     target = engine.target(args.cls, args.versus, args.counterfactual)
@@ -161,7 +161,7 @@ def _flat_note(result) -> str | None:
     return f"the map is all zero: nothing at this layer {what}. Try another layer, class or method."
 
 
-def _step_progress(label: str):
+def step_progress(label: str):
     """A rich bar for Score-CAM's mask batches on a terminal (update, bar); (None, None) otherwise."""
     if not sys.stderr.isatty():
         return None, None
@@ -181,16 +181,16 @@ def _step_progress(label: str):
 
 # -- explain -----------------------------------------------------------------------------
 def explain(args) -> int:
-    options = _map_options(args)
+    options = map_options(args)
     for target in (args.out, args.heatmap):
         if target and not Path(target).parent.exists():
             raise OutputError(f"Cannot write {target}: the folder {Path(target).parent} does not exist.")
-    loaded = _open_model(args)
+    loaded = open_model(args)
     engine = GradCam(loaded)
-    class_index, versus = _target(engine, args)
+    class_index, versus = target_of(engine, args)
     notes = _method_notes(args)
-    image = _load(args.image)
-    update, bar = _step_progress("Score-CAM masks") if cams.method(args.method).forward_passes else (None, None)
+    image = load_picture(args.image)
+    update, bar = step_progress("Score-CAM masks") if cams.method(args.method).forward_passes else (None, None)
     try:
         result = engine.explain(image, class_index=class_index, versus=versus, progress=update, **options)
     finally:
@@ -240,28 +240,33 @@ def _expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict]]:
 
 
 def batch(args) -> int:
-    options = _map_options(args)
+    options = map_options(args)
     paths, bad = _expand_inputs(args.inputs)
     for row in bad:
         print(f"Skipped {row['image']}: {row['error']}", file=sys.stderr)
     out_dir = make_out_dir(args.out_dir)
-    loaded = _open_model(args)
+    loaded = open_model(args)
     engine = GradCam(loaded)
     layers = options["layer"]
     for layer in [layers] if isinstance(layers, str) else layers or []:
         check_eligible(loaded.model, layer)  # fail before any image, not once per image
-    class_index, versus = _target(engine, args)
+    class_index, versus = target_of(engine, args)
     for note in _method_notes(args):
         _note(note)
     style = OutputStyle(alpha=args.alpha, colormap=args.colormap, heatmaps=args.heatmaps,
                         decorate=annotate.decorator(args.colormap) if args.caption else None,
                         sidecar_extra={"model_name": loaded.display_name, "model_sha256": loaded.sha256})
+    measure = None
+    if args.trust:
+        from .trust_command import figures
+
+        measure = figures(engine)
     progress, masks = _batch_progress(len(paths), cams.method(args.method).forward_passes)
     rows: list = []
     interrupted = False
     try:
         for row in explain_batch(engine, paths, out_dir, class_index=class_index, versus=versus, style=style,
-                                 progress=masks, **options):
+                                 progress=masks, measure=measure, **options):
             rows.append(row)
             for notice in row.notices:
                 _note(f"{Path(row.source).name}: {notice}")
@@ -276,7 +281,15 @@ def batch(args) -> int:
             progress.stop()
     done = len(rows)
     rows += bad
-    write_csv(out_dir / "results.csv", rows)
+    if args.trust:
+        from .trust_command import TRUST_FIELDS, summary
+
+        write_csv(out_dir / "results.csv", rows, TRUST_FIELDS)
+        line = summary(rows)
+        if line:
+            print(line, file=sys.stderr)
+    else:
+        write_csv(out_dir / "results.csv", rows)
     if interrupted:
         print(f"Interrupted after {done} of {len(paths)} images; results.csv lists them.", file=sys.stderr)
         return 130
@@ -311,6 +324,14 @@ def _report_failure(progress, path: Path, error: str) -> None:
         progress.console.print(line, markup=False, highlight=False)
     else:
         print(line, file=sys.stderr)
+
+
+# -- trust -----------------------------------------------------------------------------
+def trust(args) -> int:
+    """``gradcam trust``: see trust_command.py."""
+    from .trust_command import run
+
+    return run(args)
 
 
 # -- methods ---------------------------------------------------------------------------
@@ -348,4 +369,4 @@ def zoo(args) -> int:
     return 0
 
 
-__all__ = ["layers", "predict", "explain", "batch", "methods", "zoo", "describe"]
+__all__ = ["layers", "predict", "explain", "batch", "trust", "methods", "zoo", "describe"]

@@ -72,11 +72,12 @@ class BatchRow:
     error: str | None = None
     written: dict[str, Path] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)  # more columns (e.g. ``gradcam batch --trust``'s figures)
 
     def csv_row(self) -> dict:
         if self.result is None:
             return {**dict.fromkeys(CSV_FIELDS, ""), "image": self.source, "error": self.error or ""}
-        return {**self.result.csv_row(), "image": self.source, "error": self.error or ""}
+        return {**self.result.csv_row(), **self.extra, "image": self.source, "error": self.error or ""}
 
 
 def make_out_dir(folder: str | os.PathLike[str]) -> Path:
@@ -195,14 +196,17 @@ def explain_batch(engine, sources: Sequence[str | os.PathLike[str] | LoadedImage
                   layer: str | Sequence[str] | None = None, class_index: int | str | None = None,
                   method: str = "gradcam", versus: int | str | None = None, counterfactual: bool = False,
                   max_channels: int | None = None, style: OutputStyle | None = None, write_ahead: int | None = None,
-                  group_size: int = GROUP, progress: ProgressCallback | None = None) -> Iterator[BatchRow]:
+                  group_size: int = GROUP, progress: ProgressCallback | None = None,
+                  measure: Callable[[LoadedImage, MapResult], dict] | None = None) -> Iterator[BatchRow]:
     """Explain and write every picture, yielding one ``BatchRow`` per picture in order.
 
     ``sources`` are paths (decoded here, ahead of the model) or already decoded pictures.
     ``engine`` is a ``GradCam``; ``layer`` … ``max_channels`` are its ``explain`` options, the
     same for every picture (``class_index`` None: each picture's top class). ``progress(done,
     total)`` reports Score-CAM's mask batches within the current picture. ``write_ahead``: results
-    that may wait to be written (default: one group). Stop early with the generator's ``close()``.
+    that may wait to be written (default: one group). ``measure(image, result)`` adds columns to a
+    row (``row.extra``; a GradCamError from it becomes the row's error). Stop early with the
+    generator's ``close()``.
     """
     style = style or OutputStyle()
     out_dir = Path(out_dir)
@@ -226,6 +230,11 @@ def explain_batch(engine, sources: Sequence[str | os.PathLike[str] | LoadedImage
                 item.row.result, item.row.error = result, error
                 if result is None:
                     continue
+                if measure is not None:
+                    try:
+                        item.row.extra = measure(image, result)
+                    except GradCamError as failure:
+                        item.row.error = str(failure)
                 args = (image, result, out_dir / f"{stems[item.index]}.png", style)
                 if write_ahead <= 0:
                     item.write = lambda args=args: write_result(*args)
@@ -261,10 +270,11 @@ def _finish(item: _Item) -> BatchRow:
     return row
 
 
-def write_csv(path: str | os.PathLike[str], rows: Sequence[BatchRow | dict]) -> None:
-    """results.csv (``CSV_FIELDS``), written atomically."""
+def write_csv(path: str | os.PathLike[str], rows: Sequence[BatchRow | dict], extra_fields: Sequence[str] = ()) -> None:
+    """results.csv (``CSV_FIELDS``, then ``extra_fields``), written atomically."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n", extrasaction="ignore")
+    fields = [*CSV_FIELDS[:-1], *extra_fields, CSV_FIELDS[-1]]  # "error" stays the last column
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", extrasaction="ignore", restval="")
     writer.writeheader()
     for row in rows:
         writer.writerow(row.csv_row() if isinstance(row, BatchRow) else {**dict.fromkeys(CSV_FIELDS, ""), **row})
