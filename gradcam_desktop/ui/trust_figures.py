@@ -216,6 +216,8 @@ class SanityRow(QWidget):
         self._look = (0.5, "jet")
         self._columns = 0
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
+        # As narrow as one small map: the row wraps into more rows rather than widening its card.
+        self.setMinimumWidth(SMALL_MAP + 16)
 
     def set_maps(self, picture: np.ndarray | None, maps: Sequence[SanityMap], alpha: float, colormap: str) -> None:
         """Show ``maps`` over ``picture`` (RGB); an empty list clears the row."""
@@ -272,6 +274,9 @@ class SanityRow(QWidget):
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self._reflow()
+
+    def sizeHint(self) -> QSize:
+        return QSize(5 * (SMALL_MAP + 16), self.minimumHeight())
 
     def _columns_for(self, width: int) -> int:
         spacing = self._grid.horizontalSpacing()

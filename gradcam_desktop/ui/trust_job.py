@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,28 +79,36 @@ class TrustOutcome:
         return self.spec.key(self.generation)
 
 
-class _RecordingEngine:
-    """The engine as ``trust_task`` sees it, keeping every batch of logits it hands out.
+class _LogitsRecorder:
+    """Keeps every batch of logits a report's forward passes give, while ``watching`` an engine.
 
     ``TrustReport`` keeps the random-order baseline as two areas only, but the panel draws the
     curves: they are the probabilities of the report's own forward passes, recovered here (and
-    checked against the report's areas) rather than computed a second time.
+    checked against the report's areas) rather than computed a second time. The engine itself
+    goes to ``trust_task`` (the core keeps one randomisable model copy per engine object), its
+    ``logits`` shadowed for the duration of one step only.
     """
 
-    def __init__(self, engine: Any) -> None:
-        self._engine = engine
+    def __init__(self) -> None:
         self.batches: list[np.ndarray] = []
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        out = self._engine.logits(batch)
-        self.batches.append(np.asarray(out))
-        return out
+    @contextmanager
+    def watching(self, engine: Any) -> Iterator[None]:
+        real = engine.logits
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
+        def logits(batch: np.ndarray) -> np.ndarray:
+            out = real(batch)
+            self.batches.append(np.asarray(out))
+            return out
+
+        engine.logits = logits
+        try:
+            yield
+        finally:
+            del engine.logits  # the class's method again
 
 
-def _random_curves(report: TrustReport, recorder: _RecordingEngine, class_index: int
+def _random_curves(report: TrustReport, recorder: _LogitsRecorder, head: Any, class_index: int
                    ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The random-order curves, from the report if the core keeps them, else from the recorded logits.
 
@@ -112,7 +121,6 @@ def _random_curves(report: TrustReport, recorder: _RecordingEngine, class_index:
         return np.asarray(kept[0]), np.asarray(kept[1])
     if report.random_deletion_auc is None or not recorder.batches:
         return None, None
-    head = recorder.head
     p = np.array([float(head.probabilities(row)[class_index]) for batch in recorder.batches for row in batch])
     n = report.steps + 1
     if len(p) < 4 * n + 1:
@@ -146,7 +154,7 @@ class TrustJob(Job):
         self._fail = fail
         self._log_hint = log_hint
         self._task: Any = None
-        self._recorder: _RecordingEngine | None = None
+        self._recorder = _LogitsRecorder()
         self._seconds = 0.0
 
     def step(self) -> bool:
@@ -157,23 +165,24 @@ class TrustJob(Job):
             return False
         start = time.perf_counter()
         try:
+            engine = self._maker.engine
             if self._task is None:
                 image = self._maker.image(self.result.image_key)
-                self._recorder = _RecordingEngine(self._maker.engine)
-                self._task = trust_task(self._recorder, image, self.result, **self._options)
-            done = self._task.step()
+                self._task = trust_task(engine, image, self.result, **self._options)
+            with self._recorder.watching(engine):
+                done = self._task.step()
             self._seconds += time.perf_counter() - start
             if not done:
                 return True
             report = self._task.result
-            deletion, insertion = _random_curves(report, self._recorder, self.result.class_index)
+            deletion, insertion = _random_curves(report, self._recorder, engine.head, self.result.class_index)
         except Exception as exc:  # noqa: BLE001 - a failed report is a message in the panel, never a dead thread
             if not isinstance(exc, GradCamError):
                 log.error("trust report of %s failed unexpectedly", self.spec, exc_info=exc)
             self._close()
             self._fail(self.id, failure_message(exc, self._log_hint))
             return False
-        self._task = self._recorder = None
+        self._task = None
         self._deliver(self.id, TrustOutcome(self.spec, self.result.generation, report, deletion, insertion,
                                             self._seconds))
         return False
@@ -181,7 +190,7 @@ class TrustJob(Job):
     def _close(self) -> None:
         if self._task is not None:
             self._task.close()
-        self._task = self._recorder = None
+        self._task = None
 
     def progress(self) -> tuple[int, int, str]:
         done, total = self._task.progress if self._task is not None else (0, 1)

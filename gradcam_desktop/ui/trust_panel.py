@@ -34,7 +34,8 @@ __all__ = ["FIGURES", "TrustCard", "TrustPanel", "figure_numbers", "sanity_maps"
 FIGURES = ("deletion", "insertion", "average_drop", "sanity")
 TITLES = {"deletion": "Deletion  (the lower the curve, the better)",
           "insertion": "Insertion  (the higher the curve, the better)",
-          "average_drop": "Average Drop", "sanity": "Sanity check"}
+          "average_drop": "Average Drop",
+          "sanity": "Sanity check  (random weights)"}
 TIPS = {"deletion": "The picture's pixels are set to 0 in the map's order, hottest first (Petsiuk et al. 2018, RISE). "
                     "A map that finds what the model uses makes the curve fall fast: a small area under it.",
         "insertion": "Starting from a blurred picture, the real pixels come back in the map's order, hottest first "
@@ -53,18 +54,13 @@ _STRETCH = {"deletion": 6, "insertion": 6, "average_drop": 5, "sanity": 8}
 
 def figure_numbers(report: TrustReport, class_name: str) -> dict[str, str]:
     """The numbers under each figure, in words (the curves' areas are in their plots' legends)."""
-    sanity = ""
-    if report.sanity:
-        last = report.sanity[-1].spearman
-        sanity = ("ρ: rank correlation with the map on screen (1 = the same map, 0 = unrelated); after the last step "
-                  + (f"{last:.2f}" if np.isfinite(last) else "no map is left"))
     return {
         "deletion": "",
         "insertion": "",
         "average_drop": (f"p('{class_name}'): {report.original:.1%} on the picture, {report.masked:.1%} on the picture "
                          f"× map · Average Drop {report.average_drop:.1f} % · Increase in Confidence: "
                          f"{'yes' if report.increase_in_confidence else 'no'}"),
-        "sanity": sanity,
+        "sanity": "ρ: how alike each map is to the map on screen (1 = the same, 0 = unrelated)",
     }
 
 
@@ -91,6 +87,7 @@ class TrustCard(QFrame):
         font = self.title.font()
         font.setBold(True)
         self.title.setFont(font)
+        self.title.setWordWrap(True)  # never wider than the card: a narrow card wraps it
         self.sentence = QLabel()
         self.numbers = QLabel()
         for label in (self.sentence, self.numbers):
@@ -138,21 +135,20 @@ class _Numbers(QLabel):
 class TrustPanel(QWidget):
     """The Trust panel's content (objectName "trustPanelContent"): a header and the four cards.
 
-    ``show_pending(title)`` while the report is computed (``set_progress``), ``show_outcome``
-    once it is there, ``show_message`` for a failure or a hint, ``set_look`` to follow the main
-    view's opacity and colours. ``cards``, ``plots`` and ``sanity`` are there to be read.
+    ``show_pending()`` while the report is computed (``set_progress``), ``show_outcome`` once it
+    is there, ``show_message`` for a failure or a hint, ``set_look`` to follow the main view's
+    opacity and colours. ``cards``, ``plots`` and ``sanity`` are there to be read. Which map it
+    is about is the dock's title (``trust_wiring``): the header row only shows while there is
+    progress or a message, so the figures get the height.
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("trustPanelContent")
-        self.title = QLabel()
-        self.title.setObjectName("trustTitle")
-        self.title.setWordWrap(True)
-        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.status = QLabel()
         self.status.setObjectName("trustStatus")
         self.status.setWordWrap(True)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.progress = QProgressBar()
         self.progress.setObjectName("trustProgress")
         self.progress.setFormat("Checking: %p %")
@@ -168,10 +164,10 @@ class TrustPanel(QWidget):
         self._outcome: TrustOutcome | None = None
         self._look = (0.5, "jet")
         self._columns = 0
-        header = QHBoxLayout()
+        self._header = QWidget()
+        header = QHBoxLayout(self._header)
         header.setContentsMargins(8, 2, 8, 0)
-        header.addWidget(self.title, 1)
-        header.addWidget(self.status)
+        header.addWidget(self.status, 1)
         header.addWidget(self.progress)
         self._grid = QGridLayout()
         self._grid.setContentsMargins(6, 2, 6, 6)
@@ -186,7 +182,7 @@ class TrustPanel(QWidget):
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(0)
-        column.addLayout(header)
+        column.addWidget(self._header)
         column.addWidget(self._scroll, 1)
         self._reflow()
         self.clear("")
@@ -195,16 +191,14 @@ class TrustPanel(QWidget):
     def clear(self, message: str) -> None:
         """No report: every card empty, ``message`` in the header."""
         self._outcome = None
-        self.title.setText("")
         self._empty_cards()
         self.show_message(message)
 
-    def show_pending(self, title: str) -> None:
-        """The report of the map ``title`` is being computed."""
+    def show_pending(self) -> None:
+        """A report is being computed (progress follows)."""
         self._outcome = None
-        self.title.setText(title)
         self._empty_cards()
-        self.status.setText("")
+        self.status.setText("Checking the map: removing and showing its parts, then re-drawing the model's weights…")
         self.set_progress(0, 1)
 
     def set_progress(self, done: int, total: int) -> None:
@@ -212,18 +206,19 @@ class TrustPanel(QWidget):
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(min(done, max(1, total)))
         self.progress.setVisible(True)
+        self._header.setVisible(True)
 
     def show_message(self, text: str) -> None:
-        """A hint or a failure in the header (the progress bar goes away)."""
+        """A hint or a failure in the header (the progress bar goes away); "" hides the header."""
         self.progress.setVisible(False)
         self.status.setText(text)
+        self._header.setVisible(bool(text))
 
-    def show_outcome(self, outcome: TrustOutcome, *, title: str, class_name: str, original: np.ndarray,
+    def show_outcome(self, outcome: TrustOutcome, *, class_name: str, original: np.ndarray,
                      picture: np.ndarray | None) -> None:
         """The report ``outcome`` of the map ``original`` (raw) of ``picture`` (RGB), explaining ``class_name``."""
         self._outcome = outcome
         report = outcome.report
-        self.title.setText(title)
         self.show_message("")
         said = verdicts(report, class_name)
         numbers = figure_numbers(report, class_name)

@@ -25,13 +25,15 @@ from gradcam_desktop.ui.caption import pane_title
 from gradcam_desktop.ui.map_cache import map_key
 from gradcam_desktop.ui.trust_job import TrustOutcome
 
-__all__ = ["CACHE_REPORTS", "SHORTCUT", "TrustController", "attach"]
+__all__ = ["CACHE_REPORTS", "SHORTCUT", "TITLE", "TrustController", "attach"]
 
 log = logging.getLogger(__name__)
 _Q = Qt.ConnectionType.QueuedConnection  # worker signals cross threads
 
 #: Reports kept (each a few kB plus the sanity maps at layer resolution).
 CACHE_REPORTS = 64
+#: The action's text, and the dock's title before the name of the map it is about.
+TITLE = "Can I trust this map?"
 SHORTCUT = "Ctrl+T"
 #: Height the panel gets when it first opens under the picture (its cards need about this much).
 _FIRST_HEIGHT = 330
@@ -39,13 +41,16 @@ _FIRST_HEIGHT = 330
 
 def attach(window: Any) -> TrustController:
     """Add the Trust dock (hidden) and its action to ``window`` (a MainWindow); returns its controller."""
-    dock = QDockWidget("Can I trust this map?", window)
+    dock = QDockWidget(TITLE, window)
     dock.setObjectName("trustPanel")
     dock.setWidget(QLabel())  # the panel itself is built when the dock first shows
-    # Under the picture, above the strip of pictures: a picture and its figures read together.
-    window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock, Qt.Orientation.Vertical)
-    window.splitDockWidget(dock, window.ui.images_dock, Qt.Orientation.Vertical)
-    dock.hide()
+    # Where the user left it last time (the window's state was restored before this dock existed);
+    # the first time hidden, under the picture and above the strip: a picture and its figures together.
+    restored = window.restoreDockWidget(dock)
+    if not restored:
+        window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock, Qt.Orientation.Vertical)
+        window.splitDockWidget(dock, window.ui.images_dock, Qt.Orientation.Vertical)
+        dock.hide()
     action = dock.toggleViewAction()
     action.setObjectName("trustAction")
     action.setShortcut(QKeySequence(SHORTCUT))
@@ -56,7 +61,7 @@ def attach(window: Any) -> TrustController:
     for widget in window.acts.compare.associatedObjects():  # beside Compare, in the View menu and the toolbar
         if isinstance(widget, QWidget):
             _insert_after(widget, window.acts.compare, action)
-    return TrustController(window, dock)
+    return TrustController(window, dock, sized=restored)
 
 
 def _insert_after(widget: QWidget, anchor: Any, action: Any) -> None:
@@ -74,7 +79,8 @@ class TrustController(QObject):
 
     reportShown = Signal(object)
 
-    def __init__(self, window: Any, dock: QDockWidget) -> None:
+    def __init__(self, window: Any, dock: QDockWidget, *, sized: bool = False) -> None:
+        """``sized``: the dock has its size from the saved window state (else it gets a first height)."""
         super().__init__(window)
         self.window = window
         self.dock = dock
@@ -85,6 +91,7 @@ class TrustController(QObject):
         self._job: int | None = None
         self._job_key: tuple | None = None
         self._shown_key: tuple | None = None
+        self._sized = sized
         worker = window.worker
         worker.trustReady.connect(self._on_report, _Q)
         worker.failed.connect(self._on_failed, _Q)
@@ -125,6 +132,7 @@ class TrustController(QObject):
         self._result = self._picture = self._shown_key = None
         if self.panel is not None:
             self.panel.clear("")
+        self._set_title(None)
 
     def _on_report(self, job_id: int, outcome: TrustOutcome) -> None:
         self._remember(outcome)  # a finished report is right for its map, wanted or not
@@ -173,14 +181,15 @@ class TrustController(QObject):
         self._cancel()
         self._job, self._job_key = self.window.worker.trust(result), key
         self._shown_key = None
-        self.panel.show_pending(self._title(result))
+        self.panel.show_pending()
+        self._set_title(result)
 
     def _show(self, outcome: TrustOutcome) -> None:
         result = self._result
         assert result is not None and self.panel is not None
         self._shown_key = outcome.key
-        self.panel.show_outcome(outcome, title=self._title(result), class_name=result.class_name,
-                                original=result.raw, picture=self._picture)
+        self.panel.show_outcome(outcome, class_name=result.class_name, original=result.raw, picture=self._picture)
+        self._set_title(result)
         self.reportShown.emit(outcome)
 
     def _cancel(self) -> None:
@@ -200,7 +209,9 @@ class TrustController(QObject):
 
             self.panel = TrustPanel()
             self.dock.setWidget(self.panel)
-            self.window.resizeDocks([self.dock], [_FIRST_HEIGHT], Qt.Orientation.Vertical)
+            if not self._sized:
+                self._sized = True
+                self.window.resizeDocks([self.dock], [_FIRST_HEIGHT], Qt.Orientation.Vertical)
             self._follow_look()
 
     def _follow_look(self) -> None:
@@ -208,10 +219,13 @@ class TrustController(QObject):
             ui = self.window.ui
             self.panel.set_look(ui.alpha_slider.value() / 100.0, ui.colormap_box.currentText())
 
-    def _title(self, result: MapResult) -> str:
+    def _set_title(self, result: MapResult | None) -> None:
+        """The dock's title: which map the panel is about (the picture may have changed since)."""
         image = self.window.current_image()
-        name = image["name"] if image is not None and image["key"] == result.image_key else ""
-        return " · ".join(part for part in (pane_title(result), f"layer {result.layer}", name) if part)
+        name = image["name"] if image is not None and result is not None and image["key"] == result.image_key else ""
+        about = [pane_title(result), f"layer {result.layer}", name] if result is not None else []
+        self.dock.setWindowTitle(" · ".join([TITLE] + [part for part in about if part]))
+        self.dock.toggleViewAction().setText(TITLE)  # the dock gave the action its new title: the action keeps its words
 
 
 def _key(result: MapResult) -> tuple:

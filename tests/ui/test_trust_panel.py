@@ -134,6 +134,10 @@ def test_hidden_at_first_and_opened_by_ctrl_t_the_toolbar_and_the_view_menu(demo
     outcome = _report(qtbot, demo, lambda: _press_ctrl_t(demo))
     assert dock.isVisible() and action.isChecked()
     assert outcome.spec == spec_of(demo.shown_result())
+    # The dock's title says which map the figures are about; the action keeps its words.
+    assert dock.windowTitle() == ("Can I trust this map? · Evidence for 'circle' · layer last_conv · "
+                                  "two_objects_circle_star.png")
+    assert action.text() == "Can I trust this map?"
     # Under the picture, above the strip of pictures.
     assert demo.dockWidgetArea(dock) == Qt.DockWidgetArea.BottomDockWidgetArea
     assert dock.geometry().bottom() < demo.ui.images_dock.geometry().top()
@@ -342,3 +346,26 @@ def test_a_newer_map_cancels_the_reports_of_other_maps_only():
     supersede_trust([same, other_class, other_picture, unrelated], spec_of(_result()))
     assert (same.cancelled, other_class.cancelled, other_picture.cancelled, unrelated.cancelled) == (
         False, True, True, False)
+
+
+def test_the_panel_opens_again_where_it_was_left(qtbot):
+    def new_window() -> MainWindow:
+        w = MainWindow()
+        qtbot.addWidget(w)
+        w.resize(1280, 800)
+        w.show()
+        qtbot.waitExposed(w)
+        return w
+
+    first = new_window()
+    QTest.mouseClick(_toolbar_button(first), Qt.MouseButton.LeftButton)
+    assert _dock(first).isVisible()
+    assert first.trust.panel.status.text().startswith("Open a model and a picture")
+    first.close()
+    second = new_window()
+    assert _dock(second).isVisible() and second.trust.panel is not None
+    assert second.dockWidgetArea(_dock(second)) == Qt.DockWidgetArea.BottomDockWidgetArea
+    QTest.mouseClick(_toolbar_button(second), Qt.MouseButton.LeftButton)
+    second.close()
+    third = new_window()
+    assert not _dock(third).isVisible() and third.trust.panel is None
