@@ -15,11 +15,12 @@ Trust panel open (its action, as Ctrl+T does). Measures
 Every map of the trials is new (picture × class kept), so no report comes from the cache.
 Settings go to a temporary folder. Prints Markdown tables.
 
-Measured (this 2-core machine shared with other work, demo model, 1400×960): a full report (50
-steps, random-order baseline, 8 sanity steps = 15 job steps) 1.0–1.8 s from the click (job steps
-0.9–1.5 s); supersede median 61 ms, worst 370 ms — the worst is the first sanity step (the model
-copy and its first trace, one step in core/trust.py), the batch steps (29 forward passes each)
-cost 120–190 ms, the other sanity steps 30–60 ms.
+Measured (this 2-core machine shared with other work, demo model, 1400×960, after core/trust.py
+keeps one model copy per engine): a full report (50 steps, random-order baseline, 8 sanity steps =
+15 job steps) 1.4–1.8 s from the click (job steps 1.1–1.3 s); supersede median 53 ms, worst
+187 ms — a batch step (29 forward passes) costs 140–190 ms, a sanity step 30–70 ms. The first
+report of a model also pays for the copy and its first trace in its first sanity step (370–480 ms
+on the demo before the copy was kept).
 """
 
 from __future__ import annotations
