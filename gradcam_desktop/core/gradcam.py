@@ -149,6 +149,12 @@ class GradCam:
             function = self._batch_function = tf.function(self._logits, reduce_retracing=not (height and width))
         return function(tf.constant(batch, tf.float32)).numpy()
 
+    def forward_seconds(self, layer: str) -> float | None:
+        """About one forward pass of one picture: half the layer's last measured capture (forward and
+        backward); None before a measured capture. For sizing steps of UI jobs."""
+        seconds = self._capture_seconds.get(layer)
+        return None if seconds is None else seconds / 2
+
     # -- public API --------------------------------------------------------------------
     def predict(self, image: LoadedImage) -> Prediction:
         """Class probabilities for ``image``."""
@@ -291,8 +297,8 @@ class GradCam:
                 batch = None
                 if step_seconds is not None:
                     # Unmeasured (the layer's first capture was its trace): one mask per step is safe.
-                    seconds = self._capture_seconds.get(name)
-                    batch = 1 if seconds is None else batch_for_step(step_seconds, seconds / 2)
+                    forward = self.forward_seconds(name)
+                    batch = 1 if forward is None else batch_for_step(step_seconds, forward)
                 run = ScoreCamRun(self._scorer(), picture, captured.activations[0], captured.weights[0],
                                   max_channels, batch)
                 total += run.total

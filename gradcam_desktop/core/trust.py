@@ -139,9 +139,17 @@ class TrustReport:
     insertion_curve: np.ndarray
     original: float  # Y = p(X)
     masked: float  # O = p(X ⊙ M)
-    random_deletion_auc: float | None = None  # the same curves with a random pixel order
-    random_insertion_auc: float | None = None
+    random_deletion_curve: np.ndarray | None = None  # the same curves with a random pixel order
+    random_insertion_curve: np.ndarray | None = None
     sanity: list[SanityStep] = field(default_factory=list)
+
+    @property
+    def random_deletion_auc(self) -> float | None:
+        return None if self.random_deletion_curve is None else auc(self.random_deletion_curve)
+
+    @property
+    def random_insertion_auc(self) -> float | None:
+        return None if self.random_insertion_curve is None else auc(self.random_insertion_curve)
 
     @property
     def deletion_auc(self) -> float:
@@ -171,9 +179,15 @@ class TrustReport:
             "increase_in_confidence": bool(self.increase_in_confidence),
             "random_deletion_auc": self.random_deletion_auc,
             "random_insertion_auc": self.random_insertion_auc,
+            "random_deletion_curve": _listed(self.random_deletion_curve),
+            "random_insertion_curve": _listed(self.random_insertion_curve),
             "sanity": [{"randomized": list(s.randomized), "spearman": _finite_or_none(s.spearman)}
                        for s in self.sanity],
         }
+
+
+def _listed(curve: np.ndarray | None) -> list[float] | None:
+    return None if curve is None else [float(p) for p in curve]
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -185,9 +199,17 @@ class TrustTask(Task[TrustReport]):
 
 
 def trust_task(engine, image, result: MapResult, *, steps: int = STEPS, baseline: bool = False,
-               sanity: bool = True, sanity_steps: int = MAX_SANITY_STEPS, seed: int = 0) -> TrustTask:
-    """The trust report of ``result`` (a map of ``image`` by ``engine``) as a stepwise task."""
-    return TrustTask(_report_steps(engine, image, result, steps, baseline, sanity, sanity_steps, seed))
+               sanity: bool = True, sanity_steps: int = MAX_SANITY_STEPS, seed: int = 0,
+               step_seconds: float | None = None) -> TrustTask:
+    """The trust report of ``result`` (a map of ``image`` by ``engine``) as a stepwise task.
+
+    By default a step is one batch of up to 32 forward passes (equal batches: one trace) or one
+    sanity step. ``step_seconds`` (a UI job) makes the batches small enough to last about that
+    long — a power of two, estimated from the engine's last capture of the layer — and runs a
+    slow sanity map (Score-CAM) in its own steps, so a newer click never waits long.
+    """
+    return TrustTask(_report_steps(engine, image, result, steps, baseline, sanity, sanity_steps, seed,
+                                   step_seconds))
 
 
 def trust_report(engine, image, result: MapResult, **options) -> TrustReport:
@@ -195,7 +217,19 @@ def trust_report(engine, image, result: MapResult, **options) -> TrustReport:
     return trust_task(engine, image, result, **options).finish()
 
 
-def _report_steps(engine, image, result, steps, baseline, sanity, sanity_steps, seed):
+def _batch_size(engine, layer: str, count: int, step_seconds: float | None) -> int:
+    batches = math.ceil(count / MAX_BATCH)
+    size = math.ceil(count / batches)  # equal batches: one trace, little padding
+    if step_seconds is None:
+        return size
+    forward = engine.forward_seconds(layer)
+    if forward is None:
+        return min(size, 4)  # not measured yet: small and safe
+    fits = max(1, int(step_seconds / forward))
+    return min(size, 1 << (fits.bit_length() - 1))
+
+
+def _report_steps(engine, image, result, steps, baseline, sanity, sanity_steps, seed, step_seconds=None):
     picture = engine.model_input(image)[0].astype(np.float32)
     height, width = picture.shape[:2]
     saliency = upsample(result.raw, (height, width))
@@ -208,8 +242,8 @@ def _report_steps(engine, image, result, steps, baseline, sanity, sanity_steps, 
         shuffled = np.random.default_rng(seed).permutation(height * width)
         sources += [deletion_inputs(picture, shuffled, steps), insertion_inputs(picture, shuffled, steps)]
     count = (steps + 1) * (4 if baseline else 2) + 1
-    batches = math.ceil(count / MAX_BATCH)
-    size = math.ceil(count / batches)  # equal batches: one trace, little padding
+    size = _batch_size(engine, (result.layers or (result.layer,))[0], count, step_seconds)
+    batches = math.ceil(count / size)
     cascade_plan = cascade(engine.model, sanity_steps) if sanity else []
     total = batches + len(cascade_plan)
     probabilities: list[float] = []
@@ -226,8 +260,8 @@ def _report_steps(engine, image, result, steps, baseline, sanity, sanity_steps, 
                          insertion_curve=np.array(probabilities[n:2 * n]),
                          original=probabilities[0], masked=probabilities[2 * n])
     if baseline:
-        report.random_deletion_auc = auc(probabilities[2 * n + 1:3 * n + 1])
-        report.random_insertion_auc = auc(probabilities[3 * n + 1:4 * n + 1])
+        report.random_deletion_curve = np.array(probabilities[2 * n + 1:3 * n + 1])
+        report.random_insertion_curve = np.array(probabilities[3 * n + 1:4 * n + 1])
     if cascade_plan:
         copy = randomized_copy(engine)
         copy.reset()
@@ -237,8 +271,13 @@ def _report_steps(engine, image, result, steps, baseline, sanity, sanity_steps, 
             for path in group:
                 copy.randomize(path, rng)
             done += group
-            again = copy.explain(image, result.layers or result.layer, result.class_index, result.method,
-                                 versus=result.versus_index, counterfactual=result.counterfactual)
+            task = copy.engine.task(image, list(result.layers) or result.layer, result.class_index, result.method,
+                                    versus=result.versus_index, counterfactual=result.counterfactual,
+                                    step_seconds=step_seconds)
+            while not task.step():
+                if step_seconds is not None:  # a slow map (Score-CAM) in steps too
+                    yield batches + i, total
+            again = task.finish()
             report.sanity.append(SanityStep(list(done), spearman(result.raw, again.raw), again.raw))
             yield batches + i + 1, total
     return report
@@ -305,7 +344,8 @@ class RandomizedCopy:
         self.model = keras.models.clone_model(engine.model)
         self._original = engine.model.get_weights()
         self.model.set_weights(self._original)
-        self.engine = GradCam(dataclasses.replace(engine.loaded, model=self.model, head=None), capture_cache_mb=0)
+        self.engine = GradCam(dataclasses.replace(engine.loaded, model=self.model, head=None), input_cache=1,
+                             capture_cache_mb=0)
 
     def reset(self) -> None:
         """Back to the user's weights (one copy serves every report of an engine: no new trace)."""

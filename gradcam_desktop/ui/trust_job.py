@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from gradcam_desktop.core.errors import GradCamError
-from gradcam_desktop.core.trust import TrustReport, auc, trust_task
+from gradcam_desktop.core.trust import TrustReport, trust_task
 from gradcam_desktop.core.types import MapResult
 from gradcam_desktop.ui.requests import MapSpec, _next_id
 from gradcam_desktop.ui.results import failure_message
@@ -38,6 +37,9 @@ log = logging.getLogger(__name__)
 #: The report the window shows: the issue's 50 steps, the random-order baseline beside the map's
 #: order, and the sanity check (at most 8 cascade steps, seeded so a report can be reproduced).
 TRUST_OPTIONS = {"steps": 50, "baseline": True, "sanity": True, "sanity_steps": 8, "seed": 0}
+#: About how long one step lasts (the core sizes its batches of forward passes to it): a click
+#: waits for at most one step.
+STEP_SECONDS = 0.15
 
 def spec_of(result: MapResult) -> MapSpec:
     """The ``MapSpec`` of a map the worker sent (picture, layer, class, method and score)."""
@@ -62,8 +64,8 @@ class TrustRequest:
 class TrustOutcome:
     """What ``trustReady`` carries: the report of the map ``spec`` (model ``generation``).
 
-    ``random_deletion``/``random_insertion`` are the random-order curves (p_0 … p_n) when they
-    could be recovered, for drawing; ``seconds`` is the time the job's steps took.
+    ``random_deletion``/``random_insertion`` are the random-order curves (p_0 … p_n) when the
+    report has them, for drawing; ``seconds`` is the time the job's steps took.
     """
 
     spec: MapSpec
@@ -77,60 +79,6 @@ class TrustOutcome:
     def key(self) -> tuple:
         """The map's cache key (``map_key``): the window's report cache uses the same."""
         return self.spec.key(self.generation)
-
-
-class _LogitsRecorder:
-    """Keeps every batch of logits a report's forward passes give, while ``watching`` an engine.
-
-    ``TrustReport`` keeps the random-order baseline as two areas only, but the panel draws the
-    curves: they are the probabilities of the report's own forward passes, recovered here (and
-    checked against the report's areas) rather than computed a second time. The engine itself
-    goes to ``trust_task`` (the core keeps one randomisable model copy per engine object), its
-    ``logits`` shadowed for the duration of one step only.
-    """
-
-    def __init__(self) -> None:
-        self.batches: list[np.ndarray] = []
-
-    @contextmanager
-    def watching(self, engine: Any) -> Iterator[None]:
-        real = engine.logits
-
-        def logits(batch: np.ndarray) -> np.ndarray:
-            out = real(batch)
-            self.batches.append(np.asarray(out))
-            return out
-
-        engine.logits = logits
-        try:
-            yield
-        finally:
-            del engine.logits  # the class's method again
-
-
-def _random_curves(report: TrustReport, recorder: _LogitsRecorder, head: Any, class_index: int
-                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The random-order curves, from the report if the core keeps them, else from the recorded logits.
-
-    The recorded passes are, in order, deletion, insertion (n + 1 each), the masked picture, then
-    random deletion and random insertion; that layout is accepted only when it reproduces the
-    report's four curves and areas exactly (same numbers through the same ``auc``), else None.
-    """
-    kept = getattr(report, "random_deletion_curve", None), getattr(report, "random_insertion_curve", None)
-    if kept[0] is not None and kept[1] is not None:
-        return np.asarray(kept[0]), np.asarray(kept[1])
-    if report.random_deletion_auc is None or not recorder.batches:
-        return None, None
-    p = np.array([float(head.probabilities(row)[class_index]) for batch in recorder.batches for row in batch])
-    n = report.steps + 1
-    if len(p) < 4 * n + 1:
-        return None, None
-    deletion, insertion = p[2 * n + 1:3 * n + 1], p[3 * n + 1:4 * n + 1]
-    if (np.array_equal(p[:n], report.deletion_curve) and np.array_equal(p[n:2 * n], report.insertion_curve)
-            and auc(deletion) == report.random_deletion_auc and auc(insertion) == report.random_insertion_auc):
-        return deletion, insertion
-    log.warning("the random-order curves could not be recovered from the trust report's passes")
-    return None, None
 
 
 class TrustJob(Job):
@@ -154,7 +102,6 @@ class TrustJob(Job):
         self._fail = fail
         self._log_hint = log_hint
         self._task: Any = None
-        self._recorder = _LogitsRecorder()
         self._seconds = 0.0
 
     def step(self) -> bool:
@@ -168,14 +115,13 @@ class TrustJob(Job):
             engine = self._maker.engine
             if self._task is None:
                 image = self._maker.image(self.result.image_key)
-                self._task = trust_task(engine, image, self.result, **self._options)
-            with self._recorder.watching(engine):
-                done = self._task.step()
+                self._task = trust_task(engine, image, self.result, step_seconds=STEP_SECONDS, **self._options)
+            done = self._task.step()
             self._seconds += time.perf_counter() - start
             if not done:
                 return True
             report = self._task.result
-            deletion, insertion = _random_curves(report, self._recorder, engine.head, self.result.class_index)
+            deletion, insertion = report.random_deletion_curve, report.random_insertion_curve
         except Exception as exc:  # noqa: BLE001 - a failed report is a message in the panel, never a dead thread
             if not isinstance(exc, GradCamError):
                 log.error("trust report of %s failed unexpectedly", self.spec, exc_info=exc)

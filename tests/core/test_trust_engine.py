@@ -208,16 +208,7 @@ def eager_p(engine, inputs: np.ndarray, cls: int, extra_rho: float = 0.0) -> tup
     return (1 - p if kind == "binary" and cls == 0 else p), bound
 
 
-def test_curves_equal_eager_forward_passes(tiny):
-    engine, cls = tiny
-    image = random_image(seed=31)
-    picture = image.rgb.astype(np.float32) / np.float32(255)  # "unit" preprocessing
-    np.testing.assert_array_equal(engine.model_input(image)[0], picture)
-    result = engine.explain(image, "backbone/last_conv", cls)
-    assert result.raw.shape == (8, 8)
-    saliency = cv2.resize(result.raw, (32, 32), interpolation=cv2.INTER_LINEAR)  # S: the definition
-    report = trust_report(engine, image, result, sanity=False)
-    deletion, insertion = curve_inputs(picture, saliency)
+def check_curves(engine, cls, report, deletion, insertion) -> None:
     for name, inputs, curve in (("deletion", deletion, report.deletion_curve), ("insertion", insertion, report.insertion_curve)):
         expected, bound = eager_p(engine, inputs, cls)
         error = np.abs(np.asarray(curve) - expected)
@@ -229,6 +220,21 @@ def test_curves_equal_eager_forward_passes(tiny):
         auc_bound = (bound.sum() - (bound[0] + bound[-1]) / 2) / n + 4 * n * U64
         own_auc = (expected.sum() - (expected[0] + expected[-1]) / 2) / n
         assert abs((report.deletion_auc if name == "deletion" else report.insertion_auc) - own_auc) <= auc_bound
+
+
+def test_curves_equal_eager_forward_passes(tiny):
+    engine, cls = tiny
+    image = random_image(seed=31)
+    picture = image.rgb.astype(np.float32) / np.float32(255)  # "unit" preprocessing
+    np.testing.assert_array_equal(engine.model_input(image)[0], picture)
+    result = engine.explain(image, "backbone/last_conv", cls)
+    assert result.raw.shape == (8, 8)
+    saliency = cv2.resize(result.raw, (32, 32), interpolation=cv2.INTER_LINEAR)  # S: the definition
+    deletion, insertion = curve_inputs(picture, saliency)
+    # The default equal batches, and the tiny batches a UI job's step_seconds makes (other kernels).
+    for report in (trust_report(engine, image, result, sanity=False),
+                   trust_report(engine, image, result, sanity=False, step_seconds=1e-9)):
+        check_curves(engine, cls, report, deletion, insertion)
     y, y_bound = eager_p(engine, picture[None], cls)
     o, o_bound = eager_p(engine, masked_input(picture, saliency)[None].astype(np.float64), cls, extra_rho=2 * U32)
     assert abs(report.original - y[0]) <= y_bound[0]
