@@ -47,6 +47,10 @@ class OutputError(GradCamError):
     """A result could not be written."""
 
 
+class LabelError(GradCamError):
+    """Labelled pictures (a folder of class subfolders, a path,label CSV) could not be read."""
+
+
 # ---------------------------------------------------------------- messages from foreign errors
 # Keras and TensorFlow errors are long: wrapped "could not be deserialized" texts with the
 # whole config inside, "in user code:" stacks of source lines. Users get the one line that
