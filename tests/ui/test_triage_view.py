@@ -1,0 +1,182 @@
+"""Issue 9 in the window: the Triage view (table ``triageTable``, matrix ``confusionMatrix``) and its job.
+
+Widget tests feed hand-made ``TriageRow``s whose right answers are counted here by hand (sorted
+lists, filtered lists, counts per cell); window tests run the real job on the demo model over a
+labelled folder of generated pictures (``core.demo_data``) and compare the streamed rows with
+``core.triage.triage`` run here on a second engine with the same batch size. Equality is exact:
+both are the same compiled float32 graph fed the same bytes in the same batch shapes (the core
+pads batches to one size), and TensorFlow's CPU kernels are deterministic for a given shape
+(the premise of tests/ui/test_trust_panel.py). Clicks are real mouse events on the header
+section, the matrix cell and the table row.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtTest import QTest
+
+from gradcam_desktop.core.triage import TriageRow
+from gradcam_desktop.ui.triage_model import PROBABILITY, TRUE, TriageTableModel
+from gradcam_desktop.ui.triage_view import TriageView
+
+NAMES = ["circle", "square", "triangle", "star"]
+
+
+def _row(name: str, true: int, probabilities: list[float] | None, error: str = "") -> TriageRow:
+    """A row as the core makes it, from a probability vector (None: an unreadable picture)."""
+    if probabilities is None:
+        return TriageRow(f"/pics/{name}", true, NAMES[true], None, "", math.nan, math.nan, False, math.nan, error)
+    p = np.asarray(probabilities, dtype=float)
+    predicted = int(np.argmax(p))
+    others = np.delete(p, true)
+    return TriageRow(f"/pics/{name}", true, NAMES[true], predicted, NAMES[predicted], float(p[predicted]),
+                     float(p[true]), predicted == true, float(p[true] - others.max()))
+
+
+def _rows() -> list[TriageRow]:
+    return [
+        _row("a_circle.png", 0, [0.90, 0.05, 0.03, 0.02]),
+        _row("b_circle.png", 0, [0.30, 0.60, 0.05, 0.05]),  # circle → square
+        _row("c_square.png", 1, [0.10, 0.80, 0.05, 0.05]),
+        _row("d_square.png", 1, [0.50, 0.45, 0.03, 0.02]),  # square → circle
+        _row("e_star.png", 3, [0.05, 0.05, 0.15, 0.75]),
+        _row("f_star.png", 3, [0.02, 0.55, 0.03, 0.40]),  # star → square
+        _row("g_triangle.png", 2, [0.01, 0.01, 0.97, 0.01]),
+        _row("h_broken.png", 2, None, "h_broken.png is not an image Pillow can read (.png)."),
+        _row("i_circle.png", 0, [0.20, 0.70, 0.05, 0.05]),  # circle → square
+    ]
+
+
+@pytest.fixture
+def view(qtbot):
+    widget = TriageView()
+    qtbot.addWidget(widget)
+    widget.resize(1100, 420)
+    widget.show()
+    qtbot.waitExposed(widget)
+    widget.start(NAMES)
+    widget.add_rows(_rows()[:4])
+    widget.add_rows(_rows()[4:])
+    return widget
+
+
+def _names(rows) -> list[str]:
+    return [Path(r.image).name for r in rows]
+
+
+def _click_header(qtbot, view: TriageView, column: int) -> None:
+    header = view.table.horizontalHeader()
+    x = header.sectionViewportPosition(column) + header.sectionSize(column) // 2
+    QTest.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(x, header.height() // 2))
+
+
+def test_model_is_a_valid_qt_model(qtmodeltester):
+    model = TriageTableModel()
+    model.append_rows(_rows())
+    qtmodeltester.check(model)
+
+
+def test_rows_hold_paths_and_numbers_and_show_them(view):
+    model = view.model
+    assert model.rowCount() == 9
+    index = next(r for r in range(9) if model.row_at(r).image.endswith("b_circle.png"))
+    texts = [model.index(index, c).data() for c in range(model.columnCount())]
+    assert texts[1:] == ["b_circle.png", "circle", "square", "60.0 %", "30.0 %", "✗", "-0.300"]
+    broken = next(r for r in range(9) if model.row_at(r).error)
+    assert model.index(broken, 6).data() == "!" and model.index(broken, 4).data() == ""
+
+
+def test_header_click_sorts_by_that_column(view, qtbot):
+    rows = _rows()
+    # Opens sorted by margin, worst first; the unreadable row (no margin) sorts before every number.
+    expected = [r for r in rows if r.error] + sorted((r for r in rows if not r.error), key=lambda r: r.margin)
+    assert _names(view.visible_rows()) == _names(expected)
+    _click_header(qtbot, view, PROBABILITY)
+    order = view.table.horizontalHeader().sortIndicatorOrder()
+    by_probability = sorted((r for r in rows if not r.error), key=lambda r: r.probability,
+                            reverse=order == Qt.SortOrder.DescendingOrder)
+    shown = [r for r in view.visible_rows() if not r.error]
+    assert view.table.horizontalHeader().sortIndicatorSection() == PROBABILITY
+    assert _names(shown) == _names(by_probability)
+    _click_header(qtbot, view, PROBABILITY)  # again: the other way round
+    assert _names([r for r in view.visible_rows() if not r.error]) == _names(by_probability[::-1])
+    _click_header(qtbot, view, TRUE)
+    names = [r.true_name for r in view.visible_rows()]
+    assert names in (sorted(names), sorted(names, reverse=True)) and len(set(names)) == 4
+
+
+def test_filters_mistakes_class_text_and_probability(view, qtbot):
+    rows = _rows()
+    view.mistakes.click()  # a real click on the check box
+    assert set(_names(view.visible_rows())) == {_names([r])[0] for r in rows if r.error or not r.correct}
+    view.mistakes.click()
+    view.class_box.setCurrentIndex(view.class_box.findData(3))  # star: true or predicted
+    assert set(_names(view.visible_rows())) == {"e_star.png", "f_star.png"}
+    view.class_box.setCurrentIndex(0)
+    qtbot.keyClicks(view.search, "CIRC")
+    assert set(_names(view.visible_rows())) == {"a_circle.png", "b_circle.png", "i_circle.png", "d_square.png"}
+    view.search.clear()
+    view.low.setValue(55)
+    view.high.setValue(80)
+    assert set(_names(view.visible_rows())) == {_names([r])[0] for r in rows
+                                                  if not r.error and 0.55 <= r.probability <= 0.80}
+    view.low.setValue(0)
+    view.high.setValue(100)
+    assert len(view.visible_rows()) == len(rows)
+
+
+def test_confusion_matrix_counts_and_click_filters(view, qtbot):
+    rows = _rows()
+    expected = np.zeros((4, 4), dtype=int)
+    for r in rows:
+        if not r.error:
+            expected[r.true_index, r.predicted_index] += 1
+    assert np.array_equal(view.matrix.matrix_model.matrix(), expected)
+    model = view.matrix.matrix_model
+    assert model.index(0, 1).data() == "2" and model.index(0, 2).data() == ""
+    # Counts are coloured by size: the busier mistake cell is further from the base colour.
+    base = model.base
+    def distance(r, c):
+        colour = model.index(r, c).data(Qt.ItemDataRole.BackgroundRole)
+        return abs(colour.red() - base.red()) + abs(colour.green() - base.green()) + abs(colour.blue() - base.blue())
+    assert distance(0, 1) > distance(1, 0) > distance(0, 2) == 0
+
+    rect = view.matrix.cell_rect(0, 1)  # true circle, predicted square
+    QTest.mouseClick(view.matrix.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert set(_names(view.visible_rows())) == {"b_circle.png", "i_circle.png"}
+    assert view.show_all.isEnabled()
+    QTest.mouseClick(view.matrix.viewport(), Qt.MouseButton.LeftButton, pos=view.matrix.cell_rect(3, 1).center())
+    assert _names(view.visible_rows()) == ["f_star.png"]
+    QTest.mouseClick(view.matrix.viewport(), Qt.MouseButton.LeftButton, pos=view.matrix.cell_rect(3, 1).center())
+    assert len(view.visible_rows()) == len(rows)  # the same cell again: all
+    QTest.mouseClick(view.matrix.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    view.show_all.click()
+    assert len(view.visible_rows()) == len(rows) and not view.show_all.isEnabled()
+
+
+def test_thumbnails_are_made_off_the_ui_thread_and_bounded(qtbot, tmp_path):
+    from gradcam_desktop.ui.thumbnails import ThumbnailCache
+
+    paths = []
+    for i in range(12):
+        path = tmp_path / f"p{i}.png"
+        cv2.imwrite(str(path), np.full((300, 200, 3), 20 * i, dtype=np.uint8))
+        paths.append(str(path))
+    side = 32
+    cache = ThumbnailCache(side=side, max_bytes=5 * side * side * 4)
+    assert cache.get(paths[0]) is None  # never decoded by the caller
+    with qtbot.waitSignal(cache.ready, timeout=10_000):
+        pass
+    pixmap = cache.get(paths[0])
+    assert pixmap is not None and max(pixmap.width(), pixmap.height()) == side
+    assert (pixmap.width(), pixmap.height()) == (round(side * 200 / 300), side)
+    for path in paths:
+        cache.get(path)
+    qtbot.waitUntil(lambda: not cache.pending(), timeout=10_000)
+    assert 0 < cache.nbytes <= cache.max_bytes
