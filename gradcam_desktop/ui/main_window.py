@@ -22,7 +22,7 @@ from gradcam_desktop import __version__
 from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.types import MapResult, ModelSpec
 from gradcam_desktop.ui import (actions, caption, clipboard, compare_wiring, dialogs, dnd, export, layout, status_text,
-                                 trust_wiring)
+                                 triage_wiring, trust_wiring)
 from gradcam_desktop.ui.export_all import ExportAllRun, start_export_all
 from gradcam_desktop.ui.layer_tree import nodes_by_path
 from gradcam_desktop.ui.map_choice import MapChoice, MapProgress
@@ -78,6 +78,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self._connect_worker()
         compare_wiring.attach(self)
         self.trust = trust_wiring.attach(self)  # the Trust panel (View → Can I Trust This Map?)
+        self.triage = triage_wiring.attach(self)  # File → Open Labelled Folder… (issue 9)
         self._set_engine_ready(False)
         # Started from the event loop, not here: building the window never waits for (or races
         # with) the TensorFlow import, and the window is on screen before the import begins.

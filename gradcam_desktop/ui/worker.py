@@ -40,6 +40,7 @@ from PySide6.QtCore import QThread, Signal
 from gradcam_desktop.core.errors import GradCamError, ImageLoadError, ModelLoadError, UnsafeModelError
 from gradcam_desktop.core.types import ModelSpec
 from gradcam_desktop.ui.applog import log_path
+from gradcam_desktop.ui.engine_modules import import_engine
 from gradcam_desktop.ui.jobs import MapJob, PrecomputeJob, PrepareLayersJob, export_job, supersede_view
 from gradcam_desktop.ui.map_cache import MapCache
 from gradcam_desktop.ui.maps import MapMaker
@@ -162,6 +163,10 @@ class GradCamWorker(QThread):
         """Queue the trust report of ``result`` (a map sent here): a job, ends in ``trustReady`` or ``failed``."""
         return self._put(TrustRequest(result))
 
+    def start_job(self, request: Any) -> int:
+        """Queue a request that makes its own job (``request.start_job(MapMaker) -> Job``, e.g. triage); its id."""
+        return self._put(request)
+
     def cancel_job(self, job_id: int) -> None:
         """Cancel a background job; it ends after the step running now (``jobFinished`` says so)."""
         self._put(CancelJob(int(job_id)))
@@ -216,22 +221,7 @@ class GradCamWorker(QThread):
 
     def _import_engine(self) -> None:
         # Heavy imports on purpose here: this is the thread that owns TensorFlow.
-        from gradcam_desktop.core.runtime import import_tensorflow_quietly
-
-        tf = import_tensorflow_quietly()
-        import keras
-
-        from gradcam_desktop.core import gradcam, images, models, overlay
-
-        self._modules = {"tf": tf, "keras": keras, "gradcam": gradcam, "images": images,
-                         "models": models, "overlay": overlay}
-        try:
-            from gradcam_desktop.core import zoo
-
-            self._modules["zoo"] = zoo
-        except Exception:  # noqa: BLE001 - the zoo is optional for the window to work
-            log.exception("zoo registry unavailable")
-        self._modules.update(self._module_overrides)
+        self._modules = import_engine(self._module_overrides)
         self._maps.overlay = self._modules["overlay"]
 
     def _drain(self, timeout: float | None) -> None:
@@ -262,6 +252,8 @@ class GradCamWorker(QThread):
                 self._start_job(TrustJob(request, self._maps, self.trustReady.emit, self.failed.emit, log_hint=_log_hint()))
             elif isinstance(request, CancelJob):
                 self._scheduler.cancel_job(request.job_id)
+            elif hasattr(request, "start_job"):  # triage_job.TriageRequest
+                self._start_job(request.start_job(self._maps))
         except _Stopping:
             self._stopping.set()
         except Exception as exc:  # noqa: BLE001 - every error must reach the user, none kills the thread

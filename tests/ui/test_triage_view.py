@@ -12,6 +12,7 @@ section, the matrix cell and the table row.
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
@@ -180,3 +181,146 @@ def test_thumbnails_are_made_off_the_ui_thread_and_bounded(qtbot, tmp_path):
         cache.get(path)
     qtbot.waitUntil(lambda: not cache.pending(), timeout=10_000)
     assert 0 < cache.nbytes <= cache.max_bytes
+
+
+def test_csv_and_png_export(view, tmp_path):
+    from gradcam_desktop.ui.triage_wiring import export_matrix, export_table
+
+    table, picture = tmp_path / "triage.csv", tmp_path / "confusion.png"
+    export_table(view, table)
+    export_matrix(view, picture)
+    with open(table, newline="", encoding="utf-8") as handle:
+        written = list(csv.DictReader(handle))
+    rows = _rows()
+    assert [w["image"] for w in written] == [r.image for r in rows]  # every row, in the order predicted
+    assert [w["correct"] for w in written] == ["" if r.error else str(r.correct).lower() for r in rows]
+    assert [float(w["probability"]) for w in written if w["probability"]] == \
+        pytest.approx([r.probability for r in rows if not r.error], abs=0)
+    image = cv2.imread(str(picture))
+    grab = view.matrix.grab()
+    assert image is not None and image.shape[:2] == (grab.height(), grab.width())
+
+
+# -- the window: the job on the demo model ---------------------------------------------------------
+TIMEOUT = 60_000
+
+
+def _labelled_folder(root: Path, per_class: int, seed: int = 0) -> list[Path]:
+    from gradcam_desktop.core.demo_data import CLASS_NAMES, make_sample
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for index, name in enumerate(CLASS_NAMES):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for k in range(per_class):
+            rgb, _cls, _mask = make_sample(rng, 64, index)
+            path = folder / f"{name}_{k:03d}.png"
+            cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            paths.append(path)
+    (root / "circle" / "broken.png").write_bytes(b"not a picture at all")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("labelled")
+    _labelled_folder(root, 10)
+    return root
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from gradcam_desktop.core.gradcam import GradCam
+    from gradcam_desktop.core.models import load_model
+
+    return GradCam(load_model("demo"))
+
+
+@pytest.fixture
+def window(qtbot):
+    from gradcam_desktop.ui import MainWindow
+
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.resize(1280, 900)
+    w.show()
+    qtbot.waitExposed(w)
+    qtbot.waitUntil(w.engine_ready, timeout=TIMEOUT)
+    with qtbot.waitSignal(w.worker.modelLoaded, timeout=TIMEOUT):
+        w.open_model("demo")
+    qtbot.waitUntil(lambda: w.model_info() is not None, timeout=TIMEOUT)
+    return w
+
+
+def _run(window, qtbot, source, batch):
+    """Start triage; returns (job id, [(rows in the table, job still running) per batch], summary)."""
+    seen = []
+    controller = window.triage
+    controller.feed.rows.connect(lambda _id, _rows: seen.append((controller.view.model.rowCount(),
+                                                                 controller.job() is not None)))
+    with qtbot.waitSignal(window.worker.jobFinished, timeout=TIMEOUT,
+                          check_params_cb=lambda job, _s: job == controller_job[0]) as finished:
+        controller_job = [controller.open(source, batch=batch)]
+    return controller_job[0], seen, finished.args[1]
+
+
+def test_rows_stream_in_and_match_the_core(window, qtbot, labelled, engine):
+    from gradcam_desktop.core.triage import confusion_matrix, read_labels, triage
+
+    job, seen, summary = _run(window, qtbot, labelled, batch=8)
+    view = window.triage.view
+    labels = read_labels(labelled, list(engine.class_names))
+    expected = list(triage(engine, labels.pictures, batch=8))
+    assert summary["cancelled"] is False and summary["rows"] == len(expected) == 41
+    assert len(seen) == math.ceil(41 / 8)
+    assert seen[0][0] < 41 and seen[0][1]  # rows were in the table while the job still ran
+    # every row, in order, exactly as the core makes them (compared as CSV rows: NaN != NaN)
+    assert [r.csv_row() for r in view.rows()] == [r.csv_row() for r in expected]
+    broken = [r for r in view.rows() if r.error]
+    assert len(broken) == 1 and broken[0].image.endswith("broken.png")
+    assert np.array_equal(view.matrix.matrix_model.matrix(), confusion_matrix(expected, 4))
+    assert not view.cancel_button.isEnabled() and "Done" in view.status.text()
+
+
+def test_cancel_stops_the_job(window, qtbot, labelled):
+    controller = window.triage
+    view = controller.view
+    controller.feed.rows.connect(lambda *_a: view.cancel_button.isEnabled() and view.cancel_button.click())
+    with qtbot.waitSignal(window.worker.jobFinished, timeout=TIMEOUT) as finished:
+        job = controller.open(labelled, batch=1)
+    assert finished.args[0] == job and finished.args[1]["cancelled"] is True
+    count = view.model.rowCount()
+    assert 1 <= count < 41
+    qtbot.wait(300)
+    assert view.model.rowCount() == count  # nothing after the end
+    assert "Cancelled" in view.status.text()
+
+
+def test_clicking_a_row_shows_its_picture_and_map(window, qtbot, labelled):
+    _run(window, qtbot, labelled, batch=16)
+    view = window.triage.view
+    view.mistakes.setChecked(False)
+    table = view.table
+    proxy_row = 3
+    row = view.visible_rows()[proxy_row]
+    if row.error:
+        proxy_row, row = proxy_row + 1, view.visible_rows()[proxy_row + 1]
+    rect = table.visualRect(view.proxy.index(proxy_row, 1))
+    with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT,
+                          check_params_cb=lambda r: r.class_index == row.predicted_index) as shown:
+        QTest.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    image = window.current_image()
+    assert Path(image["path"]).resolve() == Path(row.image).resolve()
+    result = shown.args[0]
+    assert result.display.shape == image["rgb"].shape[:2]
+    assert window.ui.view.has_image()
+    # The toggle: the map of the true class of the same picture.
+    with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT,
+                          check_params_cb=lambda r: r.class_index == row.true_index):
+        view.explain_box.setCurrentIndex(view.explain_box.findData("true"))
+    # A second click on the same row opens nothing new.
+    count = len(window.images())
+    with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT):
+        QTest.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert len(window.images()) == count

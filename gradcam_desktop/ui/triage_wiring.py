@@ -1,0 +1,249 @@
+"""Folder triage wired into the main window: its dock, its menu entries, its job and its row clicks.
+
+File → Open Labelled Folder… (or Open Labelled CSV…) opens the Triage dock (``triage_view``)
+under the picture and starts a ``triage_job.TriageJob`` on the worker: rows stream into the
+table batch by batch, with progress and Cancel. A click on a row shows that picture in the main
+view with the map of its predicted or true class (the view's toggle): a picture already open is
+shown again, another one is opened like any picture (decoded on the worker thread). "Compare"
+turns on the compare grid with the predicted and the true class as its two columns. The table
+exports as CSV (``core.triage.write_triage_csv``), the matrix as a PNG (written atomically).
+Kept apart from main_window.py, which only calls ``attach``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, Qt
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QMenu
+
+from gradcam_desktop.core.errors import GradCamError
+from gradcam_desktop.core.files import atomic_write_bytes
+from gradcam_desktop.ui.triage_job import BATCH, TriageFeed, TriageRequest
+from gradcam_desktop.ui.triage_view import TriageView
+
+__all__ = ["TriageController", "attach", "export_matrix", "export_table"]
+
+log = logging.getLogger(__name__)
+_Q = Qt.ConnectionType.QueuedConnection  # worker signals cross threads
+CSV_FILTER = "CSV files (*.csv);;All files (*)"
+
+
+def attach(window: Any) -> TriageController:
+    """Add the Triage dock (hidden) and File → Open Labelled Folder…/CSV… to ``window``; returns the controller."""
+    dock = QDockWidget("Triage", window)
+    dock.setObjectName("triageDock")
+    view = TriageView(dock)
+    dock.setWidget(view)
+    if not window.restoreDockWidget(dock):
+        window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        dock.hide()
+    controller = TriageController(window, dock, view)
+    folder = QAction("Open &Labelled Folder…", window)
+    folder.setObjectName("openLabelledFolder")
+    folder.setStatusTip("Check the model on a folder whose subfolders name the classes: mistakes first")
+    folder.triggered.connect(lambda _c=False: controller.choose_folder())
+    table = QAction("Open Labelled &CSV…", window)
+    table.setObjectName("openLabelledCsv")
+    table.setStatusTip("Check the model on the pictures of a CSV of path,label rows")
+    table.triggered.connect(lambda _c=False: controller.choose_csv())
+    controller.actions = [folder, table]
+    anchor = window.acts.open_folder
+    for menu in anchor.associatedObjects():
+        if isinstance(menu, QMenu):
+            entries = menu.actions()
+            after = entries[entries.index(anchor) + 1] if anchor in entries[:-1] else None
+            menu.insertActions(after, [folder, table])
+    window.acts.needs_engine.extend([folder, table])
+    return controller
+
+
+class TriageController(QObject):
+    """One triage run at a time: the job, its rows in the view, and what a click on a row shows."""
+
+    def __init__(self, window: Any, dock: QDockWidget, view: TriageView) -> None:
+        super().__init__(window)
+        self.window, self.dock, self.view = window, dock, view
+        self.actions: list[QAction] = []
+        self.feed = TriageFeed(self)
+        self._job: int | None = None
+        self._chosen: Any = None  # the row last clicked
+        self._compare_for: str | None = None  # the picture whose map should fill the compare grid
+        self.feed.started.connect(self._on_started)
+        self.feed.rows.connect(self._on_rows)
+        self.feed.failed.connect(self._on_failed)
+        worker = window.worker
+        worker.jobProgress.connect(self._on_progress, _Q)
+        worker.jobFinished.connect(self._on_finished, _Q)
+        worker.failed.connect(self._on_failed, _Q)  # the request itself refused (no model)
+        view.cancelRequested.connect(self.cancel)
+        view.rowChosen.connect(self.show_row)
+        view.explainChanged.connect(lambda _k: self._chosen is not None and self.show_row(self._chosen))
+        view.exportCsvRequested.connect(self._ask_csv)
+        view.exportPngRequested.connect(self._ask_png)
+        view.compareRequested.connect(self.compare_chosen)
+        window.resultShown.connect(self._on_result)
+
+    # -- scripting surface ---------------------------------------------------------------------
+    def open(self, source: str | os.PathLike[str], *, batch: int = BATCH) -> int | None:
+        """Triage the labelled folder or CSV ``source`` with the open model (``batch`` pictures a step); the job id."""
+        info = self.window.model_info()
+        if info is None:
+            self.window.show_error("Open a model first: triage checks a model's predictions on labelled pictures.")
+            return None
+        self.cancel()
+        self.dock.show()
+        self.dock.raise_()
+        self.view.start(info["class_names"])
+        self.view.set_status(f"Reading the labels of {Path(source).name}…")
+        self.dock.setWindowTitle(f"Triage — {Path(source).name}")
+        self._job = self.window.worker.start_job(TriageRequest(str(source), self.feed, batch))
+        return self._job
+
+    def job(self) -> int | None:
+        """The running job's id, or None."""
+        return self._job
+
+    def cancel(self) -> None:
+        if self._job is not None:
+            self.window.worker.cancel_job(self._job)
+
+    def show_row(self, row: Any) -> None:
+        """Show ``row``'s picture in the main view with the map of its predicted (or true) class."""
+        self._chosen = row
+        class_index = row.true_index if self.view.explain() == "true" else row.predicted_index
+        if class_index is None:
+            return
+        window = self.window
+        window.keep_class(int(class_index))
+        index = _index_of(window.images(), row.image)
+        if index is not None:
+            window.show_image(index)
+        else:
+            window.open_images([row.image])  # decoded on the worker; the window shows it when it arrives
+
+    def compare_chosen(self) -> None:
+        """The compare grid for the chosen row: its predicted and true class as the two columns."""
+        if self._chosen is None:
+            return
+        self._compare_for = _norm(self._chosen.image)
+        self.window.acts.compare.setChecked(True)
+        shown = self.window.shown_result()
+        image = self.window.current_image()
+        if shown is not None and image is not None and _norm(image.get("path") or "") == self._compare_for:
+            self._set_compare_columns()
+
+    def export_csv(self, path: str | os.PathLike[str]) -> None:
+        """Write the table as CSV (see ``export_table``)."""
+        export_table(self.view, path)
+
+    def export_png(self, path: str | os.PathLike[str]) -> None:
+        """Write the confusion matrix as a PNG (see ``export_matrix``)."""
+        export_matrix(self.view, path)
+
+    # -- worker answers ------------------------------------------------------------------------
+    def _on_started(self, job_id: int, info: dict) -> None:
+        if job_id != self._job:
+            return
+        self.view.set_progress(0, info["total"])
+        warning = info.get("warning")
+        self.view.set_status(warning or f"Predicting {info['total']} pictures…")
+
+    def _on_rows(self, job_id: int, rows: list) -> None:
+        if job_id == self._job:
+            self.view.add_rows(rows)
+
+    def _on_progress(self, job_id: int, done: int, total: int, _what: str) -> None:
+        if job_id == self._job:
+            self.view.set_progress(done, total)
+
+    def _on_finished(self, job_id: int, summary: dict) -> None:
+        if job_id == self._job:
+            self._job = None
+            if self.view.cancel_button.isEnabled():  # not already ended by a failure
+                self.view.finish(bool(summary.get("cancelled")))
+
+    def _on_failed(self, job_id: int, message: str) -> None:
+        if job_id == self._job:
+            self.view.finish(True, message)
+
+    def _on_result(self, result: Any) -> None:
+        image = self.window.current_image()
+        if self._compare_for is not None and image is not None and _norm(image.get("path") or "") == self._compare_for:
+            self._set_compare_columns()
+
+    def _set_compare_columns(self) -> None:
+        row, self._compare_for = self._chosen, None
+        classes = list(dict.fromkeys(c for c in (row.predicted_index, row.true_index) if c is not None))
+        try:
+            self.window.ui.compare.set_axes("method", None, "class", classes)
+        except ValueError as exc:  # the grid has no map yet: it follows the main view's classes
+            log.debug("compare columns not set: %s", exc)
+
+    # -- dialogs -------------------------------------------------------------------------------
+    def choose_folder(self) -> None:
+        settings = self.window.settings
+        folder = QFileDialog.getExistingDirectory(self.window, "Open Labelled Folder", settings.folder("triage"))
+        if folder:
+            settings.set_folder("triage", folder)
+            self.open(folder)
+
+    def choose_csv(self) -> None:
+        settings = self.window.settings
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open Labelled CSV", settings.folder("triage"), CSV_FILTER)
+        if path:
+            settings.set_folder("triage", str(Path(path).parent))
+            self.open(path)
+
+    def _ask_csv(self) -> None:
+        self._save("Export Triage Table", "triage.csv", CSV_FILTER, self.export_csv)
+
+    def _ask_png(self) -> None:
+        self._save("Export Confusion Matrix", "confusion.png", "PNG image (*.png)", self.export_png)
+
+    def _save(self, title: str, name: str, filters: str, write: Any) -> None:
+        start = str(Path(self.window.settings.folder("export") or Path.home()) / name)
+        path, _ = QFileDialog.getSaveFileName(self.window, title, start, filters)
+        if not path:
+            return
+        try:
+            write(path)
+        except GradCamError as exc:
+            self.window.show_error(str(exc))
+            return
+        self.window.settings.set_folder("export", str(Path(path).parent))
+        self.window.set_status(f"Saved {path}")
+
+
+def export_table(view: TriageView, path: str | os.PathLike[str]) -> None:
+    """Every row of ``view`` (in the order predicted) as CSV: ``core.triage.write_triage_csv``."""
+    from gradcam_desktop.core.triage import write_triage_csv  # the engine side of core: only when used
+
+    write_triage_csv(path, view.rows())
+
+
+def export_matrix(view: TriageView, path: str | os.PathLike[str]) -> None:
+    """The confusion matrix as it looks on screen, as a PNG written atomically."""
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    view.matrix.grab().save(buffer, "PNG")
+    buffer.close()
+    atomic_write_bytes(path, bytes(data.data()))
+
+
+def _norm(path: str) -> str:
+    return os.path.normcase(os.path.abspath(path)) if path else ""
+
+
+def _index_of(images: list[dict], path: str) -> int | None:
+    wanted = _norm(path)
+    for index, image in enumerate(images):
+        if image.get("path") and _norm(image["path"]) == wanted:
+            return index
+    return None
+
