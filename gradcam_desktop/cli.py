@@ -111,6 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip the sanity check (the map recomputed on a copy of the model with random weights)")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
 
+    sub = add("triage", "Predict a labelled folder: accuracy, confusion matrix, and maps of the mistakes.")
+    add_model(sub)
+    sub.add_argument("--layer", "-l", metavar="PATH", help="layer of the maps (default: last eligible)")
+    sub.add_argument("--method", default="gradcam", metavar="NAME",
+                     help=f"CAM method of the maps: {', '.join(METHOD_NAMES)} (default gradcam)")
+    sub.add_argument("--explain", choices=("wrong", "all", "none"), default="wrong",
+                     help="which pictures get a map (the predicted class beside the true class) in OUT/maps: "
+                     "wrong (default), all or none")
+    sub.add_argument("--out-dir", required=True, metavar="DIR",
+                     help="writes triage.csv, confusion.csv and maps/ here (created if missing)")
+    sub.add_argument("--json", action="store_true", help="print the summary as JSON")
+    sub.add_argument("source", metavar="FOLDER|CSV",
+                     help="a folder with one subfolder per class (named by class name or index), or a CSV of "
+                     "path,label")
+
     sub = add("methods", "List the CAM methods, one sentence each.")
     sub.add_argument("--json", action="store_true", help="print JSON")
 

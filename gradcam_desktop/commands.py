@@ -334,6 +334,14 @@ def trust(args) -> int:
     return run(args)
 
 
+# -- triage ----------------------------------------------------------------------------
+def triage(args) -> int:
+    """``gradcam triage``: see triage_command.py."""
+    from .triage_command import run
+
+    return run(args)
+
+
 # -- methods ---------------------------------------------------------------------------
 def methods(args) -> int:
     rows = [{"name": m.name, "title": m.title, "summary": m.summary, "class_specific": m.class_specific,
@@ -369,4 +377,4 @@ def zoo(args) -> int:
     return 0
 
 
-__all__ = ["layers", "predict", "explain", "batch", "trust", "methods", "zoo", "describe"]
+__all__ = ["layers", "predict", "explain", "batch", "trust", "triage", "methods", "zoo", "describe"]

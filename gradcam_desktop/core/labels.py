@@ -93,7 +93,8 @@ def read_labels(source: str | os.PathLike[str], class_names: list[str]) -> Label
     if unknown:
         labels.warning = _warning(unknown, class_names, kind)
     if not found:
-        reason = labels.warning or f"{path} has no pictures in class subfolders."
+        reason = labels.warning or ("It has no subfolders of pictures (one per class)." if path.is_dir()
+                                    else "It has no rows.")
         raise LabelError(f"No labelled pictures in {path}. {reason}")
     return labels
 

@@ -1,0 +1,180 @@
+"""``gradcam triage``: where is the model wrong on a labelled folder, and where does it look when it is?
+
+The rows and tables are core/triage.py's; this module reads the arguments, draws the progress bar,
+writes each mistake's picture (the map of the predicted class beside the map of the true class)
+and prints the accuracy and the most confused pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .core import annotate, cams, files, overlay
+from .core.batch import make_out_dir
+from .core.errors import GradCamError
+from .core.gradcam import GradCam
+from .core.images import load_image
+from .core.layers import check_eligible
+from .core.triage import (
+    TriageRow,
+    accuracy,
+    confusion_matrix,
+    most_confused,
+    read_labels,
+    triage,
+    write_confusion_csv,
+    write_triage_csv,
+)
+
+__all__ = ["EXPLAIN_CHOICES", "run", "explained_picture"]
+
+EXPLAIN_CHOICES = ("wrong", "all", "none")
+MAPS_FOLDER = "maps"
+GUTTER = 12  # white pixels between the two halves of a mistake's picture
+
+
+def run(args) -> int:
+    """Predict every labelled picture, write triage.csv, confusion.csv and the maps asked for; print the summary."""
+    from . import commands
+
+    method = cams.method(args.method).name  # an unknown method fails before the model loads
+    loaded = commands.open_model(args)
+    if args.layer:
+        check_eligible(loaded.model, args.layer)
+    labels = read_labels(args.source, loaded.class_names)
+    if labels.warning:
+        print(f"Warning: {labels.warning}", file=sys.stderr)
+    out_dir = make_out_dir(args.out_dir)
+    engine = GradCam(loaded)
+    pictures = labels.pictures
+    # "square-img001": a class folder's name keeps apart the many img001.jpg of a labelled folder.
+    stems = files.unique_stems([f"{Path(p.path).parent.name}-{Path(p.path).name}" for p in pictures])
+    bar = _progress(len(pictures))
+    rows: list[TriageRow] = []
+    maps = 0
+    interrupted = False
+    try:
+        for index, row in enumerate(triage(engine, pictures)):
+            rows.append(row)
+            if row.error:
+                _say(bar, f"Skipped: {row.error}")
+            elif args.explain == "all" or (args.explain == "wrong" and not row.correct):
+                try:
+                    _write_explained(engine, row, out_dir / MAPS_FOLDER / f"{stems[index]}.png", args.layer, method)
+                    maps += 1
+                except GradCamError as error:
+                    _say(bar, f"No map for {Path(row.image).name}: {error}")
+            if bar is not None:
+                bar.advance(bar.task_ids[0])
+    except KeyboardInterrupt:
+        interrupted = True  # the rows so far still get their tables
+    finally:
+        if bar is not None:
+            bar.stop()
+    matrix = confusion_matrix(rows, len(loaded.class_names))
+    write_triage_csv(out_dir / "triage.csv", rows)
+    write_confusion_csv(out_dir / "confusion.csv", matrix, loaded.class_names)
+    errors = sum(1 for row in rows if row.error)
+    share = accuracy(rows)
+    if args.json:
+        # One line: indented, a 1000-class matrix would be a million lines.
+        print(json.dumps({"count": len(rows), "accuracy": None if math.isnan(share) else share, "errors": errors,
+                          "confusion": matrix.tolist(), "classes": list(loaded.class_names)}))
+    else:
+        _print_summary(rows, matrix, loaded.class_names, share, errors)
+        written = f" and {maps} map{'s' if maps != 1 else ''} in {MAPS_FOLDER}/" if maps else ""
+        print(f"triage.csv, confusion.csv{written} → {out_dir}")
+    if interrupted:
+        print(f"Interrupted after {len(rows)} of {len(pictures)} pictures; triage.csv lists them.", file=sys.stderr)
+        return 130
+    return 1 if errors else 0
+
+
+def _print_summary(rows: list[TriageRow], matrix: np.ndarray, class_names: list[str], share: float,
+                   errors: int) -> None:
+    judged = len(rows) - errors
+    right = sum(row.correct for row in rows if not row.error)
+    unread = f"; {errors} could not be read" if errors else ""
+    if judged:
+        print(f"Accuracy {share * 100:.1f} % ({right} of {judged} pictures right{unread})")
+    else:
+        print(f"No picture could be read ({errors} tried).")
+    pairs = most_confused(matrix, class_names)
+    if pairs:
+        print("Most confused (true → predicted):")
+        width = max(len(true) for true, _, _ in pairs)
+        for true, predicted, count in pairs:
+            print(f"  {true:<{width}} → {predicted}: {count}")
+    elif judged:
+        print("No class was mistaken for another.")
+
+
+def explained_picture(engine: GradCam, image, row: TriageRow, layer: str | None, method: str,
+                      colormap: str = "jet") -> np.ndarray:
+    """The map of the predicted class beside the map of the true class, each half labelled
+    (one half when they are the same class)."""
+    predicted = row.predicted_index
+    classes = [predicted] if predicted == row.true_index else [predicted, row.true_index]
+    results = engine.explain_many([image] * len(classes), layer=layer, class_indices=classes, method=method)
+    heads = ([f"Predicted = true class: {row.true_name}"] if len(classes) == 1
+             else [f"Predicted: {row.predicted_name}", f"True class: {row.true_name}"])
+    burnt = []
+    for result in results:
+        display, result.flat = overlay.display_map(result.raw, image.rgb.shape[:2])
+        burnt.append(annotate.burn(overlay.blend(image.rgb, display, 0.5, colormap), result, colormap))
+    # A caption with a warning is a line taller: pad above it so that the two pictures line up.
+    height = max(picture.shape[0] for picture in burnt)
+    halves = [np.concatenate([_heading(head, picture.shape[1]),
+                              np.pad(picture, ((height - picture.shape[0], 0), (0, 0), (0, 0)), constant_values=255)])
+              for head, picture in zip(heads, burnt)]
+    gutter = np.full((halves[0].shape[0], GUTTER, 3), 255, np.uint8)
+    joined = [halves[0]] + [part for half in halves[1:] for part in (gutter, half)]
+    return np.ascontiguousarray(np.concatenate(joined, axis=1))
+
+
+def _heading(text: str, width: int) -> np.ndarray:
+    """A white band with ``text``, sized like annotate's captions (which grow with the picture)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = int(min(max(round(width / 36), 13), 64))
+    try:
+        font = ImageFont.load_default(size=size)
+    except (TypeError, AttributeError, OSError):  # Pillow without FreeType: the small bitmap font
+        font = ImageFont.load_default()
+    pad = max(4, size // 2)
+    band = Image.new("RGB", (width, size + 2 * pad), (255, 255, 255))
+    ImageDraw.Draw(band).text((pad, pad - font.getbbox("Eg")[1]), text, fill=(25, 25, 25), font=font)
+    return np.array(band)
+
+
+def _write_explained(engine: GradCam, row: TriageRow, path: Path, layer: str | None, method: str) -> None:
+    image = load_image(row.image)  # decoded again: rows never hold pixels, and mistakes are few
+    if not path.parent.exists():
+        make_out_dir(path.parent)
+    files.atomic_write_png(path, explained_picture(engine, image, row, layer, method))
+
+
+def _progress(total: int):
+    """A rich bar on a terminal, None otherwise (scripts get clean output)."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.progress import MofNCompleteColumn, Progress
+
+    from .commands import _stderr_console
+
+    progress = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=_stderr_console())
+    progress.add_task("Triage", total=total)
+    progress.start()
+    return progress
+
+
+def _say(bar, line: str) -> None:
+    if bar is not None:
+        bar.console.print(line, markup=False, highlight=False)
+    else:
+        print(line, file=sys.stderr)
