@@ -49,7 +49,8 @@ class ImageStrip(QListWidget):
     def add_images(self, images: list[dict]) -> None:
         """Append thumbnails for image dicts ({name, path, rgb, ...})."""
         for image in images:
-            item = QListWidgetItem(thumbnail(image["rgb"]), image["name"])
+            small = image.get("thumb")  # made on the worker thread: no decoding here
+            item = QListWidgetItem(thumbnail(small if small is not None else image["rgb"]), image["name"])
             item.setToolTip(image.get("path") or image["name"])
             item.setSizeHint(self.gridSize())
             self.addItem(item)

@@ -25,6 +25,7 @@ from gradcam_desktop.core import cams
 from gradcam_desktop.core.errors import ImageLoadError
 from gradcam_desktop.core.types import MapResult
 from gradcam_desktop.ui.map_cache import MapCache, map_key
+from gradcam_desktop.ui.picture_cache import PictureCache
 from gradcam_desktop.ui.requests import MapSpec, Precompute
 from gradcam_desktop.ui.results import display_uint8, map_result
 
@@ -52,7 +53,7 @@ class MapMaker:
         self.overlay = overlay
         self.engine: Any = None
         self.generation = 0
-        self.images: dict[str, Any] = {}
+        self.images = PictureCache()  # decoded pictures, bounded by bytes (decoded again after a miss)
         self._predictions: dict[tuple[str, int], Any] = {}
 
     def set_engine(self, engine: Any) -> int:

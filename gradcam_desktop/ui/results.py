@@ -19,6 +19,7 @@ import numpy as np
 
 from gradcam_desktop import __version__
 from gradcam_desktop.core.errors import GradCamError, unexpected_message
+from gradcam_desktop.ui.picture_cache import PictureItem, thumbnail_rgb
 
 __all__ = ["display_uint8", "failure_message", "image_item", "map_result", "model_info", "trust_would_help", "versions"]
 
@@ -63,9 +64,17 @@ def model_info(request_id: int, generation: int, loaded: Any, engine: Any, layer
     }
 
 
-def image_item(key: str, image: Any) -> dict:
-    """One entry of ``imagesLoaded``'s list: the worker's key for the image and its pixels."""
-    return {"key": key, "name": image.name, "path": image.path, "rgb": image.rgb, "notices": list(image.notices)}
+def image_item(key: str, image: Any, pictures: Any = None) -> dict:
+    """One entry of ``imagesLoaded``'s list: the worker's key for the image, a thumbnail, and its pixels.
+
+    With ``pictures`` (the worker's ``PictureCache``) the entry holds no pixels: ``item["rgb"]`` reads
+    them from the cache when asked (``picture_cache.PictureItem``).
+    """
+    fields = {"key": key, "name": image.name, "path": image.path, "notices": list(image.notices),
+              "thumb": thumbnail_rgb(image.rgb)}
+    if pictures is None:
+        return {**fields, "rgb": image.rgb}
+    return PictureItem(pictures, **fields)
 
 
 def display_uint8(overlay: Any, raw: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, bool]:

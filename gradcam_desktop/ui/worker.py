@@ -343,10 +343,12 @@ class GradCamWorker(QThread):
                 self.imageFailed.emit(label, problem)
                 continue
             key = f"img{next(self._image_counter)}"
-            self._maps.images[key] = image
-            loaded.append(image_item(key, image))
+            self._maps.images.put(key, image, data)  # data: the path or bytes it is decoded again from
+            loaded.append(image_item(key, image, self._maps.images))
         if total > 1:
             self.progress.emit("Opening images", total, total)
+        if loaded:  # the window shows the first new picture: decoded again here if the bound dropped it
+            self._maps.images.get(loaded[0]["key"])
         self.imagesLoaded.emit(request.id, loaded)
 
     def _explain(self, request: Explain) -> None:

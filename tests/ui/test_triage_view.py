@@ -321,6 +321,67 @@ def test_clicking_a_row_shows_its_picture_and_map(window, qtbot, labelled):
         view.explain_box.setCurrentIndex(view.explain_box.findData("true"))
     # A second click on the same row opens nothing new.
     count = len(window.images())
+    rect = table.visualRect(view.proxy.index(view.visible_rows().index(row), 1))  # the window's layout may have moved
     with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT):
         QTest.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-    assert len(window.images()) == count
+    assert len(window.images()) == count, [i["path"] for i in window.images()]
+
+
+# -- decoded pictures: a cache bounded by bytes ----------------------------------------------------
+def test_picture_cache_stays_under_its_bound_and_decodes_again(tmp_path):
+    from gradcam_desktop.core.images import load_image
+    from gradcam_desktop.ui.picture_cache import PictureCache
+
+    size = 60 * 80 * 3  # bytes of one decoded picture
+    cache = PictureCache(max_bytes=5 * size)
+    paths = []
+    for i in range(40):
+        path = tmp_path / f"p{i:02d}.png"
+        cv2.imwrite(str(path), np.random.default_rng(i).integers(0, 256, (60, 80, 3), dtype=np.uint8))
+        paths.append(path)
+        cache.put(f"k{i}", load_image(path), str(path))
+        assert cache.nbytes <= cache.max_bytes
+    assert cache.nbytes == 5 * size and len(cache.decoded_keys()) == 5 and len(cache) == 40
+    assert cache.decoded_keys() == [f"k{i}" for i in range(35, 40)]  # the most recent ones
+    again = cache.get("k0")  # dropped long ago: decoded again from its path, equal pixels
+    assert cache.decodes == 1 and np.array_equal(again.rgb, load_image(paths[0]).rgb)
+    assert cache.nbytes == 5 * size and "k35" not in cache.decoded_keys()
+    pasted = load_image(paths[1].read_bytes(), name="clipboard")
+    cache.put("pasted", pasted, paths[1].read_bytes())  # bytes are a source too
+    for i in range(2, 8):
+        cache.get(f"k{i}")
+    assert "pasted" not in cache.decoded_keys() and np.array_equal(cache["pasted"].rgb, pasted.rgb)
+    paths[7].unlink()
+    assert cache.get("k7") is not None  # still decoded: its file is not needed
+    for i in range(20, 26):
+        cache.get(f"k{i}")
+    assert cache.get("k7") is None  # gone from disk and from the cache: None, not an exception
+    assert cache.nbytes <= cache.max_bytes
+
+
+def test_window_keeps_decoded_pictures_under_the_bound(window, qtbot, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    size = 90 * 120 * 3
+    for i in range(60):
+        cv2.imwrite(str(folder / f"p{i:02d}.png"), np.random.default_rng(i).integers(0, 256, (90, 120, 3),
+                                                                                     dtype=np.uint8))
+    with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT):
+        window.open_images([folder / "p00.png"])
+    pictures = window.images()[0].pictures  # the worker's cache, which the window reads through
+    pictures.max_bytes = 8 * size  # the bound under test, small
+    with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT):
+        window.open_images([folder])
+    images = window.images()
+    assert len(images) == 61 and window.current_image()["key"] == images[1]["key"]
+    assert pictures.nbytes <= 8 * size and len(pictures.decoded_keys()) <= 8
+    assert all("rgb" not in dict.keys(image) for image in images)  # the window's list holds no pixels
+    assert images[1]["thumb"].shape[:2] == (48, 64)
+    decodes = pictures.decodes
+    with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT):
+        window.show_image(5)  # long dropped: decoded again from its file, shown with its map
+    assert pictures.decodes > decodes
+    expected = cv2.cvtColor(cv2.imread(str(folder / "p04.png")), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(window.current_image()["rgb"], expected)
+    assert window.shown_result().display.shape == expected.shape[:2]
+    assert pictures.nbytes <= 8 * size
