@@ -3,6 +3,7 @@
     python tools/screenshot.py [--out docs/screenshot.png] [--size 1280x800] [--model demo]
                                [--mode overlay|heatmap|original|side] [--class NAME] [--dark]
                                [--method NAME] [--versus NAME | --against] [--help-dialog] [--trust]
+                               [--triage]
 
 Runs offscreen with its own empty settings, so the picture never depends on the machine's saved
 window layout. The README shows the result.
@@ -67,6 +68,8 @@ def main() -> int:
     parser.add_argument("--against", action="store_true", help="explain what speaks against the class")
     parser.add_argument("--trust", action="store_true",
                         help="open the Trust panel (View → Can I Trust This Map?) and wait for its report")
+    parser.add_argument("--triage", action="store_true",
+                        help="triage a labelled folder of generated pictures and show its worst mistake")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
 
@@ -91,8 +94,10 @@ def main() -> int:
     window.resultShown.connect(shown.append)
     window.errorShown.connect(errors.append)
     window.open_model(args.model)
-    window.open_images(images)
     loop = QEventLoop()
+    if args.triage:
+        return _triage(app, window, loop, args, Path(settings_dir) / "labelled")
+    window.open_images(images)
     window.resultShown.connect(lambda _r: loop.quit())
     window.errorShown.connect(lambda _m: loop.quit())
     QTimer.singleShot(int(args.timeout * 1000), loop.quit)
@@ -141,6 +146,64 @@ def main() -> int:
     last = shown[-1]
     print(f"screenshot: {out} ({width}x{height}), showing {Path(last.image).name}: "
           f"{last.class_name} at {last.layer}, {last.method}, {last.score_kind}" if ok else "screenshot: could not save")
+    return 0 if ok else 1
+
+
+def _labelled_folder(root: Path, per_class: int = 12) -> Path:
+    """Class subfolders of generated pictures (core.demo_data), some hard enough to be mistaken."""
+    import cv2
+    import numpy as np
+
+    from gradcam_desktop.core.demo_data import CLASS_NAMES, make_sample, make_scene
+
+    rng = np.random.default_rng(7)
+    for index, name in enumerate(CLASS_NAMES):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for k in range(per_class):
+            if k % 3 == 2:  # three objects, two of another class: the model may well name that one
+                other = (index + 1 + k) % len(CLASS_NAMES)
+                rgb, _classes, _masks = make_scene(rng, [index, other, other], (240, 320))
+            else:
+                rgb, _cls, _mask = make_sample(rng, (240, 320), index)
+            cv2.imwrite(str(folder / f"{name}_{k:02d}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return root
+
+
+def _triage(app, window, loop, args, folder: Path) -> int:
+    """--triage: the Triage dock over a generated labelled folder, its worst mistake in the main view."""
+    from PySide6.QtCore import QTimer
+
+    window.worker.modelLoaded.connect(lambda *_a: loop.quit())
+    QTimer.singleShot(int(args.timeout * 1000), loop.quit)
+    loop.exec()
+    controller = window.triage
+    window.worker.jobFinished.connect(lambda *_a: loop.quit())
+    controller.open(_labelled_folder(folder))
+    loop.exec()
+    view = controller.view
+    mistakes = [row for row in view.visible_rows() if not row.error and not row.correct]
+    if not mistakes:
+        print("screenshot: the model made no mistake on the generated folder", file=sys.stderr)
+        window.close()
+        return 1
+    row = mistakes[0]
+    window.resultShown.connect(lambda _r: loop.quit())
+    controller.show_row(row)
+    loop.exec()
+    for _ in range(10):
+        app.processEvents()
+    view.table.selectRow(view.visible_rows().index(row))
+    for _ in range(40):  # thumbnails arrive from their thread; layouts settle
+        app.processEvents()
+        view.thumbnails.wait(200)
+    window.statusBar().repaint()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ok = window.grab().save(str(out))
+    window.close()
+    print(f"screenshot: {out}, triage of {len(view.rows())} pictures, showing {Path(row.image).name}" if ok
+          else "screenshot: could not save")
     return 0 if ok else 1
 
 

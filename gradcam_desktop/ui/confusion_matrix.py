@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
+from PySide6.QtGui import QColor, QPainter, QPalette, QPen
+from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
+                               QTableView, QWidget)
 
 __all__ = ["ConfusionMatrixModel", "ConfusionMatrixView", "FULL_AXIS_CLASSES"]
 
@@ -125,6 +126,22 @@ def _luminance(colour: QColor) -> float:
     return (0.2126 * colour.redF() + 0.7152 * colour.greenF() + 0.0722 * colour.blueF())
 
 
+class _CellDelegate(QStyledItemDelegate):
+    """The chosen cell keeps its colour (the selection colour would hide it) and gets a frame instead."""
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        plain = QStyleOptionViewItem(option)
+        plain.state &= ~QStyle.StateFlag.State_Selected
+        plain.state &= ~QStyle.StateFlag.State_HasFocus
+        super().paint(painter, plain, index)
+        if selected:
+            painter.save()
+            painter.setPen(QPen(option.palette.color(QPalette.ColorRole.Text), 3))
+            painter.drawRect(option.rect.adjusted(1, 1, -2, -2))
+            painter.restore()
+
+
 class ConfusionMatrixView(QTableView):
     """The matrix as a table (objectName ``confusionMatrix``); ``cellChosen`` on a click."""
 
@@ -135,6 +152,7 @@ class ConfusionMatrixView(QTableView):
         self.setObjectName("confusionMatrix")
         self.matrix_model = ConfusionMatrixModel(self)
         self.setModel(self.matrix_model)
+        self.setItemDelegate(_CellDelegate(self))
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setCornerButtonEnabled(False)

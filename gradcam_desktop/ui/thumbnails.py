@@ -21,8 +21,8 @@ __all__ = ["THUMB_SIDE", "ThumbnailCache", "make_thumbnail"]
 log = logging.getLogger(__name__)
 
 #: Longest side of a thumbnail in the table, in pixels.
-THUMB_SIDE = 40
-#: The cache's bound: about 2,600 thumbnails of 40×40 RGBA.
+THUMB_SIDE = 32
+#: The cache's bound: about 4,000 thumbnails of 32×32 RGBA.
 CACHE_BYTES = 16 * 1024 * 1024
 
 

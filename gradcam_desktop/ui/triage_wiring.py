@@ -31,6 +31,8 @@ __all__ = ["TriageController", "attach", "export_matrix", "export_table"]
 log = logging.getLogger(__name__)
 _Q = Qt.ConnectionType.QueuedConnection  # worker signals cross threads
 CSV_FILTER = "CSV files (*.csv);;All files (*)"
+#: Share of the window's height the dock gets when it first opens.
+FIRST_SHARE = 0.45
 
 
 def attach(window: Any) -> TriageController:
@@ -39,10 +41,15 @@ def attach(window: Any) -> TriageController:
     dock.setObjectName("triageDock")
     view = TriageView(dock)
     dock.setWidget(view)
-    if not window.restoreDockWidget(dock):
-        window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+    restored = window.restoreDockWidget(dock)
+    if not restored:
+        # Under the picture, across the window, above the strip: the table needs width and the
+        # picture above it shows the row clicked.
+        window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock, Qt.Orientation.Vertical)
+        window.splitDockWidget(dock, window.ui.images_dock, Qt.Orientation.Vertical)
         dock.hide()
     controller = TriageController(window, dock, view)
+    controller.sized = restored
     folder = QAction("Open &Labelled Folder…", window)
     folder.setObjectName("openLabelledFolder")
     folder.setStatusTip("Check the model on a folder whose subfolders name the classes: mistakes first")
@@ -69,6 +76,7 @@ class TriageController(QObject):
         super().__init__(window)
         self.window, self.dock, self.view = window, dock, view
         self.actions: list[QAction] = []
+        self.sized = False
         self.feed = TriageFeed(self)
         self._job: int | None = None
         self._chosen: Any = None  # the row last clicked
@@ -98,6 +106,9 @@ class TriageController(QObject):
         self.cancel()
         self.dock.show()
         self.dock.raise_()
+        if not self.sized:  # the first time: a good share of the window (later: where the user left it)
+            self.sized = True
+            self.window.resizeDocks([self.dock], [int(self.window.height() * FIRST_SHARE)], Qt.Orientation.Vertical)
         self.view.start(info["class_names"])
         self.view.set_status(f"Reading the labels of {Path(source).name}…")
         self.dock.setWindowTitle(f"Triage — {Path(source).name}")
