@@ -354,7 +354,10 @@ def export_job(request: ExportAll, engine: Any, images: Mapping[str, Any], *, lo
 
     The sidecars name the engine's model unless the request's style already does.
     """
-    pictures = [images[key] for key in request.image_keys if key in images]
+    # Pictures opened from files go to the batch as paths: it decodes them a few at a time, so
+    # exporting a large folder never holds every picture decoded (the cache is bounded by bytes).
+    path_of = getattr(images, "path_of", lambda _key: None)
+    pictures = [path_of(key) or images[key] for key in request.image_keys if key in images]
     missing = [(key, "That image is no longer loaded; open it again.")
                for key in request.image_keys if key not in images]
     if not pictures:

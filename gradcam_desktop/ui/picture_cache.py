@@ -112,6 +112,12 @@ class PictureCache:
                 self._store(key, image)
         return image
 
+    def path_of(self, key: str) -> str | None:
+        """The file ``key`` was opened from (None for a pasted picture): a batch can decode it itself."""
+        with self._lock:
+            source = self._sources.get(key)
+        return source[0] if source is not None and isinstance(source[0], str) else None
+
     def __getitem__(self, key: str) -> Any:
         image = self.get(key)
         if image is None:

@@ -275,3 +275,30 @@ def test_a_cancelled_score_cam_export_stops_between_mask_batches(tmp_path):
     job.cancel()
     assert not job.step() and engine.calls == ["p0.png"]
     assert job.summary()["written"] == 1 and job.summary()["cancelled"]
+
+
+def test_export_all_of_many_files_decodes_them_in_the_batch_not_all_at_once(tmp_path):
+    """Issue 9: pictures opened from files go to the batch as paths, so Export All never holds
+    every picture decoded; the byte-bounded cache is not asked to decode the dropped ones again."""
+    from PIL import Image
+
+    from gradcam_desktop.core.images import load_image
+    from gradcam_desktop.ui.picture_cache import PictureCache
+
+    pictures = _pictures(6)
+    one = pictures[0].rgb.nbytes
+    cache = PictureCache(max_bytes=2 * one)
+    for picture in pictures:
+        path = tmp_path / picture.name
+        Image.fromarray(picture.rgb).save(path)
+        cache.put(picture.name, load_image(path))
+    assert cache.nbytes <= 2 * one  # only the last two stay decoded
+    request = ExportAll([p.name for p in pictures], str(tmp_path / "out"), layer="conv", class_index=None,
+                        style=OutputStyle())
+    scheduler = Scheduler()
+    scheduler.add_job(export_job(request, FakeEngine(), cache))
+    _run(scheduler)
+    _, rows = _table(tmp_path / "out")
+    assert [r["image"] for r in rows] == [str(tmp_path / p.name) for p in pictures]
+    assert all(r["error"] == "" for r in rows)
+    assert cache.decodes == 0 and cache.nbytes <= 2 * one
