@@ -96,6 +96,14 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help='a model (.keras/.h5 file, "demo" or "zoo:Name") and/or pictures or folders')
     parser.add_argument("--trust-model", action="store_true",
                         help="open a model with Lambda layers (runs code from the file: only for files you trust)")
+    checks = parser.add_mutually_exclusive_group()
+    checks.add_argument("--self-test", action="store_true",
+                        help="open the window, the demo model and a picture, make one map, print one line, exit")
+    checks.add_argument("--install-desktop-entry", action="store_true",
+                        help="Linux: add Grad-CAM Desktop to the applications menu and open .keras/.h5 files "
+                             "with it (for this user, no root)")
+    checks.add_argument("--uninstall-desktop-entry", action="store_true",
+                        help="Linux: remove what --install-desktop-entry added")
     # Qt's own options (-platform, -style ...) are left for QApplication.
     args, _qt_args = parser.parse_known_args(argv)
     return args
@@ -186,6 +194,14 @@ def _quit_on_signals(window) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Start the window; returns the process exit code."""
     args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.self_test:
+        from gradcam_desktop import self_test
+
+        return self_test.main()
+    if args.install_desktop_entry or args.uninstall_desktop_entry:
+        from gradcam_desktop import desktop_entry
+
+        return desktop_entry.main(install_entry=args.install_desktop_entry)
     problem = display_problem()
     if problem:
         print(problem, file=sys.stderr)
