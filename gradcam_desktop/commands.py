@@ -161,6 +161,17 @@ def _flat_note(result) -> str | None:
     return f"the map is all zero: nothing at this layer {what}. Try another layer, class or method."
 
 
+def patch_note(engine: GradCam, result) -> str | None:
+    """A Vision Transformer's token layer gives one value per patch: say so (issue 11)."""
+    grids = [engine.capture(layer).grid for layer in (result.layers or (result.layer,))]
+    grid = next((grid for grid in grids if grid is not None), None)
+    if grid is None:
+        return None
+    dropped = f", {grid.prefix} class token(s) left out" if grid.prefix else ""
+    return (f"this is a transformer's token layer: the map is at patch resolution "
+            f"({grid.height}×{grid.width} patches{dropped}).")
+
+
 def step_progress(label: str):
     """A rich bar for Score-CAM's mask batches on a terminal (update, bar); (None, None) otherwise."""
     if not sys.stderr.isatty():
@@ -204,7 +215,7 @@ def explain(args) -> int:
         files.atomic_write_png(args.out, picture)
     if args.heatmap:
         files.atomic_write_npy(args.heatmap, result.raw)
-    notes += [note for note in (_flat_note(result),) if note]
+    notes += [note for note in (_flat_note(result), patch_note(engine, result)) if note]
     if args.json:
         print(json.dumps({**result.record(), "image": str(args.image), "overlay": args.out,
                           "heatmap": args.heatmap, "notes": notes}, indent=2))

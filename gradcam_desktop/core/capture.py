@@ -5,6 +5,7 @@ For a batch of N model inputs, N score vectors v_n and N top-class coefficients 
 
     w_n = v_n + t_n · onehot(top class of input n)              (N, units)  the score vector used
     A_n = the layer's output for input n                       (N, h, w, K)
+          (a token layer's patch tokens as their grid: layers.TokenGrid)
     g_n = ∂(Σ_u w_nu · logits_nu) / ∂A_n                        (N, h, w, K)
     logits_n                                                    (N, units)
 
@@ -37,7 +38,7 @@ import tensorflow as tf
 
 from .graph import run_graph
 from .heads import Head
-from .layers import check_eligible
+from .layers import check_eligible, grid_of
 
 
 @dataclass
@@ -73,6 +74,9 @@ class Capture:
                  on_trace: Callable[[str], None] | None = None):
         """``input_shape`` is (height, width, channels) of the model input; None for a variable side."""
         check_eligible(model, layer)
+        #: A Vision Transformer's token layer: A and g are read on its patch grid, so every method
+        #: (and Score-CAM's masks) sees (h, w, D) like a convolution's output.
+        self.grid = grid_of(model, layer)
         self.model = model
         self.head = head
         self.layer = layer
@@ -95,6 +99,8 @@ class Capture:
             weights = weights + top[:, tf.newaxis] * tf.stop_gradient(top_class_weights(self.head, logits))
             score = tf.reduce_sum(logits * weights)
         gradients = tape.gradient(score, activations)
+        if self.grid is not None:
+            activations, gradients = self.grid.to_grid(activations), self.grid.to_grid(gradients)
         return tf.cast(activations, tf.float32), tf.cast(gradients, tf.float32), logits, weights
 
     def run(self, batch: np.ndarray, weights: np.ndarray, top: np.ndarray | None = None) -> Captured:
