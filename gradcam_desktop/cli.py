@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="allow Python code stored in the file (Lambda layers and lambda functions), nothing "
                          "else: custom classes, other modules and file-reading layers stay refused. Only for "
                          "files you trust")
+        sub.add_argument("--custom-objects", metavar="FILE.py",
+                         help="your own Keras layers: run FILE.py first so that the classes it registers "
+                         "(@keras.saving.register_keras_serializable) can be loaded; the model file is still "
+                         "checked for everything else. The file is Python code that runs with your "
+                         "permissions: only for files you trust")
         sub.add_argument("--preprocess", default="auto", metavar="MODE",
                          help="auto (default), raw, unit, symmetric, caffe or torch")
 

@@ -45,6 +45,12 @@ def _stderr_console():
 
 
 def open_model(args) -> LoadedModel:
+    custom = getattr(args, "custom_objects", None)
+    if custom:
+        from .core.custom_objects import load_custom_objects
+
+        names = load_custom_objects(custom)  # --custom-objects is the user's trust in this file
+        _note(f"ran {Path(custom).name}: registered {', '.join(names)}.")
     update, progress = _progress_callback()
     try:
         loaded = load_model(args.model, trust=args.trust_model, preprocess=args.preprocess, progress=update)

@@ -11,6 +11,9 @@ first use only: the scanner's callers load Keras right after anyway.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,6 +35,19 @@ _EXCLUDED_NAMES = frozenset({"get", "serialize", "deserialize", "Input"})
 #: Layers that bring in code or files from outside the Keras format, by class name.
 FOREIGN_LAYERS = ("TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer")
 _KERAS_PACKAGES = ("keras", "keras_hub", "keras_cv", "keras_nlp")
+#: KerasHub (Keras 3's model library) is an optional extra: its registered classes are installed,
+#: reviewed code like Keras' own, so a file may name them when the package is installed.
+HUB_PACKAGE = "keras_hub"
+HUB_EXTRA = 'pip install "gradcam-desktop[hub]"'
+
+
+#: Objects registered by a Python file the user chose to trust (custom_objects.py), by id().
+_TRUSTED: dict[int, Any] = {}
+
+
+def trust(objects: list) -> None:
+    """Allow these registered classes and functions (from a file the user trusted)."""
+    _TRUSTED.update((id(obj), obj) for obj in objects)
 
 
 @dataclass(frozen=True)
@@ -121,6 +137,14 @@ def judge(node: dict) -> Verdict:
     if not isinstance(name, str):
         return Verdict("custom", f"function {name!r}")
     registered = node.get("registered_name", cls)
+    if _TRUSTED:
+        # Keras looks registered names up first: a name the trusted file registered resolves there.
+        key = name if is_function else registered
+        found = object_registration.get_registered_object(key) if isinstance(key, str) else None
+        if found is not None and id(found) in _TRUSTED:
+            return Verdict("ok", str(key))
+    if names_hub(node):
+        return _judge_hub(node, name, registered if isinstance(registered, str) else None, is_function)
     if isinstance(registered, str) and ">" in registered \
             and registered.split(">", 1)[0] not in _KERAS_PACKAGES:
         return Verdict("custom", f"registered {'function' if is_function else 'class'} "
@@ -159,6 +183,53 @@ def judge(node: dict) -> Verdict:
         if not (isinstance(obj, type) and issubclass(obj, KerasSaveable)):
             return Verdict("keras", label)
     return _judge(obj, label)
+
+
+def names_hub(node: dict) -> bool:
+    """True when a config object names KerasHub: its registered name, module or function name."""
+    cls = node.get("class_name")
+    values = (node.get("registered_name"), node.get("module"), node.get("config") if cls == "function" else cls)
+    return any(isinstance(value, str) and (value.startswith(HUB_PACKAGE + ">") or value == HUB_PACKAGE
+                                           or value.startswith(HUB_PACKAGE + ".")) for value in values)
+
+
+@lru_cache(maxsize=1)
+def hub_installed() -> bool:
+    """Whether the keras_hub package is installed (without importing it)."""
+    try:
+        return importlib.util.find_spec(HUB_PACKAGE) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _judge_hub(node: dict, name: str, registered: str | None, is_function: bool) -> Verdict:
+    """A KerasHub object: ``hub-missing`` without the package; with it, ``ok`` when the name
+    resolves (as Keras resolves it) to a layer, model or function defined in keras_hub itself."""
+    module = node.get("module")
+    label = registered or (f"{module}.{name}" if isinstance(module, str) else name)
+    if not hub_installed():
+        return Verdict("hub-missing", label)
+    from keras.src.saving import object_registration
+
+    importlib.import_module(HUB_PACKAGE)  # registers its classes with Keras
+    key = name if is_function else registered
+    found = object_registration.get_registered_object(key) if isinstance(key, str) else None
+    if found is None and isinstance(module, str) and module.startswith(HUB_PACKAGE + "."):
+        # Keras itself imports a keras_hub module named in the file to find the class there.
+        try:
+            found = vars(importlib.import_module(module)).get(name)
+        except ImportError:
+            found = None
+    if found is None:
+        return Verdict("unknown", label)
+    if not str(getattr(found, "__module__", "")).startswith(HUB_PACKAGE + "."):
+        return Verdict("custom", f"'{label}', registered under KerasHub's name by other code")
+    tables = _tables()
+    if isinstance(found, type) and issubclass(found, tables.operation) and not issubclass(found, tables.lambda_cls):
+        return Verdict("ok", label)
+    if inspect.isfunction(found):
+        return Verdict("ok", label)
+    return Verdict("keras", label)
 
 
 def _judge_legacy(name: str) -> Verdict:

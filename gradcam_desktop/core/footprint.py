@@ -69,6 +69,9 @@ def _deserialize(config: dict, *, legacy: bool, safe_mode: bool) -> Any:
     copy = json.loads(json.dumps(config))
     if isinstance(copy, dict):
         copy["compile_config"] = None  # what compile=False does
+    from gradcam_desktop.core.hub import without_task_compile
+
+    without_task_compile(copy)
     with serialization_lib.ObjectSharingScope():
         return serialization_lib.deserialize_keras_object(copy, safe_mode=safe_mode)
 

@@ -150,6 +150,14 @@ def _describe(model, *, source, display_name, class_names, preprocess) -> Loaded
                 "classes; using 'class 0', 'class 1', …"
             )
         class_names = [f"class {i}" for i in range(count)]
+    height, width = in_shape[1], in_shape[2]
+    converter = image_converter(model)
+    if preprocess == "auto" and converter is not None:
+        # A KerasHub ImageClassifier's preprocessing lives beside the graph, in its preprocessor.
+        preprocess = preprocessing.affine_mode(getattr(converter, "scale", None), getattr(converter, "offset", None))
+        size = getattr(converter, "image_size", None)
+        if not (height and width) and size and None not in tuple(size):
+            height, width = (int(side) for side in size)
     if preprocess == "auto":
         preprocess = "raw" if starts_with_scaling(model) else "unit"
     return LoadedModel(
@@ -158,11 +166,18 @@ def _describe(model, *, source, display_name, class_names, preprocess) -> Loaded
         display_name=display_name,
         class_names=list(class_names),
         preprocess=preprocess,
-        input_size=(in_shape[1], in_shape[2]),
+        input_size=(height, width),
         channels=int(in_shape[-1]),
         notices=notices,
         head=head,
     )
+
+
+def image_converter(model):
+    """A KerasHub ImageClassifier's image converter (its own resizing and scaling), or None."""
+    preprocessor = getattr(model, "preprocessor", None)
+    converter = getattr(preprocessor, "image_converter", None)
+    return converter if converter is not None and hasattr(converter, "scale") else None
 
 
 #: Layers that do nothing at inference: they are skipped when looking for the model's own scaling.

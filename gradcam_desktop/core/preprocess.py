@@ -7,6 +7,8 @@ Modes:
   caffe      RGB->BGR, minus ImageNet mean (Keras "caffe" mode; VGG, ResNet50)
   torch      x / 255, minus mean, / std    (Keras "torch" mode; DenseNet)
   zoo:<Name> that Keras Application's own preprocess_input
+  affine:S|O x · S + O per channel (S, O: comma-separated): a KerasHub ImageClassifier's own
+             image converter (scale, offset), which ``auto`` picks for such a model
 "auto" is resolved by core.models (from sidecars or the zoo) before calling ``apply``.
 """
 
@@ -19,6 +21,29 @@ import numpy as np
 from .types import ZOO_PREFIX
 
 MODES = ("auto", "raw", "unit", "symmetric", "caffe", "torch")
+
+
+AFFINE_PREFIX = "affine:"
+
+
+def affine_mode(scale, offset) -> str:
+    """The mode string of x · scale + offset (scalars or one value per channel; None = 1 or 0)."""
+    def values(v, default: float) -> str:
+        v = default if v is None else v
+        return ",".join(repr(float(x)) for x in np.atleast_1d(np.asarray(v, dtype=np.float64)).ravel())
+    return f"{AFFINE_PREFIX}{values(scale, 1.0)}|{values(offset, 0.0)}"
+
+
+def _affine(x: np.ndarray, mode: str) -> np.ndarray:
+    try:
+        scale, offset = (np.array([float(v) for v in part.split(",")], np.float32)
+                         for part in mode[len(AFFINE_PREFIX):].split("|"))
+    except ValueError:
+        raise ValueError(f"Malformed preprocessing '{mode}': expected affine:SCALE|OFFSET.") from None
+    for values in (scale, offset):
+        if values.size not in (1, x.shape[-1]):
+            raise ValueError(f"Preprocessing '{mode}' has {values.size} values for {x.shape[-1]} channel(s).")
+    return x * scale + offset
 
 
 def _modes_text() -> str:
@@ -55,6 +80,8 @@ def apply(batch: np.ndarray, mode: str) -> np.ndarray:
         module = importlib.import_module(f"keras.applications.{entry.keras_module}")
         out = module.preprocess_input(x, data_format="channels_last")
         return np.ascontiguousarray(out, dtype=np.float32)
+    if isinstance(mode, str) and mode.startswith(AFFINE_PREFIX):
+        return _affine(x, mode)
     if mode == "auto":
         raise ValueError("Preprocessing 'auto' must be resolved to a concrete mode "
                          f"({_modes_text()}) before it is applied.")

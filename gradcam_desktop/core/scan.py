@@ -35,6 +35,10 @@ _COMPILE_KEYS = ("compile_config", "training_config")
 _FILE_ARGUMENTS = {"vocabulary", "idf_weights", "path", "filepath", "filename", "file",
                    "directory", "dirpath"}
 _FILE_SUFFIXES = ("_path", "_file", "_dir", "_filename", "_filepath", "_directory")
+#: KerasHub preprocessors and tokenizers store the name their preset file would have
+#: (``config_file``): a fixed name that only ``save_to_preset`` uses, never read when loading.
+_HUB_PRESET_NAMES = {"config_file": {"preprocessor.json", "tokenizer.json", "image_converter.json",
+                                     "audio_converter.json"}}
 
 
 def scan_config(config: Any, *, trust: bool = False, source: str = "this model") -> bool:
@@ -156,6 +160,9 @@ def _check_object(node: dict, layer: str | None, in_compile: bool, trust: bool,
                 verdict = allowlist.Verdict("keras", f"keras.layers.{value}")
     if verdict.kind == "ok":
         return False
+    if verdict.kind == "hub-missing":
+        raise ModelLoadError(f"Cannot open model {source}: it is a KerasHub model ({verdict.label}); "
+                             f"install KerasHub support with: {allowlist.HUB_EXTRA}")
     if verdict.kind == "code":
         if not trust:
             raise UnsafeModelError(f"Refused {source}: {where} is a Lambda layer, which runs "
@@ -212,6 +219,8 @@ def _check_file_arguments(node: dict, layer: str | None, source: str) -> None:
         if not isinstance(value, str) or not value or not isinstance(key, str):
             continue
         lowered = key.lower()
+        if value in _HUB_PRESET_NAMES.get(key, ()):
+            continue
         if lowered in _FILE_ARGUMENTS or lowered.endswith(_FILE_SUFFIXES):
             shown = value if len(value) <= 80 else value[:79] + "…"
             raise UnsafeModelError(f"Refused {source}: {_where(layer)} would read the file "
