@@ -16,7 +16,7 @@ from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
 from PySide6.QtWidgets import QMenu
 
 from gradcam_desktop.core.types import DEMO, ModelSpec
-from gradcam_desktop.ui import dialogs
+from gradcam_desktop.ui import custom_layers, dialogs
 
 if TYPE_CHECKING:
     from gradcam_desktop.ui.main_window import MainWindow
@@ -43,6 +43,7 @@ class Actions:
     open_model: QAction
     open_demo: QAction
     open_zoo: QAction
+    custom_layers: QAction
     open_images: QAction
     open_folder: QAction
     paste: QAction
@@ -89,6 +90,8 @@ def build_actions(window: MainWindow) -> Actions:
                           tip="The built-in demo: a small model that recognises shapes", icon="demo"),
         open_zoo=_action(w, "Open &Zoo Model…", lambda: dialogs.open_zoo_dialog(w),
                          tip="A well-known ImageNet model (downloaded once)", icon="zoo"),
+        custom_layers=_action(w, "Load Custom &Layers from a Python File…", lambda: custom_layers.load_custom_layers_dialog(w),
+                              tip="Your own Keras layers: run a Python file you trust that registers them"),
         open_images=_action(w, "Open &Images…", lambda: dialogs.open_images_dialog(w), shortcut=QKeySequence.StandardKey.Open,
                             tip="Open one or more pictures", icon="open-images"),
         open_folder=_action(w, "Open &Folder…", lambda: dialogs.open_folder_dialog(w), shortcut="Ctrl+Alt+O",
@@ -142,11 +145,11 @@ def build_actions(window: MainWindow) -> Actions:
     # for stepping through layers, and text fields keep letters (they claim ShortcutOverride).
     for action in (a.previous, a.next):
         action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-    a.needs_engine = [a.open_model, a.open_demo, a.open_zoo, a.export, a.export_all, a.copy]
+    a.needs_engine = [a.open_model, a.open_demo, a.open_zoo, a.custom_layers, a.export, a.export_all, a.copy]
 
     bar = w.menuBar()
     file_menu = bar.addMenu("&File")
-    for action in (a.open_model, a.open_demo, a.open_zoo):
+    for action in (a.open_model, a.open_demo, a.open_zoo, a.custom_layers):
         file_menu.addAction(action)
     file_menu.addMenu(a.recent_menu)
     file_menu.addSeparator()
