@@ -29,6 +29,11 @@ def _say(line: str, *, error: bool = False) -> None:
         print(line, file=stream, flush=True)
 
 
+def _first_line(text: str) -> str:
+    # numpy's ImportError, for one, starts with blank lines.
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
 def _choose_platform() -> None:
     """Offscreen when there is no display; a display with missing libraries is a real failure."""
     from gradcam_desktop.__main__ import NO_DISPLAY_MESSAGE, display_problem
@@ -107,7 +112,7 @@ def run(timeout_s: float = TIMEOUT_S) -> str:
         shiboken6.delete(window)
         del window
     if "error" in outcome:
-        raise SelfTestError(str(outcome["error"]).splitlines()[0] if str(outcome["error"]) else "unknown error")
+        raise SelfTestError(_first_line(str(outcome["error"])) or "unknown error")
     shown = _check_map(outcome["result"])
     ready = marks.get("ready", opened)
     model = marks.get("model", ready)
@@ -126,10 +131,10 @@ def main() -> int:
     try:
         line = run()
     except SelfTestError as error:
-        _say(f"self-test failed: {error}", error=True)
+        _say(f"self-test failed: {_first_line(str(error))}", error=True)
         return 1
     except Exception as error:  # noqa: BLE001 - any crash is a failed self-test, reported in one line
-        _say(f"self-test failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}", error=True)
+        _say(f"self-test failed: {type(error).__name__}: {_first_line(str(error))}", error=True)
         return 1
     _say(line)
     return 0

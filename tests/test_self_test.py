@@ -60,7 +60,7 @@ def test_self_test_fails_in_one_line_when_tensorflow_is_broken(tmp_path):
 
 def test_a_crash_is_one_line_and_exit_code_1(monkeypatch, capsys):
     def crash(*_args, **_kwargs):
-        raise RuntimeError("first line\nsecond line")
+        raise RuntimeError("\n\nfirst line\nsecond line")  # numpy-style: blank lines first
 
     monkeypatch.setattr(self_test, "run", crash)
     assert self_test.main() == 1
