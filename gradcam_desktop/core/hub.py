@@ -14,21 +14,26 @@ def without_task_compile(config: Any) -> None:
     refuses to create inside the stateless scope where footprint.py builds configs abstractly).
     Grad-CAM never trains, so the copy it measures is built uncompiled; edits ``config`` in place.
     """
-    if not allowlist.hub_installed():
-        return
+    nodes = [node for node in _dicts(config) if isinstance(node.get("registered_name"), str)
+             and node["registered_name"].startswith(allowlist.HUB_PACKAGE + ">") and isinstance(node.get("config"), dict)]
+    if not nodes or not allowlist.hub_installed():
+        return  # no KerasHub object: keras_hub (seconds to import) stays unimported
     import keras_hub
     from keras.src.saving import object_registration
 
-    stack = [config]
+    for node in nodes:
+        found = object_registration.get_registered_object(node["registered_name"])
+        if isinstance(found, type) and issubclass(found, keras_hub.models.Task):
+            node["config"]["compile"] = False
+
+
+def _dicts(config: Any) -> list[dict]:
+    found, stack = [], [config]
     while stack:
         node = stack.pop()
         if isinstance(node, list):
             stack.extend(node)
         elif isinstance(node, dict):
-            registered = node.get("registered_name")
-            found = object_registration.get_registered_object(registered) if isinstance(registered, str) \
-                and registered.startswith(allowlist.HUB_PACKAGE + ">") else None
-            if isinstance(found, type) and issubclass(found, keras_hub.models.Task) \
-                    and isinstance(node.get("config"), dict):
-                node["config"]["compile"] = False
+            found.append(node)
             stack.extend(node.values())
+    return found
