@@ -218,7 +218,7 @@ def _judge_hub(node: dict, name: str, registered: str | None, is_function: bool)
         # Keras itself imports a keras_hub module named in the file to find the class there.
         try:
             found = vars(importlib.import_module(module)).get(name)
-        except ImportError:
+        except Exception:  # noqa: BLE001 - a module name that does not import resolves nothing
             found = None
     if found is None:
         return Verdict("unknown", label)
