@@ -191,6 +191,25 @@ def _quit_on_signals(window) -> None:
     timer.start(250)
 
 
+def forward_file_open_events(app, open_paths):
+    """macOS hands a double-clicked document to the running app as a QFileOpenEvent, not in argv.
+
+    Returns the event filter (keep a reference to it).
+    """
+    from PySide6.QtCore import QEvent, QObject
+
+    class FileOpenForwarder(QObject):
+        def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.FileOpen and event.file():
+                open_paths([event.file()])
+                return True
+            return False
+
+    forwarder = FileOpenForwarder(app)
+    app.installEventFilter(forwarder)
+    return forwarder
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the window; returns the process exit code."""
     args = _parse(sys.argv[1:] if argv is None else argv)
@@ -234,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     window.open_model(model or DEMO, trust=args.trust_model)
     window.open_images(images or [sample_image()])
     _quit_on_signals(window)
+    forwarder = forward_file_open_events(app, window.open_paths)
     code = app.exec()
+    app.removeEventFilter(forwarder)
     window.shutdown()  # normally done by closeEvent; also covers app.quit() without a close
     # Destroy the window (and its QThread) before the QApplication: Qt objects outliving the
     # application are a known cause of aborts at interpreter exit on this PySide6 version.
