@@ -61,6 +61,8 @@ def caption(result: MapResult) -> str:
     else:
         text = f"Evidence for '{result.class_name}' ({probability})"
     text += f" · layer {result.layer}"
+    if result.patch_grid is not None:  # a transformer's tokens: one value per patch
+        text += f" · patch resolution {result.patch_grid[0]}×{result.patch_grid[1]}"
     return text if result.method == "gradcam" else f"{method_title(result.method)} · {text}"
 
 

@@ -11,7 +11,6 @@ changing the class never retraces; images of the same size never retrace either.
 
 from __future__ import annotations
 
-import difflib
 import time
 import weakref
 from collections import OrderedDict
@@ -23,6 +22,7 @@ import tensorflow as tf
 from . import cams
 from . import preprocess as preprocessing
 from .capture import Capture, Captured
+from .class_names import class_by_name
 from .errors import ClassSelectionError, MethodError
 from .graph import run_graph
 from .heads import Head, detect_head
@@ -39,8 +39,6 @@ __all__ = ["GradCam", "MapResult", "MapTask", "Prediction", "Explanation", "Targ
 MAX_VARIABLE_SIDE = 512
 #: Smallest side for those models: a tiny image would leave the last layers a 1 × 1 grid.
 MIN_VARIABLE_SIDE = 96
-#: How many classes a "no such class" message lists in full.
-LIST_CLASSES_UP_TO = 20
 
 #: The engine's result is the one result type; the old name stays for scripts that used it.
 Explanation = MapResult
@@ -180,7 +178,7 @@ class GradCam:
                 raise ClassSelectionError("No class given and no prediction to pick one from.")
             return prediction.top[0][0]
         if isinstance(cls, str) and not cls.strip().lstrip("-").isdigit():
-            return _class_by_name(names, cls)
+            return class_by_name(names, cls)
         index = int(cls)
         if not 0 <= index < len(names):
             raise ClassSelectionError(
@@ -366,7 +364,13 @@ class GradCam:
             counterfactual=target.counterfactual,
             target_score=float(np.dot(weights.astype(np.float64), logits.astype(np.float64))),
             layers=tuple(layers) if len(layers) > 1 else (),
+            patch_grid=_patch_grid(self.capture(layers[0])) if len(layers) == 1 else None,
         )
+
+
+def _patch_grid(capture: Capture) -> tuple[int, int] | None:
+    grid = getattr(capture, "grid", None)
+    return None if grid is None else (int(grid.height), int(grid.width))
 
 
 def _layer_list(layer: str | Sequence[str] | None, default: str) -> list[str]:
@@ -391,20 +395,3 @@ def _same_shape_groups(inputs: list[np.ndarray]) -> list[list[int]]:
     for i, batch in enumerate(inputs):
         groups.setdefault(batch.shape, []).append(i)
     return list(groups.values())
-
-
-def _class_by_name(names: list[str], asked: str) -> int:
-    wanted = asked.strip().casefold()
-    folded = [name.casefold() for name in names]
-    if wanted in folded:
-        return folded.index(wanted)
-    close = [names[folded.index(m)] for m in difflib.get_close_matches(wanted, folded, n=3, cutoff=0.6)]
-    close += [n for n in names if wanted and wanted in n.casefold() and n not in close][: 5 - len(close)]
-    message = f"No class named '{asked}'."
-    if close:
-        message += f" Did you mean: {', '.join(close)}?"
-    if len(names) <= LIST_CLASSES_UP_TO:
-        message += f" This model's classes: {', '.join(names)}."
-    else:
-        message += " `gradcam predict` shows the likely ones; class indices work too."
-    raise ClassSelectionError(message)

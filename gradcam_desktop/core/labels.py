@@ -20,13 +20,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .class_names import LIST_CLASSES_UP_TO  # class names a warning lists in full
 from .errors import ImageLoadError, LabelError
 from .images import find_images
 
 __all__ = ["LabelledPicture", "LabelSet", "read_labels", "normalise_label"]
 
-#: Class names a warning lists in full; a larger model (ImageNet's 1000) gets a count instead.
-LIST_CLASSES_UP_TO = 20
 #: First-row words that make it a header rather than a picture (compared case-insensitively).
 HEADER_WORDS = frozenset({"path", "image", "file", "filename", "filepath", "picture"})
 

@@ -154,6 +154,7 @@ class MapResult:
     counterfactual: bool = False  # the score was −y_c
     target_score: float = float("nan")  # the value of the explained pre-softmax score y
     layers: tuple[str, ...] = ()  # the layers of a fused map (``layer`` joins them with " + ")
+    patch_grid: tuple[int, int] | None = None  # a transformer's token layer read as (h, w) patches
 
     @property
     def score_kind(self) -> str:
@@ -190,6 +191,7 @@ class MapResult:
             "explained_score": _finite_or_none(self.target_score),
             "layer": self.layer,
             "layers": list(self.layers) or [self.layer],
+            "patch_grid": None if self.patch_grid is None else [int(side) for side in self.patch_grid],
             "class_index": int(self.class_index),
             "class_name": self.class_name,
             "score": float(self.score),

@@ -133,3 +133,16 @@ def test_cli_says_the_map_is_at_patch_resolution(tmp_path, capsys):
     assert f"patch resolution ({GRID[0]}×{GRID[1]} patches, 1 class token(s) left out)" in err
     code = main(["explain", "-m", str(tmp_path / "vit.keras"), "-i", str(tmp_path / "p.png"), "-l", "patch_embed"])
     assert code == 0 and "patch resolution" not in capsys.readouterr().err
+
+
+def test_a_token_layers_map_says_it_is_at_patch_resolution(engines):
+    """Issue 11: the window's caption (annotate.caption) and --json say a transformer's map is per patch."""
+    from gradcam_desktop.core import annotate
+
+    engine, image = engines[True][0], random_image(*SIZE, seed=13)
+    result = engine.explain(image, "final_norm")
+    assert result.raw.shape == GRID and result.patch_grid == GRID
+    assert f"patch resolution {GRID[0]}×{GRID[1]}" in annotate.caption(result)
+    assert result.record()["patch_grid"] == list(GRID)
+    cnn = engine.explain(image, "patch_embed")  # a 4-D layer: an ordinary map
+    assert cnn.patch_grid is None and "patch resolution" not in annotate.caption(cnn)
