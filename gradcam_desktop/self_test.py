@@ -23,8 +23,14 @@ class SelfTestError(Exception):
 
 
 def _say(line: str, *, error: bool = False) -> None:
-    # A windowed app on Windows has no sys.stdout/sys.stderr at all.
     stream = sys.stderr if error else sys.stdout
+    if stream is None and os.name == "nt":
+        # A windowed app on Windows (the bundle, pythonw) has no streams at all: write to the
+        # console it was started from, if any (`start /wait GradCAMDesktop.exe --self-test`).
+        import ctypes
+
+        if ctypes.windll.kernel32.AttachConsole(-1):  # type: ignore[attr-defined]  # ATTACH_PARENT_PROCESS
+            stream = open("CONOUT$", "w", encoding="utf-8")  # noqa: SIM115 - lives until the process exits
     if stream is not None:
         print(line, file=stream, flush=True)
 
