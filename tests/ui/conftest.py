@@ -101,3 +101,13 @@ def image_files(tmp_path) -> list[Path]:
     folder.mkdir()
     return [write_png(folder / "a.png", seed=1), write_png(folder / "b.png", 36, 30, seed=2),
             write_png(folder / "c.png", seed=3)]
+
+
+# -- the demo model in the real window, and a second engine to check what it shows -----------------
+@pytest.fixture(scope="module")
+def engine():
+    """A second engine on the demo model: the maps and reports the window must show."""
+    from gradcam_desktop.core.gradcam import GradCam
+    from gradcam_desktop.core.models import load_model
+
+    return GradCam(load_model("demo"))

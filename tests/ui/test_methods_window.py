@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ui_window import shown_window
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QComboBox, QProgressBar, QRadioButton
@@ -41,23 +42,9 @@ LAYER = "last_conv"
 
 
 # -- fixtures and helpers -------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def engine():
-    """A second engine on the demo model: the maps the window must show."""
-    from gradcam_desktop.core.gradcam import GradCam
-    from gradcam_desktop.core.models import load_model
-
-    return GradCam(load_model("demo"))
-
-
 @pytest.fixture
 def window(qtbot):
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    qtbot.waitExposed(w)
-    qtbot.waitUntil(w.engine_ready, timeout=TIMEOUT)
+    w = shown_window(qtbot, 1200, 800)
     return w
 
 

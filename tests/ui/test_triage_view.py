@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from ui_window import shown_window
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
@@ -229,24 +230,9 @@ def labelled(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def engine():
-    from gradcam_desktop.core.gradcam import GradCam
-    from gradcam_desktop.core.models import load_model
-
-    return GradCam(load_model("demo"))
-
-
 @pytest.fixture
 def window(qtbot):
-    from gradcam_desktop.ui import MainWindow
-
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.resize(1280, 900)
-    w.show()
-    qtbot.waitExposed(w)
-    qtbot.waitUntil(w.engine_ready, timeout=TIMEOUT)
+    w = shown_window(qtbot, 1280, 900)
     with qtbot.waitSignal(w.worker.modelLoaded, timeout=TIMEOUT):
         w.open_model("demo")
     qtbot.waitUntil(lambda: w.model_info() is not None, timeout=TIMEOUT)

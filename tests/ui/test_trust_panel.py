@@ -29,6 +29,7 @@ from pathlib import Path
 import cam_reference as cr
 import numpy as np
 import pytest
+from ui_window import shown_window
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtTest import QTest
@@ -53,23 +54,9 @@ OPTIONS = {"steps": 50, "baseline": True, "sanity": True, "sanity_steps": 8, "se
 
 
 # -- fixtures and helpers -------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def engine():
-    """A second engine on the demo model: the reports the window must show."""
-    from gradcam_desktop.core.gradcam import GradCam
-    from gradcam_desktop.core.models import load_model
-
-    return GradCam(load_model("demo"))
-
-
 @pytest.fixture
 def window(qtbot):
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.resize(1400, 960)
-    w.show()
-    qtbot.waitExposed(w)
-    qtbot.waitUntil(w.engine_ready, timeout=TIMEOUT)
+    w = shown_window(qtbot, 1400, 960)
     return w
 
 
