@@ -1,8 +1,9 @@
 """The main window: wiring only. Every model call goes through the worker thread.
 
 Request flow: a user action updates the window's state (image, layer, class; method and score in
-``map_choice``) and asks the worker for a map; the worker answers with the request id and a ``MapResult``, and only the
-newest request's answer is shown. Alpha, colormap, view mode and zoom never ask the worker.
+``map_choice``) and asks the worker for a map; the worker answers with the request id and a
+``MapResult``, and only the newest request's answer is shown. Alpha, colormap, view mode and zoom
+never ask the worker.
 Widgets come from ``layout`` (``self.ui``), actions and menus from ``actions``; ``dnd``,
 ``clipboard``, ``dialogs``, ``opening`` and ``export`` hold the rest of the behaviour.
 """
