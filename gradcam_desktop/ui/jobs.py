@@ -19,6 +19,7 @@ from typing import Any
 from gradcam_desktop.core import cams
 from gradcam_desktop.core.batch import BatchRow, OutputStyle, explain_batch, make_out_dir, write_csv
 from gradcam_desktop.core.errors import GradCamError, ImageLoadError, unexpected_message
+from gradcam_desktop.ui import gc_policy
 from gradcam_desktop.ui.maps import STEP_SECONDS
 from gradcam_desktop.ui.requests import ExportAll, MapSpec, Precompute
 from gradcam_desktop.ui.scheduler import Job
@@ -201,6 +202,7 @@ class PrepareLayersJob(Job):
     def step(self) -> bool:
         while self.todo and not self.cancelled:
             if self._prepare(self.todo.pop(0)):
+                gc_policy.keep_long_lived()  # the trace's graph: never walked by a full collection
                 break  # at most one trace per step, so a click waits for at most one
         return bool(self.todo) and not self.cancelled
 
