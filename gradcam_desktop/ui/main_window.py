@@ -1,9 +1,8 @@
 """The main window: wiring only. Every model call goes through the worker thread.
 
 Request flow: a user action updates the window's state (image, layer, class; method and score in
-``map_choice``) and asks the worker for a map; the worker answers with the request id and a
-``MapResult``, and only the newest request's answer is shown. Alpha, colormap, view mode and zoom
-never ask the worker.
+``map_choice``) and asks the worker for a map; it answers with the request id and a ``MapResult``;
+only the newest request's answer is shown. Alpha, colormap, view mode and zoom never ask it.
 Widgets come from ``layout`` (``self.ui``), actions and menus from ``actions``; ``dnd``,
 ``clipboard``, ``dialogs``, ``opening`` and ``export`` hold the rest of the behaviour.
 """
@@ -22,8 +21,8 @@ from PySide6.QtWidgets import QApplication, QMainWindow, QWidget
 from gradcam_desktop import __version__
 from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.types import MapResult, ModelSpec
-from gradcam_desktop.ui import (actions, caption, clipboard, compare_wiring, dialogs, dnd, export, layout, status_text,
-                                 triage_wiring, trust_wiring)
+from gradcam_desktop.ui import (actions, caption, clipboard, compare_wiring, dialogs, dnd, export, layout,
+                                 status_text, triage_wiring, trust_wiring)
 from gradcam_desktop.ui.export_all import ExportAllRun, start_export_all
 from gradcam_desktop.ui.layer_tree import nodes_by_path
 from gradcam_desktop.ui.map_choice import MapChoice, MapProgress
@@ -81,8 +80,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self.trust = trust_wiring.attach(self)  # the Trust panel (View → Can I Trust This Map?)
         self.triage = triage_wiring.attach(self)  # File → Open Labelled Folder… (issue 9)
         self._set_engine_ready(False)
-        # Started from the event loop, not here: building the window never waits for (or races
-        # with) the TensorFlow import, and the window is on screen before the import begins.
+        # From the event loop: the window is on screen before the TensorFlow import begins.
         QTimer.singleShot(0, self._start_worker)
 
     # -- construction --------------------------------------------------------------------------

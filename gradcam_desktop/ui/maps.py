@@ -21,6 +21,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from gradcam_desktop.ui import gc_policy
 from gradcam_desktop.core import cams
 from gradcam_desktop.core.errors import ImageLoadError
 from gradcam_desktop.core.types import MapResult
@@ -62,6 +63,7 @@ class MapMaker:
         self.generation += 1
         self.cache.clear()
         self._predictions.clear()
+        gc_policy.after_model_load()  # the old model freed, the new one out of full collections' way
         return self.generation
 
     def close(self) -> None:

@@ -41,7 +41,6 @@ from gradcam_desktop.core.errors import GradCamError, ImageLoadError, ModelLoadE
 from gradcam_desktop.core.types import ModelSpec
 from gradcam_desktop.ui.applog import log_path
 from gradcam_desktop.ui.engine_modules import import_engine
-from gradcam_desktop.ui import gc_policy
 from gradcam_desktop.ui.jobs import MapJob, PrecomputeJob, PrepareLayersJob, export_job, supersede_view
 from gradcam_desktop.ui.map_cache import MapCache
 from gradcam_desktop.ui.maps import MapMaker
@@ -319,7 +318,6 @@ class GradCamWorker(QThread):
         for group in (PrecomputeJob.group, PrepareLayersJob.group, "view", "grid"):
             self._scheduler.cancel_group(group)
         self._eligible = eligible_paths(loaded.model)
-        gc_policy.after_model_load()  # on the worker, while the user waits for the model anyway
         info = model_info(request.id, generation, loaded, engine, layer_tree(loaded.model), request.trust)
         self.modelLoaded.emit(request.id, info)
 
