@@ -116,9 +116,11 @@ def _judge(obj: Any, label: str) -> Verdict:
     return Verdict("keras", label)
 
 
-def is_keras_module(module: Any) -> bool:
-    """True for ``keras`` and its submodules (what Keras resolves as its own)."""
-    return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
+def is_keras_module(module: Any, keras: int = 3) -> bool:
+    """True for ``keras`` and its submodules (what Keras resolves as its own); Keras 2 also
+    resolves ``tf_keras`` and its submodules as its own."""
+    packages = ("keras", "tf_keras") if keras == 2 else ("keras",)
+    return isinstance(module, str) and any(module == p or module.startswith(p + ".") for p in packages)
 
 
 def judge(node: dict) -> Verdict:

@@ -29,12 +29,15 @@ class Footprint:
     activation_bytes: int
 
 
-def measure(config: dict, *, legacy: bool, safe_mode: bool, name: str) -> Footprint:
+def measure(config: dict, *, legacy: bool, safe_mode: bool, name: str, keras: int = 3) -> Footprint:
     """Build ``config`` abstractly and measure it; Keras errors become ModelLoadError.
 
-    ``legacy`` selects the h5 loader's deserializer. The config must already have passed the
-    allowlist scan: building it runs the ``from_config``/``build`` code of its classes.
+    ``legacy`` selects the h5 loader's deserializer (also a SavedModel's Keras metadata), ``keras``
+    the Keras that wrote it. The config must already have passed the allowlist scan: building it
+    runs the ``from_config``/``build`` code of its classes.
     """
+    if keras == 2:
+        return _measure_keras2(config, legacy=legacy, safe_mode=safe_mode, name=name)
     import tensorflow as tf
     import keras
     from keras.src.backend.common import global_state
@@ -76,6 +79,38 @@ def _deserialize(config: dict, *, legacy: bool, safe_mode: bool) -> Any:
         return serialization_lib.deserialize_keras_object(copy, safe_mode=safe_mode)
 
 
+def _measure_keras2(config: dict, *, legacy: bool, safe_mode: bool, name: str) -> Footprint:
+    """Keras 2 builds a model inside a TensorFlow graph without running anything: its variables
+    are graph nodes whose initializers never run, so they tell their shapes and take no memory."""
+    import json
+
+    import tensorflow as tf
+
+    from gradcam_desktop.core.keras2 import application_objects, tf_keras
+
+    tf_keras()
+    from tf_keras.src.saving import serialization_lib
+    from tf_keras.src.saving.legacy import model_config
+    from tf_keras.src.saving.legacy.saved_model import json_utils
+
+    # Legacy configs are decoded as Keras 2 decodes them (tuples, TensorShapes).
+    copy = json_utils.decode(json.dumps(config)) if legacy else json.loads(json.dumps(config))
+    try:
+        with tf.Graph().as_default(), serialization_lib.SafeModeScope(safe_mode):
+            if legacy:
+                model = model_config.model_from_config(copy, custom_objects=application_objects())
+            else:
+                if isinstance(copy, dict):
+                    copy["compile_config"] = None
+                model = serialization_lib.deserialize_keras_object(
+                    copy, custom_objects=application_objects(), safe_mode=safe_mode)
+            return _measure_model(model)
+    except ModelLoadError:
+        raise
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for broken configs
+        raise ModelLoadError(f"Cannot open model {name}: {plain_reason(error)}") from error
+
+
 def _itemsize(dtype: Any) -> int:
     import numpy as np
 
@@ -92,7 +127,8 @@ def _measure_model(model: Any) -> Footprint:
         size = math.prod(int(side) for side in variable.shape) * _itemsize(variable.dtype)
         weight_bytes += size
         if size > largest_bytes:
-            largest, largest_bytes = f"{variable.path} {tuple(variable.shape)}", size
+            path = getattr(variable, "path", None) or variable.name.removesuffix(":0")  # Keras 2: name
+            largest, largest_bytes = f"{path} {tuple(variable.shape)}", size
     return Footprint(weight_bytes, len(getattr(model, "weights", [])), largest,
                      _activation_bytes(model))
 

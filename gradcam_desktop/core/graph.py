@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from collections.abc import Callable
 
-import keras
-
+from .backend import expects_training, keras_of, walk_functional
 from .heads import Head
 from .layers import SEPARATOR, child_layers, is_submodel
 
@@ -38,16 +37,13 @@ def run_graph(model, inputs, head: Head, target: str | None = None, watch: Calla
 
 
 def _forward(model, inputs, prefix: str, run: _Run):
-    if isinstance(model, keras.Sequential):
+    if isinstance(model, keras_of(model).Sequential):
         outputs = inputs
         for layer in child_layers(model):
             outputs = _call(layer, (outputs,), {}, prefix, run)
         return outputs
-    # Functional: Keras walks the nodes in order and lets us wrap each operation call.
-    return model._run_through_graph(  # noqa: SLF001 - the one graph walker Keras offers
-        inputs,
-        operation_fn=lambda op: (lambda *args, **kwargs: _call(op, args, kwargs, prefix, run)),
-    )
+    # Functional: the nodes in order, each operation call wrapped (Keras 3 or Keras 2: backend.py).
+    return walk_functional(model, inputs, lambda op, args, kwargs: _call(op, args, kwargs, prefix, run))
 
 
 def _call(layer, args, kwargs, prefix: str, run: _Run):
@@ -57,7 +53,7 @@ def _call(layer, args, kwargs, prefix: str, run: _Run):
     elif layer is run.head.skip:
         outputs = args[0]
     else:
-        if getattr(layer, "_call_has_training_arg", False):
+        if expects_training(layer):
             # Inference behaviour for BatchNorm/Dropout whatever Keras' global phase is.
             kwargs = {**kwargs, "training": False}
         callee = run.head.linear_twin if layer is run.head.linear else layer

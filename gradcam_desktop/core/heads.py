@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import keras
 import numpy as np
 
+from .backend import is_operation, keras_of
 from .errors import ModelLoadError
 from .layers import child_layers, is_submodel
 
@@ -66,7 +66,7 @@ class Head:
 
 def final_operation(model):
     """The layer that produces the model's (single) output, looking into nested models."""
-    if isinstance(model, keras.Sequential):
+    if isinstance(model, keras_of(model).Sequential):
         layer = child_layers(model)[-1]
     else:
         history = getattr(model.outputs[0], "_keras_history", None)
@@ -77,12 +77,11 @@ def final_operation(model):
 
 
 def _activation_name(layer) -> str | None:
-    if isinstance(layer, keras.layers.Softmax):
+    if isinstance(layer, keras_of(layer).layers.Softmax):
         return "softmax"
-    if not isinstance(layer, keras.layers.Layer):
-        # keras.ops.softmax / keras.activations.sigmoid called in a functional graph become
-        # operations named Softmax / Sigmoid.
-        name = type(layer).__name__.lower()
+    if is_operation(layer):
+        symbol = getattr(layer, "symbol", None)  # Keras 2: "nn.softmax", "math.sigmoid", …
+        name = (symbol.rsplit(".", 1)[-1] if isinstance(symbol, str) else type(layer).__name__).lower()
         return name if name in _SQUASHING else None
     activation = getattr(layer, "activation", None)
     return getattr(activation, "__name__", None)
@@ -104,9 +103,8 @@ def detect_head(model) -> Head:
     layer = final_operation(model)
     name = _activation_name(layer)
     skip = linear = twin = None
-    separate = isinstance(layer, (keras.layers.Activation, keras.layers.Softmax)) or not isinstance(
-        layer, keras.layers.Layer
-    )
+    layers = keras_of(layer).layers
+    separate = isinstance(layer, (layers.Activation, layers.Softmax)) or is_operation(layer)
     if separate and name in _SQUASHING:
         skip = layer
     elif name in _SQUASHING:

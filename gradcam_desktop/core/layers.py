@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import keras
 
+from .backend import is_graph_model, keras_of
 from .errors import LayerError
 from .types import LayerNode
 
@@ -20,17 +21,13 @@ SEPARATOR = "/"
 
 def is_submodel(layer) -> bool:
     """True for a nested Functional/Sequential model whose layers we can inline."""
-    return isinstance(layer, keras.Model) and hasattr(layer, "layers") and _has_graph(layer)
-
-
-def _has_graph(model) -> bool:
-    # Subclassed models have no graph we can walk; they are treated as opaque layers.
-    return isinstance(model, keras.Sequential) or hasattr(model, "_run_through_graph")
+    return is_graph_model(layer)
 
 
 def child_layers(model) -> list:
     """The model's own layers, without InputLayers (which only hold the input)."""
-    return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    input_layer = keras_of(model).layers.InputLayer
+    return [layer for layer in model.layers if not isinstance(layer, input_layer)]
 
 
 def output_shape(layer) -> tuple:
@@ -97,7 +94,7 @@ def patch_grids(model) -> list[tuple[int, int]]:
         input_hw = (None, None)
     for layer in _all_layers(model):
         grid = None
-        if isinstance(layer, keras.layers.Conv2D) and tuple(layer.strides) == tuple(layer.kernel_size) \
+        if isinstance(layer, keras_of(layer).layers.Conv2D) and tuple(layer.strides) == tuple(layer.kernel_size) \
                 and max(layer.strides) > 1:
             shape = output_shape(layer)
             grid = tuple(shape[1:3]) if len(shape) == 4 else None
@@ -185,7 +182,7 @@ def default_layer(model) -> str:
 
 def _mixes_tokens(layer) -> bool:
     sublayers = [layer, *getattr(layer, "_flatten_layers", lambda: [])()]
-    return any(isinstance(each, keras.layers.MultiHeadAttention) for each in sublayers)
+    return any(isinstance(each, keras_of(each).layers.MultiHeadAttention) for each in sublayers)
 
 
 def _before_last_attention(model, nodes: list[LayerNode], candidates: list[LayerNode]) -> str | None:

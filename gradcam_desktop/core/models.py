@@ -18,9 +18,10 @@ from collections.abc import Callable
 import keras
 
 from . import preprocess as preprocessing
-from . import safety, zoo
+from . import keras2, safety, zoo
 from .assets import asset_path
 from .errors import GradCamError, ModelLoadError, plain_reason
+from .backend import is_operation, keras_of
 from .layers import default_layer, is_submodel
 from .types import DEMO, ZOO_PREFIX, ModelSpec
 
@@ -94,13 +95,20 @@ def _load_file(path: Path, *, trust: bool, source: str, display_name: str) -> Lo
         # Safe mode stays on unless the user trusted a file that holds Lambda code: the scan
         # above refuses everything else safe mode guards (file-reading vocabularies, foreign
         # wrappers), so switching it off unlocks exactly that code.
-        with safety.keras_path(checked) as keras_file:
-            model = keras.saving.load_model(keras_file, compile=False, safe_mode=not checked.runs_code)
+        if checked.kind == "savedmodel":
+            model = keras2.load(checked.path, kind="savedmodel", runs_code=checked.runs_code)
+        else:
+            with safety.keras_path(checked) as keras_file:
+                if checked.keras == 2:  # written by tf.keras / tf_keras: opened by Keras 2 itself
+                    model = keras2.load(keras_file, kind=checked.kind, runs_code=checked.runs_code)
+                else:
+                    model = keras.saving.load_model(keras_file, compile=False, safe_mode=not checked.runs_code)
     except GradCamError:
         raise
     except Exception as error:  # Keras raises many types for broken files
         log.debug("Keras could not load %s", path, exc_info=True)
         raise ModelLoadError(f"Cannot open model {path.name}: {plain_reason(error)}") from error
+    path = checked.path  # a SavedModel's folder when its saved_model.pb was named
     sidecar = _read_sidecar(path)
     names = _class_names_from_sidecar(path, sidecar)
     loaded = _describe(
@@ -181,12 +189,12 @@ def image_converter(model):
 
 
 #: Layers that do nothing at inference: they are skipped when looking for the model's own scaling.
-_PASSIVE = (keras.layers.Resizing, keras.layers.CenterCrop, keras.layers.Dropout,
-            keras.layers.GaussianNoise, keras.layers.GaussianDropout)
+_PASSIVE = ("Resizing", "CenterCrop", "Dropout", "GaussianNoise", "GaussianDropout")
 
 
 def _operations(model) -> list:
     """The model's layers and keras.ops operations in the order they run (InputLayers dropped)."""
+    keras = keras_of(model)
     ops = model.layers if isinstance(model, keras.Sequential) else getattr(model, "operations", model.layers)
     return [op for op in ops if not isinstance(op, keras.layers.InputLayer)]
 
@@ -207,17 +215,19 @@ def starts_with_scaling(model) -> bool:
             return starts_with_scaling(op)
         if _is_passive(op):
             continue
-        if isinstance(op, (keras.layers.Rescaling, keras.layers.Normalization)):
+        layers = keras_of(op).layers
+        if isinstance(op, (layers.Rescaling, layers.Normalization)):
             return True
-        # A keras.ops call (not a Layer) at the very start is the model's own preprocessing.
-        return not isinstance(op, keras.layers.Layer)
+        # A keras.ops call (Keras 2: a TFOpLambda) at the very start is the model's own preprocessing.
+        return is_operation(op)
     return False
 
 
 def _is_passive(op) -> bool:
     if is_submodel(op):
         return all(_is_passive(layer) for layer in _operations(op))
-    return isinstance(op, _PASSIVE) or type(op).__name__.startswith("Random")
+    layers = keras_of(op).layers
+    return isinstance(op, tuple(getattr(layers, name) for name in _PASSIVE)) or type(op).__name__.startswith("Random")
 
 
 def _sidecar_candidates(path: Path, suffix: str) -> list[Path]:
@@ -264,8 +274,13 @@ def _class_names_from_sidecar(path: Path, sidecar: dict) -> list[str] | None:
 
 
 def _sha256(path: Path) -> str:
+    """The file's SHA-256; for a SavedModel folder, of its files' relative names and bytes in order."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode("utf-8") + b"\0")
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()

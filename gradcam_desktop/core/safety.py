@@ -69,23 +69,25 @@ class CheckedModel:
     """A model file that passed every check, and how Keras must be handed it."""
 
     path: Path
-    kind: str                 # "keras" or "h5"
+    kind: str                 # "keras", "h5" or "savedmodel" (a folder)
     config: Any               # the config Keras must build (nested compile configs dropped)
     runs_code: bool           # holds trusted Lambda code: load with safe_mode=False
     rewrite: bool             # Keras must read ``config`` from a copy, not the file's own
     footprint: Footprint | None  # None for trusted files with code (not measured)
+    keras: int = 3            # the Keras that wrote it and opens it: 3 (keras) or 2 (tf_keras)
 
 
 def check_model_file(path: str | os.PathLike, *, trust: bool = False) -> CheckedModel:
     """Raise ModelLoadError/UnsafeModelError unless ``path`` is a plain Keras model file."""
     p = Path(path)
     name = p.name or str(p)
+    if p.name in ("saved_model.pb", "saved_model.pbtxt", "keras_metadata.pb"):
+        p, name = p.parent, p.parent.name or name
     if p.is_dir():
         if (p / "saved_model.pb").exists() or (p / "saved_model.pbtxt").exists():
-            raise ModelLoadError(_savedmodel_message(name))
-        raise ModelLoadError(f"{name} is a folder, not a model file; choose a .keras or .h5 file.")
-    if p.name in ("saved_model.pb", "saved_model.pbtxt"):
-        raise ModelLoadError(_savedmodel_message(p.parent.name or name))
+            return _check_savedmodel(p, name, trust=trust)
+        raise ModelLoadError(f"{name} is a folder, not a model file; choose a .keras or .h5 file, "
+                             "or a SavedModel folder.")
     if not p.exists():
         raise ModelLoadError(f"{p} does not exist.")
     suffix = p.suffix.lower()
@@ -104,20 +106,21 @@ def check_model_file(path: str | os.PathLike, *, trust: bool = False) -> Checked
     kind = "keras" if suffix in KERAS_EXTENSIONS else "h5"
     if kind == "keras":
         raw, extra, h5_summary = _read_keras_config(p, name), None, None
+        keras = _keras_zip_version(p)
     else:
-        raw, extra, h5_summary = _read_h5_config(p, name, size)
+        raw, extra, h5_summary, keras = _read_h5_config(p, name, size)
     config = _parse_json(raw, name, "config.json" if kind == "keras" else "model_config")
-    runs_code = scan_config(config, trust=trust, source=name)
+    runs_code = scan_config(config, trust=trust, source=name, keras=keras)
     if extra:  # legacy h5 training config: only deserialized with compile=True
         scan_config({"training_config": _parse_json(extra, name, "training_config")},
-                    trust=trust, source=name)
+                    trust=trust, source=name, keras=keras)
     # Keras' h5 loader decodes the config as plain UTF-8 text: with a BOM (or in UTF-16)
     # it needs a clean copy; config.json is read as bytes, like here.
     rewrite = strip_nested_compile(config) or (kind == "h5" and raw.lstrip()[:1] != b"{")
     # Building the config abstractly would already run trusted Lambda code, and code can
     # allocate whatever it likes anyway: files with trusted code skip the size checks.
     footprint = None if runs_code else measure(config, legacy=kind == "h5", safe_mode=True,
-                                               name=name)
+                                               name=name, keras=keras)
     if kind == "keras":
         summary, on_disk, unpacked = _keras_weights(p, name, footprint)
     else:
@@ -128,7 +131,46 @@ def check_model_file(path: str | os.PathLike, *, trust: bool = False) -> Checked
         _check_memory(footprint, unpacked, name)
     if kind == "keras":  # last: its work is bounded by the declared sizes checked above
         _check_members(p, name)
-    return CheckedModel(p, kind, config, runs_code, rewrite, footprint)
+    return CheckedModel(p, kind, config, runs_code, rewrite, footprint, keras)
+
+
+def _check_savedmodel(folder: Path, name: str, *, trust: bool) -> CheckedModel:
+    """A SavedModel folder: its graphs' operations first (savedmodel.py), then its Keras metadata
+    like any Keras 2 config, then its weights against the layers and this machine's memory."""
+    from gradcam_desktop.core import savedmodel
+
+    config, others, training, stored = savedmodel.check_folder(folder, name)
+    runs_code = scan_config(config, trust=trust, source=name, keras=2)
+    # Layers and metrics Keras 2 revives from their own records.
+    runs_code |= scan_config(others, trust=trust, source=name, keras=2)
+    if training is not None:
+        scan_config({"training_config": training}, trust=trust, source=name, keras=2)
+    footprint = None if runs_code else measure(config, legacy=True, safe_mode=True, name=name, keras=2)
+    if footprint is not None:
+        _check_weights(name, footprint, stored, stored.stored_bytes)
+        _check_memory(footprint, 0, name)
+    return CheckedModel(folder, "savedmodel", config, runs_code, False, footprint, 2)
+
+
+def keras_major(version: Any) -> int:
+    """2 or 3 from a ``keras_version`` string ("2.15.0", "2.2.4-tf", "3.12.0"); files without one
+    predate Keras 3."""
+    text = version.decode("utf-8", "replace") if isinstance(version, bytes) else str(version or "")
+    head = text.strip().split(".", 1)[0]
+    return 3 if head.isdigit() and int(head) >= 3 else 2
+
+
+def _keras_zip_version(path: Path) -> int:
+    """The Keras that wrote a .keras zip, from its metadata.json (Keras 2.13+ writes .keras too)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo("metadata.json")
+            data = archive.read_member(zf, info, 64 * 1024)
+        metadata = json.loads(data) if data else {}
+    except (KeyError, ValueError, zipfile.BadZipFile, zlib.error, OSError, RuntimeError,
+            NotImplementedError, EOFError):
+        return 3  # no readable metadata: Keras 3 reads the file and says what is wrong
+    return keras_major(metadata.get("keras_version", "3")) if isinstance(metadata, dict) else 3
 
 
 @contextmanager
@@ -261,12 +303,6 @@ def _keras_weights(path: Path, name: str,
 
 # ---------------------------------------------------------------- file readers
 
-def _savedmodel_message(name: str) -> str:
-    return (f"{name} is a TensorFlow SavedModel folder; Keras 3 cannot show the layers inside "
-            "it. Re-save the model as .keras (model.save('model.keras')) from the code that "
-            "built it.")
-
-
 def _too_big(name: str, what: str) -> ModelLoadError:
     return ModelLoadError(f"{name} has a {what} larger than {MAX_CONFIG_BYTES // 1024**2} MB; "
                           "refusing to read it.")
@@ -332,9 +368,9 @@ def _has_hdf5_signature(path: Path, size: int) -> bool:
 
 
 def _read_h5_config(path: Path, name: str,
-                    size: int) -> tuple[bytes, bytes | None, archive.WeightsSummary]:
-    """Return (model_config, training_config or None, weights summary) from a legacy Keras
-    HDF5 file."""
+                    size: int) -> tuple[bytes, bytes | None, archive.WeightsSummary, int]:
+    """Return (model_config, training_config or None, weights summary, Keras major version)
+    from a legacy Keras HDF5 file."""
     try:
         is_hdf5 = _has_hdf5_signature(path, size)
     except OSError as e:
@@ -354,6 +390,7 @@ def _read_h5_config(path: Path, name: str,
         with h5py.File(path, "r") as f:
             model_config = archive.read_h5_attribute(f, "model_config", MAX_CONFIG_BYTES)
             training_config = archive.read_h5_attribute(f, "training_config", MAX_CONFIG_BYTES)
+            version = archive.read_h5_attribute(f, "keras_version", 1024)
     except ModelLoadError as e:
         raise ModelLoadError(f"{name} is not a usable model file ({e}).") from None
     except (OSError, ValueError, KeyError, RuntimeError, TypeError):
@@ -362,7 +399,8 @@ def _read_h5_config(path: Path, name: str,
         raise ModelLoadError(f"{name} holds weights only, no model; save the whole model "
                              "(model.save('model.keras')) and open that file.")
     return _attr_bytes(model_config, name), (
-        None if training_config is None else _attr_bytes(training_config, name)), summary
+        None if training_config is None else _attr_bytes(training_config, name)), summary, \
+        keras_major(version)
 
 
 def _attr_bytes(value: bytes | str, name: str) -> bytes:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from gradcam_desktop.core import allowlist
+from gradcam_desktop.core import allowlist, keras2_allowlist
 from gradcam_desktop.core.errors import ModelLoadError, UnsafeModelError
 
 _UNSAFE_SWITCH = "enable_unsafe_deserialization"
@@ -41,8 +41,11 @@ _HUB_PRESET_NAMES = {"config_file": {"preprocessor.json", "tokenizer.json", "ima
                                      "audio_converter.json"}}
 
 
-def scan_config(config: Any, *, trust: bool = False, source: str = "this model") -> bool:
+def scan_config(config: Any, *, trust: bool = False, source: str = "this model", keras: int = 3) -> bool:
     """Raise UnsafeModelError unless ``config`` is made of standard Keras building blocks.
+
+    ``keras`` is the major version that wrote the file: a Keras 2 config is judged against
+    Keras 2's own building blocks (keras2_allowlist.py), a Keras 3 one against Keras 3's.
 
     Returns True when the config holds Python code stored in the file (Lambda layers,
     lambda functions), which only ``trust=True`` lets through; the caller must then load it
@@ -65,8 +68,8 @@ def scan_config(config: Any, *, trust: bool = False, source: str = "this model")
             _check_string(str(key), source)
         if isinstance(node.get("class_name"), str):
             layer = _object_name(node) or layer
-            runs_code |= _check_object(node, layer, in_compile, trust, source)
-        runs_code |= _check_legacy_function(node, layer, in_compile, trust, source)
+            runs_code |= _check_object(node, layer, in_compile, trust, source, keras)
+        runs_code |= _check_legacy_function(node, layer, in_compile, trust, source, keras)
         if not in_compile:
             _check_file_arguments(node, layer, source)
         stack.extend((node[key], layer, in_compile or key in _COMPILE_KEYS)
@@ -130,8 +133,9 @@ def _python_builtin(node: dict) -> str | None:
 
 
 def _check_object(node: dict, layer: str | None, in_compile: bool, trust: bool,
-                  source: str) -> bool:
+                  source: str, keras: int = 3) -> bool:
     """One {"class_name": ...} object: a layer, model, initializer, function, ..."""
+    judge = keras2_allowlist.judge if keras == 2 else allowlist.judge
     cls = node["class_name"]
     where = _where(layer)
     if cls == "__lambda__":
@@ -146,12 +150,11 @@ def _check_object(node: dict, layer: str | None, in_compile: bool, trust: bool,
     if in_compile:
         # Never deserialized (compile=False; nested ones are stripped), so custom losses and
         # metrics are fine; Python's builtins are still a sign of a crafted file.
-        if (fn := _python_builtin(node)) is not None and \
-                allowlist.judge(node).kind == "custom":
+        if (fn := _python_builtin(node)) is not None and judge(node).kind == "custom":
             raise _builtin_error(source, where, fn)
         return False
-    verdict = allowlist.judge(node)
-    if verdict.kind == "ok" and "module" not in node and isinstance(node.get("config"), dict):
+    verdict = judge(node)
+    if keras == 3 and verdict.kind == "ok" and "module" not in node and isinstance(node.get("config"), dict):
         # Legacy (h5) loading turns a config string naming a function of Keras' layers
         # package into that function: only building blocks may be named so.
         refused = allowlist.legacy_function_names()
@@ -169,17 +172,19 @@ def _check_object(node: dict, layer: str | None, in_compile: bool, trust: bool,
                                    f"Python code stored in the file. {TRUST_HINT}", trustable=True)
         return True
     if verdict.kind == "foreign":
-        raise UnsafeModelError(f"Refused {source}: {where} is a {verdict.label}, which "
-                               f"{_FOREIGN_WHY.get(verdict.label, 'runs foreign code')}.")
+        why = _FOREIGN_WHY.get(verdict.label) or keras2_allowlist.FOREIGN.get(verdict.label, "runs foreign code")
+        raise UnsafeModelError(f"Refused {source}: {where} is a {verdict.label}, which {why}.")
     if verdict.kind == "keras":
         raise UnsafeModelError(f"Refused {source}: {where} refers to '{verdict.label}', which "
                                "is not a model building block (Grad-CAM Desktop allows Keras "
                                "layers, activations, initializers, regularizers, constraints "
                                "and ops).")
     if verdict.kind == "unknown":
+        written = "Keras 2 (tf.keras)" if keras == 2 else "Keras"
         raise ModelLoadError(f"Cannot open model {source}: {where} is of type "
-                             f"'{verdict.label}', which the installed Keras does not know by "
-                             "that name; re-save the model as .keras with this Keras version.")
+                             f"'{verdict.label}', which the installed {written} does not know by "
+                             "that name: a layer of another Keras version, or custom code that is not "
+                             "in the file (File → Load Custom Layers… / --custom-objects).")
     if (fn := _python_builtin(node)) is not None:
         raise _builtin_error(source, where, fn)
     raise _custom_error(source, where, verdict.label)
@@ -191,7 +196,7 @@ def _builtin_error(source: str, where: str, fn: str) -> UnsafeModelError:
 
 
 def _check_legacy_function(node: dict, layer: str | None, in_compile: bool, trust: bool,
-                           source: str) -> bool:
+                           source: str, keras: int = 3) -> bool:
     """tf.keras 2 Lambda configs: "function" + "function_type" ("lambda" code or "raw" name)."""
     runs_code = False
     for fn_key, type_key, module_key in (("function", "function_type", "module"),
@@ -205,7 +210,7 @@ def _check_legacy_function(node: dict, layer: str | None, in_compile: bool, trus
                 raise _code_error(source, _where(layer))
             runs_code = True
         elif isinstance(value, str) and not in_compile \
-                and not allowlist.is_keras_module(node.get(module_key)):
+                and not allowlist.is_keras_module(node.get(module_key), keras):
             raise _custom_error(source, _where(layer), f"function '{value}' from module "
                                                        f"'{node.get(module_key)}'")
     return runs_code

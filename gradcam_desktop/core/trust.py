@@ -337,11 +337,10 @@ class RandomizedCopy:
     """
 
     def __init__(self, engine):
-        import keras
-
+        from .backend import clone_model
         from .gradcam import GradCam
 
-        self.model = keras.models.clone_model(engine.model)
+        self.model = clone_model(engine.model)
         self._original = engine.model.get_weights()
         self.model.set_weights(self._original)
         self.engine = GradCam(dataclasses.replace(engine.loaded, model=self.model, head=None), input_cache=1,
