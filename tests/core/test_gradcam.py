@@ -23,6 +23,7 @@ from reference import (
     assert_top_class_decided,
     discrepancy,
     exact_gradient,
+    probabilities,
     probability_rtol,
     reference_gradcam,
     reference_map,
@@ -232,6 +233,28 @@ def test_legacy_h5_file_gives_the_same_map(tmp_path):
     expected = by_hand(keras_engine, last_conv_features(keras_engine.model, image), kernel[:, 1])
     assert_map_close(h5_engine.explain(image, "backbone/last_conv", 1).raw, expected)
     assert_map_close(keras_engine.explain(image, "backbone/last_conv", 1).raw, expected)
+
+
+@pytest.mark.parametrize("name", ["listed.keras", "listed.h5"])
+def test_outputs_declared_as_a_one_element_list_explain_like_a_tensor(tmp_path, name):
+    """``keras.Model(inputs, [outputs])`` — what every tf.keras config declares — used to give logits
+    of shape (1, 1, units) from the graph walk and crash the prediction ("only 0-dimensional
+    arrays can be converted")."""
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(conv_backbone()(inputs))
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
+    engine = GradCam(save_and_load(keras.Model(inputs, [outputs]), tmp_path, name))
+    image = random_image(seed=6)
+    kernel, bias = engine.model.get_layer("predictions").get_weights()
+    features = last_conv_features(engine.model, image)
+    prediction = engine.predict(image)
+    expected = probabilities(gap_dense_logits(features, kernel, bias), "softmax")
+    np.testing.assert_allclose(prediction.probabilities, expected, rtol=probability_rtol(
+        gap_dense_logits(features, kernel, bias), discrepancy(engine.model)))
+    for cls in range(3):
+        assert_map_close(engine.explain(image, "backbone/last_conv", cls).raw, by_hand(engine, features, kernel[:, cls]),
+                         allow_flat=True)
 
 
 def test_grayscale_model_gets_grayscale_input(tmp_path):
