@@ -50,6 +50,11 @@ def trust(objects: list) -> None:
     _TRUSTED.update((id(obj), obj) for obj in objects)
 
 
+def is_trusted(obj: Any) -> bool:
+    """Whether ``obj`` was registered by a Python file the user trusted."""
+    return _TRUSTED.get(id(obj)) is obj
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What a config object resolves to: ``kind`` is ok, code, foreign, keras, custom or

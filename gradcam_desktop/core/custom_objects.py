@@ -36,7 +36,7 @@ def load_custom_objects(path: str | Path) -> list[str]:
     path = Path(path)
     if path.suffix != ".py" or not path.is_file():
         raise ModelLoadError(f"Cannot load custom layers from {path}: expected an existing .py file.")
-    before = dict(keras.saving.get_custom_objects())
+    before = _registered(keras)
     name = "gradcam_custom_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
     try:
         spec = importlib.util.spec_from_file_location(name, path)
@@ -49,10 +49,20 @@ def load_custom_objects(path: str | Path) -> list[str]:
         sys.modules.pop(name, None)
         log.debug("custom objects file %s failed", path, exc_info=True)
         raise ModelLoadError(f"Cannot load custom layers from {path.name}: {plain_reason(error)}") from error
-    after = keras.saving.get_custom_objects()
+    after = _registered(keras)
     added = sorted(key for key, obj in after.items() if before.get(key) is not obj)
     if not added:
         raise ModelLoadError(f"{path.name} registered no Keras classes: decorate them with "
-                             "@keras.saving.register_keras_serializable().")
+                             "@keras.saving.register_keras_serializable() (Keras 2: "
+                             "@tf_keras.saving.register_keras_serializable()).")
     allowlist.trust([after[key] for key in added])
-    return added
+    return sorted(key.removeprefix("keras2:") for key in added)
+
+
+def _registered(keras) -> dict:
+    """Keras 3's registered objects, and Keras 2's when the file (or a model) brought tf_keras in."""
+    objects = dict(keras.saving.get_custom_objects())
+    tf_keras = sys.modules.get("tf_keras")
+    if tf_keras is not None:
+        objects.update({f"keras2:{key}": obj for key, obj in tf_keras.saving.get_custom_objects().items()})
+    return objects

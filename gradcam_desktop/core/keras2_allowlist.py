@@ -18,6 +18,7 @@ import sys
 from functools import lru_cache
 from typing import Any
 
+from . import allowlist
 from .allowlist import Verdict
 
 _PACKAGE = "tf_keras"
@@ -89,6 +90,8 @@ def _tables() -> dict[str, Any]:
 
 
 def _judge(obj: Any, label: str, node: dict) -> Verdict:
+    if allowlist.is_trusted(obj):  # registered by a Python file the user chose to trust
+        return Verdict("ok", label)
     tables = _tables()
     if obj is tables["lambda"]:
         return Verdict("code", label)

@@ -81,3 +81,42 @@ def test_a_file_that_fails_or_registers_nothing_says_so_in_one_line(tmp_path, so
     assert "\n" not in str(raised.value)
     with pytest.raises(ModelLoadError, match="expected an existing .py file"):
         load_custom_objects(tmp_path / "missing.py")
+
+
+KERAS2_LAYERS = textwrap.dedent('''
+    import tf_keras
+
+    @tf_keras.saving.register_keras_serializable(package="GradcamTestLayers2")
+    class ChannelScale2(tf_keras.layers.Layer):
+        """A learned scale per channel (Keras 2)."""
+
+        def build(self, input_shape):
+            self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="scale")
+
+        def call(self, x):
+            return x * self.scale
+''')
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras", ""])
+def test_keras2_registered_classes_load_only_after_the_file_is_trusted(tmp_path, suffix):
+    import tf_keras
+
+    layers_file = tmp_path / "my_layers2.py"
+    layers_file.write_text(KERAS2_LAYERS, encoding="utf-8")
+    scale_cls = runpy.run_path(str(layers_file))["ChannelScale2"]
+    inputs = tf_keras.Input((16, 16, 3))
+    x = tf_keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = scale_cls(name="scaled")(x)
+    x = tf_keras.layers.GlobalAveragePooling2D()(x)
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(3, activation="softmax", name="predictions")(x))
+    model.get_layer("scaled").scale.assign(np.array([0.5, 2.0, -1.0, 3.0], np.float32))
+    path = tmp_path / f"custom2{suffix or '_savedmodel'}"
+    model.save(path)
+    with pytest.raises(UnsafeModelError, match="custom Python code"):
+        load_model(path)
+    assert load_custom_objects(layers_file) == ["GradcamTestLayers2>ChannelScale2"]
+    loaded = load_model(path)
+    scale = loaded.model.get_layer("scaled").get_weights()[0]
+    np.testing.assert_array_equal(scale, [0.5, 2.0, -1.0, 3.0])  # the file's weights, in the file's class
+    assert type(loaded.model.get_layer("scaled")).__name__ == "ChannelScale2"
