@@ -41,6 +41,7 @@ class Actions:
     """The window's actions; ``needs_engine`` are disabled until TensorFlow is ready."""
 
     open_model: QAction
+    open_savedmodel: QAction
     open_demo: QAction
     open_zoo: QAction
     custom_layers: QAction
@@ -85,7 +86,10 @@ def build_actions(window: MainWindow) -> Actions:
     w, ui = window, window.ui
     a = Actions(
         open_model=_action(w, "Open &Model…", lambda: dialogs.open_model_dialog(w), shortcut="Ctrl+Shift+O",
-                           tip="Open a Keras model file (.keras or .h5)", icon="open-model"),
+                           tip="Open a Keras model: a .keras or .h5 file, or a SavedModel folder's saved_model.pb",
+                           icon="open-model"),
+        open_savedmodel=_action(w, "Open &SavedModel Folder…", lambda: dialogs.open_savedmodel_dialog(w),
+                                tip="Open a TensorFlow SavedModel folder (tf.keras model.save(\"folder\"))"),
         open_demo=_action(w, "Open &Demo Model", lambda: w.open_model(DEMO),
                           tip="The built-in demo: a small model that recognises shapes", icon="demo"),
         open_zoo=_action(w, "Open &Zoo Model…", lambda: dialogs.open_zoo_dialog(w),
@@ -145,11 +149,11 @@ def build_actions(window: MainWindow) -> Actions:
     # for stepping through layers, and text fields keep letters (they claim ShortcutOverride).
     for action in (a.previous, a.next):
         action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-    a.needs_engine = [a.open_model, a.open_demo, a.open_zoo, a.custom_layers, a.export, a.export_all, a.copy]
+    a.needs_engine = [a.open_model, a.open_savedmodel, a.open_demo, a.open_zoo, a.custom_layers, a.export, a.export_all, a.copy]
 
     bar = w.menuBar()
     file_menu = bar.addMenu("&File")
-    for action in (a.open_model, a.open_demo, a.open_zoo, a.custom_layers):
+    for action in (a.open_model, a.open_savedmodel, a.open_demo, a.open_zoo, a.custom_layers):
         file_menu.addAction(action)
     file_menu.addMenu(a.recent_menu)
     file_menu.addSeparator()

@@ -21,11 +21,16 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QInputDia
 from gradcam_desktop.core.images import IMAGE_EXTENSIONS
 from gradcam_desktop.core.types import ZOO_PREFIX
 from gradcam_desktop.ui.applog import log_path
+from gradcam_desktop.ui.dnd import model_location
 
 if TYPE_CHECKING:
     from gradcam_desktop.ui.main_window import MainWindow
 
-MODEL_FILTER = "Keras models (*.keras *.h5 *.hdf5);;All files (*)"
+# A file dialog picks files or folders, never both: a SavedModel folder opens by choosing its
+# saved_model.pb (or keras_metadata.pb) here, or the folder itself with Open SavedModel Folder….
+MODEL_FILTER = ("Keras models and SavedModels (*.keras *.h5 *.hdf5 saved_model.pb keras_metadata.pb);;"
+                "Keras model files (*.keras *.h5 *.hdf5);;"
+                "SavedModel folders (saved_model.pb keras_metadata.pb);;All files (*)")
 IMAGE_FILTER = "Images ({});;All files (*)".format(" ".join(f"*{e}" for e in sorted(IMAGE_EXTENSIONS)))
 
 HELP_TITLE = "What am I looking at?"
@@ -216,10 +221,24 @@ def show_about(parent: QWidget, versions: dict) -> QMessageBox | None:
 
 # -- commands that start with a file dialog ----------------------------------------------------
 def open_model_dialog(window: MainWindow) -> None:
-    path, _ = QFileDialog.getOpenFileName(window, "Open Model", window.settings.folder("models"), MODEL_FILTER)
+    """A .keras/.h5 file, or a SavedModel folder through its saved_model.pb (the folder opens)."""
+    path, _ = QFileDialog.getOpenFileName(window, "Open Model (a .keras/.h5 file, or a SavedModel's saved_model.pb)",
+                                          window.settings.folder("models"), MODEL_FILTER)
     if path:
-        window.settings.set_folder("models", str(Path(path).parent))
-        window.open_model(path)
+        _open_model_at(window, model_location(path))
+
+
+def open_savedmodel_dialog(window: MainWindow) -> None:
+    """A TensorFlow SavedModel folder (what tf.keras / tf_keras ``model.save("folder")`` writes)."""
+    folder = QFileDialog.getExistingDirectory(window, "Open SavedModel Folder", window.settings.folder("models"))
+    if folder:
+        _open_model_at(window, folder)
+
+
+def _open_model_at(window: MainWindow, path: str) -> None:
+    # The next dialog starts beside this model: a SavedModel folder's parent, not inside it.
+    window.settings.set_folder("models", str(Path(path).parent))
+    window.open_model(path)
 
 
 def open_zoo_dialog(window: MainWindow) -> None:

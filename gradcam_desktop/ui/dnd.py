@@ -1,8 +1,8 @@
 """Drag-and-drop onto the window, and what dropped, pasted or command-line paths open as.
 
-``DropTarget`` is an event filter on the window: it accepts drags that carry local files and
-hands a drop's paths to a callback, so the window needs no drag event handlers of its own.
-``split_paths`` sorts paths into model files and pictures; the window opens them.
+``DropTarget`` is a mixin for the window: it accepts drags that carry local files and hands a
+drop's paths to ``open_paths``, so the window needs no drag event handlers of its own.
+``split_paths`` sorts paths into models (files, SavedModel folders) and pictures; the window opens them.
 """
 
 from __future__ import annotations
@@ -12,23 +12,49 @@ from pathlib import Path
 from PySide6.QtCore import QMimeData
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 
-__all__ = ["MODEL_SUFFIXES", "DropTarget", "has_local_files", "is_model_path", "local_paths", "split_paths"]
+__all__ = ["MODEL_SUFFIXES", "SAVEDMODEL_FILES", "DropTarget", "has_local_files", "is_model_path", "is_savedmodel_folder",
+           "local_paths", "model_location", "split_paths"]
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+#: The files of a TensorFlow SavedModel folder that stand for the folder (as the core reads them).
+SAVEDMODEL_FILES = ("saved_model.pb", "saved_model.pbtxt", "keras_metadata.pb")
+
+
+def is_savedmodel_folder(path: str | Path) -> bool:
+    """A folder holding a TensorFlow SavedModel (``saved_model.pb``), whatever else it holds."""
+    p = Path(path)
+    return p.is_dir() and any((p / name).exists() for name in SAVEDMODEL_FILES[:2])
 
 
 def is_model_path(path: str | Path) -> bool:
-    """A model file, or a TensorFlow SavedModel folder (so the engine can say why it refuses it)."""
+    """A model file, a TensorFlow SavedModel folder or one of its ``saved_model.pb`` /
+    ``keras_metadata.pb`` files (so the engine opens it, or says why it refuses it)."""
     p = Path(path)
     if p.is_dir():
-        return (p / "saved_model.pb").exists() or (p / "saved_model.pbtxt").exists()
-    return p.suffix.lower() in MODEL_SUFFIXES
+        return is_savedmodel_folder(p)
+    return p.name in SAVEDMODEL_FILES or p.suffix.lower() in MODEL_SUFFIXES
+
+
+def model_location(path: str | Path) -> str:
+    """What to open for a model path: a SavedModel's folder for its ``saved_model.pb`` or
+    ``keras_metadata.pb`` (the recent list and the title then name the folder), else the path."""
+    p = Path(path)
+    if p.name in SAVEDMODEL_FILES and not p.is_dir():
+        return str(p.absolute().parent)
+    return str(path)
 
 
 def split_paths(paths: list[str]) -> tuple[str | None, list[str]]:
-    """(the model to open — the last one wins — or None, the pictures and folders to open)."""
+    """(the model to open — the last one wins — or None, the pictures and folders to open).
+
+    A folder is a model when it holds ``saved_model.pb`` (a SavedModel), else a folder of pictures.
+    The other files of a SavedModel dropped with it (``variables/``, ``fingerprint.pb``) are no pictures.
+    """
     models = [p for p in paths if is_model_path(p)]
-    return (models[-1] if models else None), [p for p in paths if not is_model_path(p)]
+    model = model_location(models[-1]) if models else None
+    inside = Path(model) if model is not None and Path(model).is_dir() else None
+    pictures = [p for p in paths if not is_model_path(p) and (inside is None or Path(p).parent != inside)]
+    return model, pictures
 
 
 def has_local_files(mime: QMimeData | None) -> bool:

@@ -113,8 +113,8 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         return self._pictures.open(sources)
 
     def open_paths(self, paths: list[str]) -> None:
-        """What a drop, a paste of files or the command line does: a model file opens as the model,
-        the rest as pictures."""
+        """What a drop, a paste of files or the command line does: a model file or a SavedModel
+        folder (or its saved_model.pb) opens as the model, the rest as pictures."""
         model, pictures = dnd.split_paths(paths)
         if model is not None:
             self.open_model(model)

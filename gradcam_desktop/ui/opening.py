@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from gradcam_desktop.core.types import ModelSpec
 from gradcam_desktop.ui import dialogs, status_text
+from gradcam_desktop.ui.dnd import model_location
 
 if TYPE_CHECKING:
     from gradcam_desktop.ui.main_window import MainWindow
@@ -30,8 +31,11 @@ class ModelOpener:
         self._dialog = None
 
     def open(self, spec: str | Path | ModelSpec, trust: bool = False) -> int:
-        """Ask the worker for ``spec``; returns the request id."""
+        """Ask the worker for ``spec``; returns the request id. A SavedModel's ``saved_model.pb``
+        or ``keras_metadata.pb`` opens its folder (which the title and Recent Models then name)."""
         spec = ModelSpec.parse(spec)
+        if spec.is_file:
+            spec = ModelSpec.parse(model_location(spec.value))
         window = self._window
         request = window.worker.load_model(str(spec), trust)
         self._pending = (request, spec)

@@ -57,7 +57,7 @@ class TriageRequest:
     def start_job(self, maker: Any) -> TriageJob:
         """The job over the worker's ``maker`` (engine, generation); ModelLoadError without a model."""
         if maker.engine is None:
-            raise ModelLoadError("Open a model first (File → Open Demo Model, or drop a .keras file).")
+            raise ModelLoadError("Open a model first (File → Open Demo Model, or drop a .keras/.h5 file or a SavedModel folder).")
         return TriageJob(self, maker)
 
 

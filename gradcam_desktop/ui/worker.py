@@ -390,7 +390,7 @@ class GradCamWorker(QThread):
 
     def _engine(self):
         if self._maps.engine is None:
-            raise ModelLoadError("Open a model first (File → Open Demo Model, or drop a .keras file).")
+            raise ModelLoadError("Open a model first (File → Open Demo Model, or drop a .keras/.h5 file or a SavedModel folder).")
         return self._maps.engine
 
     def cached_keys(self) -> list[tuple]:
