@@ -32,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradcam",
         description="Grad-CAM for Keras image classifiers: see where the model looks.",
-        epilog="MODEL is a .keras/.h5 file, 'demo' (built in, offline) or 'zoo:NAME' "
-        "(Keras Applications with ImageNet weights; `gradcam zoo` lists them).",
+        epilog="MODEL is a .keras/.h5 file (Keras 3, or Keras 2 / tf.keras), a SavedModel folder, 'demo' "
+        "(built in, offline) or 'zoo:NAME' (Keras Applications with ImageNet weights; `gradcam zoo` lists them).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

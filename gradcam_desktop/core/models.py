@@ -1,4 +1,5 @@
-"""Open a model the way users have them: a .keras/.h5 file, the built-in demo or a zoo name.
+"""Open a model the way users have them: a .keras/.h5 file or SavedModel folder (Keras 3 or
+Keras 2), the built-in demo or a zoo name.
 
 Files are checked before Keras sees them (safety.py: allowlist scan, sizes, weights) and loaded
 with ``compile=False`` and safe mode on, unless the user trusted a file that holds Lambda code.
@@ -59,7 +60,7 @@ def load_model(
     progress: Callable[[int, int | None], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> LoadedModel:
-    """Open ``spec``: ``"demo"``, ``"zoo:<Name>"`` or a path to a .keras/.h5 file."""
+    """Open ``spec``: ``"demo"``, ``"zoo:<Name>"`` or a path to a .keras/.h5 file or SavedModel folder."""
     if preprocess not in preprocessing.MODES and not str(preprocess).startswith(ZOO_PREFIX):
         raise ModelLoadError(
             f"Unknown preprocessing '{preprocess}'. Choose one of: {', '.join(preprocessing.MODES)}."

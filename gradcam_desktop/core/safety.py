@@ -13,7 +13,10 @@ Keras instantiates, and the sizes Keras allocates. So before Keras sees a file:
    this machine has.
 
 Loaders then call ``keras.saving.load_model(keras_path(checked), compile=False,
-safe_mode=not checked.runs_code)``.
+safe_mode=not checked.runs_code)`` — or Keras 2's loader (keras2.py) when ``checked.keras == 2``: the
+file's ``keras_version`` says which Keras wrote it, and its config is judged against that Keras's
+building blocks. A SavedModel folder's graphs are checked operation by operation first
+(savedmodel.py).
 """
 
 from __future__ import annotations
