@@ -20,16 +20,20 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
 KERAS2_PACKAGE = "tf_keras"
 
 
-@lru_cache(maxsize=256)
+_KERAS2_TYPES: dict[type, bool] = {}
+
+
 def _is_keras2_type(cls: type) -> bool:
-    return any(base.__module__.split(".", 1)[0] == KERAS2_PACKAGE for base in cls.__mro__)
+    known = _KERAS2_TYPES.get(cls)
+    if known is None:
+        known = _KERAS2_TYPES[cls] = any(base.__module__.split(".", 1)[0] == KERAS2_PACKAGE for base in cls.__mro__)
+    return known
 
 
 def is_keras2(obj: Any) -> bool:

@@ -29,14 +29,14 @@ class Footprint:
     activation_bytes: int
 
 
-def measure(config: dict, *, legacy: bool, safe_mode: bool, name: str, keras: int = 3) -> Footprint:
+def measure(config: dict, *, legacy: bool, safe_mode: bool, name: str, keras_version: int = 3) -> Footprint:
     """Build ``config`` abstractly and measure it; Keras errors become ModelLoadError.
 
-    ``legacy`` selects the h5 loader's deserializer (also a SavedModel's Keras metadata), ``keras``
-    the Keras that wrote it. The config must already have passed the allowlist scan: building it
-    runs the ``from_config``/``build`` code of its classes.
+    ``legacy`` selects the h5 loader's deserializer (also a SavedModel's Keras metadata),
+    ``keras_version`` the Keras that wrote it (2 or 3). The config must already have passed the
+    allowlist scan: building it runs the ``from_config``/``build`` code of its classes.
     """
-    if keras == 2:
+    if keras_version == 2:
         return _measure_keras2(config, legacy=legacy, safe_mode=safe_mode, name=name)
     import tensorflow as tf
     import keras

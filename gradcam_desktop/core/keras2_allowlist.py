@@ -114,6 +114,8 @@ def _judge(obj: Any, label: str, node: dict) -> Verdict:
         return Verdict("custom", f"class '{name}' from module '{module}'")
     if callable(obj) and module == tables["activations"]:
         return Verdict("ok", label)
+    if module.split(".")[0] not in ("tf_keras", "keras", "tensorflow"):  # e.g. registered by other code
+        return Verdict("custom", f"function '{name}' from module '{module}'")
     return Verdict("keras", label)
 
 
@@ -164,7 +166,8 @@ def judge(node: dict) -> Verdict:
         loaded = sys.modules.get(module)
         obj = vars(loaded).get(name) if loaded is not None else None
         return Verdict("unknown", label) if obj is None else _judge(obj, label, node)
-    return Verdict("custom", f"class '{cls}' from module '{module}'")
+    what = f"function '{name}'" if is_function else f"class '{cls}'"
+    return Verdict("custom", f"{what} from module '{module}'")
 
 
 def _judge_legacy(name: str, node: dict) -> Verdict:
