@@ -50,9 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "else: custom classes, other modules and file-reading layers stay refused. Only for "
                          "files you trust")
         sub.add_argument("--custom-objects", metavar="FILE.py",
-                         help="your own Keras layers: run FILE.py first so that the classes it registers "
-                         "(@keras.saving.register_keras_serializable) can be loaded; the model file is still "
-                         "checked for everything else. The file is Python code that runs with your "
+                         help="your own Keras layers: when the model file needs classes Keras does not have, "
+                         "and only after it passed every other check, run FILE.py so that the classes and "
+                         "functions it defines and registers (@keras.saving.register_keras_serializable) can be "
+                         "loaded (not what its imports register). The file is Python code that runs with your "
                          "permissions: only for files you trust")
         sub.add_argument("--preprocess", default="auto", metavar="MODE",
                          help="auto (default), raw, unit, symmetric, caffe or torch")
@@ -146,7 +147,7 @@ def _alpha(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"alpha must be a number from 0 to 1, not '{text}'") from None
+        raise argparse.ArgumentTypeError(f"alpha must be a number from 0 to 1, not {text!r}") from None
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"alpha must be from 0 to 1, not {value}")
     return value
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         from .core.overlay import COLORMAPS
 
         if args.colormap not in COLORMAPS:
-            print(f"gradcam: error: unknown colormap '{args.colormap}'; choose one of: "
+            print(f"gradcam: error: unknown colormap {args.colormap!r}; choose one of: "
                   f"{', '.join(COLORMAPS)}", file=sys.stderr)
             return EXIT_USAGE
     try:
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     except GradCamError as error:
         if args.debug:
             log.exception("failed")
-        print(f"Error: {error}", file=sys.stderr)
+        print(f"Error: {commands.one_line(str(error))}", file=sys.stderr)  # a file name never splits it
         return EXIT_FAILED
     except BrokenPipeError:
         # `gradcam ... | head`: the reader left; not an error worth a message.
@@ -192,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from .core.errors import unexpected_message
 
-        print(f"Error: {unexpected_message(error)} (run again with --debug for details)", file=sys.stderr)
+        print(f"Error: {commands.one_line(unexpected_message(error))} (run again with --debug for details)",
+              file=sys.stderr)
         return EXIT_FAILED
 
 

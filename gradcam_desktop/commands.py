@@ -3,21 +3,51 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 
 from .core import annotate, cams, files, overlay
-from .core.batch import OutputStyle, explain_batch, make_out_dir, write_csv
+from .core.batch import OutputStyle, explain_batch, make_out_dir, shown_path, write_csv
 from .core.errors import ImageLoadError, MethodError, OutputError
 from .core.gradcam import GradCam
 from .core.images import LoadedImage, find_images, load_image
 from .core.layers import check_eligible, default_layer, iter_layers, layer_tree
 from .core.models import LoadedModel, load_model
 
+#: Unicode categories that break a line or drive a terminal: controls (\n, \r, ESC, DEL …), U+2028, U+2029.
+_LINE_BREAKING = frozenset(("Cc", "Zl", "Zp"))
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line: line breaks and control characters (from a file name, say) shown as
+    escapes (``\\n``, ``\\x1b``), so that no message splits or drives the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in _LINE_BREAKING else c for c in text)
+
+
+def check_output_path(path: str | os.PathLike[str], option: str, *, folder: bool = False) -> None:
+    """Refuse, before the model is opened and before anything is created, an output path that is
+    surely a mistake: a line break or control character in it (a paste gone wrong), or, for a
+    ``folder``, an existing file."""
+    text = os.fspath(path)
+    if any(unicodedata.category(c) in _LINE_BREAKING for c in str(text)):
+        raise OutputError(f"The {option} path {shown_path(path)} holds a line break or another control character: "
+                          "give it again without them.")
+    if folder:  # the nearest part that exists must be a folder
+        target = Path(path)
+        existing = next((part for part in (target, *target.parents) if part.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise OutputError(f"Cannot create the output folder {shown_path(path)}: {shown_path(existing)} is a file. "
+                              "Choose another folder.")
+
+
 def _note(text: str) -> None:
-    print(f"Note: {text}", file=sys.stderr)
+    print(one_line(f"Note: {text}"), file=sys.stderr)
 
 
 def _progress_callback():
@@ -47,10 +77,11 @@ def _stderr_console():
 def open_model(args) -> LoadedModel:
     custom = getattr(args, "custom_objects", None)
     if custom:
-        from .core.custom_objects import load_custom_objects
+        from .core.custom_objects import load_for_model
 
-        names = load_custom_objects(custom)  # --custom-objects is the user's trust in this file
-        _note(f"ran {Path(custom).name}: registered {', '.join(names)}.")
+        # --custom-objects is the user's trust in this file; it runs only if the model needs it,
+        # after the model passed every check that does not need its classes.
+        _note(load_for_model(custom, args.model, trust=args.trust_model).note)
     update, progress = _progress_callback()
     try:
         loaded = load_model(args.model, trust=args.trust_model, preprocess=args.preprocess, progress=update)
@@ -199,9 +230,12 @@ def step_progress(label: str):
 # -- explain -----------------------------------------------------------------------------
 def explain(args) -> int:
     options = map_options(args)
-    for target in (args.out, args.heatmap):
-        if target and not Path(target).parent.exists():
-            raise OutputError(f"Cannot write {target}: the folder {Path(target).parent} does not exist.")
+    for option, target in (("--out", args.out), ("--heatmap", args.heatmap)):
+        if target:
+            check_output_path(target, option)
+            if not Path(target).parent.exists():
+                raise OutputError(f"Cannot write {shown_path(target)}: the folder {shown_path(Path(target).parent)} "
+                                  "does not exist. Create it first, or choose another path.")
     loaded = open_model(args)
     engine = GradCam(loaded)
     class_index, versus = target_of(engine, args)
@@ -214,13 +248,15 @@ def explain(args) -> int:
         if bar is not None:
             bar.stop()
     display, result.flat = overlay.display_map(result.raw, image.rgb.shape[:2])
+    contents: list[tuple[str, bytes]] = []  # the overlay and the raw map: both or neither
     if args.out:
         picture = overlay.blend(image.rgb, display, args.alpha, args.colormap)
         if args.caption:
             picture = annotate.burn(picture, result, args.colormap)
-        files.atomic_write_png(args.out, picture)
+        contents.append((args.out, files.png_bytes(args.out, picture)))
     if args.heatmap:
-        files.atomic_write_npy(args.heatmap, result.raw)
+        contents.append((args.heatmap, files.npy_bytes(result.raw)))
+    files.atomic_write_all(contents)
     notes += [note for note in (_flat_note(result), patch_note(engine, result)) if note]
     if args.json:
         print(json.dumps({**result.record(), "image": str(args.image), "overlay": args.out,
@@ -245,12 +281,17 @@ def explain(args) -> int:
 def _expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict]]:
     """Images from files and folders; an input that yields none becomes a failed row, not a stop."""
     paths: list[Path] = []
+    seen: set[Path] = set()  # not `p not in paths`: a list made a folder of 100,000 pictures quadratic
     bad: list[dict] = []
     for item in inputs:
         try:
-            paths.extend(p for p in find_images([item]) if p not in paths)
+            found = find_images([item])
         except ImageLoadError as error:
             bad.append({"image": str(item), "error": str(error)})
+            continue
+        fresh = [p for p in found if p not in seen]
+        seen.update(fresh)
+        paths += fresh
     if not paths:
         raise ImageLoadError(bad[0]["error"] if len(bad) == 1 else "None of the inputs holds an image.")
     return paths, bad
@@ -258,16 +299,17 @@ def _expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict]]:
 
 def batch(args) -> int:
     options = map_options(args)
+    check_output_path(args.out_dir, "--out-dir", folder=True)
     paths, bad = _expand_inputs(args.inputs)
     for row in bad:
-        print(f"Skipped {row['image']}: {row['error']}", file=sys.stderr)
-    out_dir = make_out_dir(args.out_dir)
+        print(one_line(f"Skipped {row['image']}: {row['error']}"), file=sys.stderr)
     loaded = open_model(args)
     engine = GradCam(loaded)
     layers = options["layer"]
     for layer in [layers] if isinstance(layers, str) else layers or []:
         check_eligible(loaded.model, layer)  # fail before any image, not once per image
     class_index, versus = target_of(engine, args)
+    out_dir = make_out_dir(args.out_dir)  # only now: a refused model or option leaves no empty folder behind
     for note in _method_notes(args):
         _note(note)
     style = OutputStyle(alpha=args.alpha, colormap=args.colormap, heatmaps=args.heatmaps,
@@ -336,7 +378,7 @@ def _batch_progress(total: int, masks: bool):
 
 
 def _report_failure(progress, path: Path, error: str) -> None:
-    line = f"Skipped {path.name}: {error}"
+    line = one_line(f"Skipped {path.name}: {error}")
     if progress:
         progress.console.print(line, markup=False, highlight=False)
     else:
@@ -353,9 +395,10 @@ def trust(args) -> int:
 
 # -- triage ----------------------------------------------------------------------------
 def triage(args) -> int:
-    """``gradcam triage``: see triage_command.py."""
+    """``gradcam triage``: see triage_command.py (which creates --out-dir once the model has opened)."""
     from .triage_command import run
 
+    check_output_path(args.out_dir, "--out-dir", folder=True)
     return run(args)
 
 

@@ -80,13 +80,17 @@ def run(args) -> int:
     write_triage_csv(out_dir / "triage.csv", rows)
     write_confusion_csv(out_dir / "confusion.csv", matrix, loaded.class_names)
     errors = sum(1 for row in rows if row.error)
-    share = accuracy(rows)
+    folders = {p.path for p in labels.unreadable}
+    unread_folders = sum(1 for row in rows if row.error and row.image in folders)
+    share, share_read = accuracy(rows), accuracy(rows, read_only=True)
     if args.json:
         # One line: indented, a 1000-class matrix would be a million lines.
-        print(json.dumps({"count": len(rows), "accuracy": None if math.isnan(share) else share, "errors": errors,
+        print(json.dumps({"count": len(rows), "accuracy": None if math.isnan(share) else share,
+                          "accuracy_read": None if math.isnan(share_read) else share_read, "errors": errors,
+                          "unreadable_folders": unread_folders, "skipped": labels.skipped_count,
                           "confusion": matrix.tolist(), "classes": list(loaded.class_names)}))
     else:
-        _print_summary(rows, matrix, loaded.class_names, share, errors)
+        _print_summary(rows, matrix, loaded.class_names, errors, unread_folders, labels.skipped_count)
         written = f" and {maps} map{'s' if maps != 1 else ''} in {MAPS_FOLDER}/" if maps else ""
         print(f"triage.csv, confusion.csv{written} → {out_dir}")
     if interrupted:
@@ -95,15 +99,22 @@ def run(args) -> int:
     return 1 if errors else 0
 
 
-def _print_summary(rows: list[TriageRow], matrix: np.ndarray, class_names: list[str], share: float,
-                   errors: int) -> None:
+def _print_summary(rows: list[TriageRow], matrix: np.ndarray, class_names: list[str], errors: int,
+                   folders: int, skipped: int) -> None:
+    """Accuracy over every row: what could not be read counts as wrong (and the share of what was read)."""
     judged = len(rows) - errors
     right = sum(row.correct for row in rows if not row.error)
-    unread = f"; {errors} could not be read" if errors else ""
-    if judged:
-        print(f"Accuracy {share * 100:.1f} % ({right} of {judged} pictures right{unread})")
+    if judged and errors:
+        which = f" ({folders} of them class folder{'s' if folders != 1 else ''})" if folders else ""
+        print(f"Accuracy {right / len(rows) * 100:.1f} % ({right} of {len(rows)} right; {errors} could not be read"
+              f"{which}, counted as wrong; {right / judged * 100:.1f} % of the {judged} read)")
+    elif judged:
+        print(f"Accuracy {right / judged * 100:.1f} % ({right} of {judged} pictures right)")
     else:
         print(f"No picture could be read ({errors} tried).")
+    if skipped:
+        print(f"Skipped {skipped} picture{'s' if skipped != 1 else ''} whose label names no class of this model "
+              "(listed in the warning above): rename the label to one of the classes to check them.")
     pairs = most_confused(matrix, class_names)
     if pairs:
         print("Most confused (true → predicted):")

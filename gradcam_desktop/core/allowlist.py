@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import inspect
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -39,6 +38,14 @@ _KERAS_PACKAGES = ("keras", "keras_hub", "keras_cv", "keras_nlp")
 #: reviewed code like Keras' own, so a file may name them when the package is installed.
 HUB_PACKAGE = "keras_hub"
 HUB_EXTRA = 'pip install "gradcam-desktop[hub]"'
+#: The only KerasHub *functions* a config may name, each with the reason. KerasHub registers every
+#: function it exports (uploading presets, training tokenizers, decoding predictions, ...); those
+#: are tools, not building blocks, and Keras would call one named as an activation or initializer.
+HUB_FUNCTIONS = {
+    "keras_hub.src.utils.keras_utils.gelu_approximate":
+        "GELU's tanh approximation: the activation KerasHub's ALBERT and ELECTRA layers use, stored by "
+        "name in the config of a TransformerEncoder or MaskedLMHead built with it",
+}
 
 
 #: Objects registered by a Python file the user chose to trust (custom_objects.py), by id().
@@ -211,9 +218,12 @@ def hub_installed() -> bool:
 
 def _judge_hub(node: dict, name: str, registered: str | None, is_function: bool) -> Verdict:
     """A KerasHub object: ``hub-missing`` without the package; with it, ``ok`` when the name
-    resolves (as Keras resolves it) to a layer, model or function defined in keras_hub itself."""
+    resolves (as Keras resolves it) to a building block defined in keras_hub itself: a class that
+    is a Keras Operation (its layers, models, backbones, tasks, preprocessors, tokenizers, image
+    converters) or, named as a function, one of HUB_FUNCTIONS. Its other classes (samplers, metrics)
+    and functions are tools, not model parts."""
     module = node.get("module")
-    label = registered or (f"{module}.{name}" if isinstance(module, str) else name)
+    label = name if is_function else registered or (f"{module}.{name}" if isinstance(module, str) else name)
     if not hub_installed():
         return Verdict("hub-missing", label)
     from keras.src.saving import object_registration
@@ -232,11 +242,25 @@ def _judge_hub(node: dict, name: str, registered: str | None, is_function: bool)
     if not str(getattr(found, "__module__", "")).startswith(HUB_PACKAGE + "."):
         return Verdict("custom", f"'{label}', registered under KerasHub's name by other code")
     tables = _tables()
-    if isinstance(found, type) and issubclass(found, tables.operation) and not issubclass(found, tables.lambda_cls):
-        return Verdict("ok", label)
-    if inspect.isfunction(found):
-        return Verdict("ok", label)
-    return Verdict("keras", label)
+    if is_function:
+        return Verdict("ok", label) if any(found is obj for obj in _hub_functions()) else Verdict("keras", label)
+    if not (isinstance(found, type) and issubclass(found, tables.operation)) or issubclass(found, tables.lambda_cls):
+        return Verdict("keras", label)
+    foreign = next((cls for cls in found.__mro__ if id(cls) in tables.foreign), None)
+    return Verdict("foreign", tables.foreign[id(foreign)]) if foreign is not None else Verdict("ok", label)
+
+
+@lru_cache(maxsize=1)
+def _hub_functions() -> tuple:
+    """The objects behind HUB_FUNCTIONS (keras_hub is imported by then)."""
+    found = []
+    for path in HUB_FUNCTIONS:
+        module, _, attribute = path.rpartition(".")
+        try:
+            found.append(getattr(importlib.import_module(module), attribute))
+        except (ImportError, AttributeError):  # another KerasHub version: the name is not allowed
+            continue
+    return tuple(found)
 
 
 def _judge_legacy(name: str) -> Verdict:

@@ -2,7 +2,9 @@
 
 ``explain_batch`` is a generator of ``BatchRow``s that prints nothing: ``gradcam batch`` draws a
 progress bar from it, the window's Export All job advances it and stops it on Cancel
-(``close()``). A picture that fails is a row with ``error`` set, never a stop.
+(``close()``). A picture that fails is a row with ``error`` set, never a stop; its files are
+written as a unit (overlay, raw map, sidecar: all or none), so an error row has no files and, in
+results.csv, no numbers.
 
 Maps are computed for GROUPS of up to ``GROUP`` pictures in one compiled call
 (``GradCam.explain_many``): on a CPU the per-picture cost of a forward + backward pass falls by
@@ -21,8 +23,6 @@ a group with computing the next.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from collections import deque
@@ -39,7 +39,7 @@ from .images import LoadedImage, load_image
 from .types import CSV_FIELDS, MapResult
 
 __all__ = ["GROUP", "PREFETCH", "STAGE_BYTES", "BatchRow", "OutputStyle", "explain_batch", "make_out_dir",
-           "write_csv", "write_result"]
+           "shown_path", "write_csv", "write_result"]
 
 #: Pictures per compiled call: the CPU's per-picture floor has flattened out by 16 (benchmarks/bench_methods.py).
 GROUP = 16
@@ -65,7 +65,13 @@ class OutputStyle:
 
 @dataclass
 class BatchRow:
-    """One picture of a batch: its result or its error, and the files written for it."""
+    """One picture of a batch: its result or its error, and the files written for it.
+
+    A row with an ``error`` has no files (``written`` is empty) and its ``csv_row`` carries no
+    numbers, only the picture and the error. ``result`` may still be set on it: the map was made,
+    then could not be measured (``extra``) or written — the window's Export All tells an
+    unwritable folder by that.
+    """
 
     source: str
     result: MapResult | None = None
@@ -75,25 +81,43 @@ class BatchRow:
     extra: dict = field(default_factory=dict)  # more columns (e.g. ``gradcam batch --trust``'s figures)
 
     def csv_row(self) -> dict:
-        if self.result is None:
+        if self.result is None or self.error:  # numbers beside an error would read as a result
             return {**dict.fromkeys(CSV_FIELDS, ""), "image": self.source, "error": self.error or ""}
-        return {**self.result.csv_row(), **self.extra, "image": self.source, "error": self.error or ""}
+        return {**self.result.csv_row(), **self.extra, "image": self.source, "error": ""}
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path as a message shows it: as it is, or quoted with escapes (``'a\\nb'``) if it holds a line
+    break, a control character or another character a terminal would not print as itself."""
+    text = os.fspath(path)
+    text = text if isinstance(text, str) else os.fsdecode(text)
+    return text if text.isprintable() else repr(text)
 
 
 def make_out_dir(folder: str | os.PathLike[str]) -> Path:
-    """Create ``folder`` (and parents); OutputError with a plain reason when it cannot be."""
+    """Create ``folder`` (and parents); OutputError with a plain reason when it cannot be.
+
+    Create it only once there is something to write into it (the model has opened): a refused
+    model must not leave an empty folder behind.
+    """
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as error:
+        raise OutputError(f"Cannot create the output folder {shown_path(folder)}: a file with that name exists. "
+                          "Choose another folder.") from error
     except OSError as error:
-        raise OutputError(f"Cannot create the output folder {folder}: {error.strerror or error}.") from error
+        raise OutputError(f"Cannot create the output folder {shown_path(folder)}: {error.strerror or error}. "
+                          "Choose another folder.") from error
     return folder
 
 
 def write_result(image: LoadedImage, result: MapResult, overlay_path: Path, style: OutputStyle) -> dict[str, Path]:
-    """Write the overlay (the picture's own size), then the raw map and the sidecar; returns the paths.
+    """Write the overlay (the picture's own size), the raw map and the sidecar as one unit; returns the paths.
 
-    The overlay goes first: when the folder is not writable nothing else is attempted.
+    All of them or none (``files.atomic_write_all``): a full disk at the sidecar leaves no overlay
+    behind that a sidecar, a table or a script would take for a result, and files of an earlier
+    run stay as they were. OutputError (one line) when they cannot be written.
     """
     display, flat = overlay.display_map(result.raw, image.rgb.shape[:2])
     result.flat = flat
@@ -101,16 +125,17 @@ def write_result(image: LoadedImage, result: MapResult, overlay_path: Path, styl
     if style.decorate is not None:
         picture = style.decorate(picture, result)
     written = {"overlay": overlay_path}
-    files.atomic_write_png(overlay_path, picture)
+    contents = [(overlay_path, files.png_bytes(overlay_path, picture))]
     if style.heatmaps:
         written["raw"] = overlay_path.with_suffix(".npy")
-        files.atomic_write_npy(written["raw"], result.raw)
+        contents.append((written["raw"], files.npy_bytes(result.raw)))
     if style.sidecars:
         written["sidecar"] = overlay_path.with_suffix(".json")
         sidecar = result.sidecar(image_size=image.rgb.shape[:2], alpha=style.alpha, colormap=style.colormap,
                                  files={k: p.name for k, p in written.items() if k != "sidecar"},
                                  **style.sidecar_extra)
-        files.atomic_write_bytes(written["sidecar"], json.dumps(sidecar, indent=2).encode("utf-8"))
+        contents.append((written["sidecar"], json.dumps(sidecar, indent=2).encode("utf-8")))
+    files.atomic_write_all(contents)
     return written
 
 
@@ -235,6 +260,7 @@ def explain_batch(engine, sources: Sequence[str | os.PathLike[str] | LoadedImage
                         item.row.extra = measure(image, result)
                     except GradCamError as failure:
                         item.row.error = str(failure)
+                        continue  # an error row has no files
                 args = (image, result, out_dir / f"{stems[item.index]}.png", style)
                 if write_ahead <= 0:
                     item.write = lambda args=args: write_result(*args)
@@ -264,18 +290,15 @@ def _finish(item: _Item) -> BatchRow:
         return row
     try:
         row.written = (item.write.result() if isinstance(item.write, Future) else item.write()) or {}
-    except GradCamError as error:
-        row.error = str(error)
+    except GradCamError as error:  # none of the picture's files was written (write_result: all or none)
+        row.error, row.extra = str(error), {}
     item.write = None
     return row
 
 
 def write_csv(path: str | os.PathLike[str], rows: Sequence[BatchRow | dict], extra_fields: Sequence[str] = ()) -> None:
-    """results.csv (``CSV_FIELDS``, then ``extra_fields``), written atomically."""
-    buffer = io.StringIO()
+    """results.csv (``CSV_FIELDS``, then ``extra_fields``), written atomically by ``files.atomic_write_csv``
+    (names and paths a spreadsheet would run as formulas are neutralised there)."""
     fields = [*CSV_FIELDS[:-1], *extra_fields, CSV_FIELDS[-1]]  # "error" stays the last column
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", extrasaction="ignore", restval="")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(row.csv_row() if isinstance(row, BatchRow) else {**dict.fromkeys(CSV_FIELDS, ""), **row})
-    files.atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    cells = (row.csv_row() if isinstance(row, BatchRow) else row for row in rows)
+    files.atomic_write_csv(path, fields, ([cell.get(name, "") for name in fields] for cell in cells))

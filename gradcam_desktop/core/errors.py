@@ -60,7 +60,18 @@ _WRAPPER_MARK = "Exception encountered: "
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Keras highlights the reason in terminals
 _NOISE = ("Exception encountered when calling", "in user code:", "File \"", "Arguments received",
           "Traceback", "Call arguments received", "•", "Full object config", "config=")
-_ENGINE_PACKAGES = ("keras", "tensorflow", "tf_keras", "h5py", "jax")
+_ENGINE_PACKAGES = ("keras", "tensorflow", "tf_keras", "h5py", "jax", "keras_hub")
+#: Keras' and KerasHub's safe-mode refusals: "Requested the <what>. This carries a potential risk of
+#: <risk> ... pass `safe_mode=False` ...". That advice is for developers; users get what happened.
+_SAFE_MODE_ADVICE = re.compile(r"safe_mode=False|enable_unsafe_deserialization")
+_SAFE_MODE_WHAT = re.compile(r"Requested the (.+?)\.\s+This carries", re.S)
+_SAFE_MODE_FILE = re.compile(r"(\w+ file): '([^']*)'")
+#: Python's own words for a structure that is not what the code expected (a list where a dict
+#: belongs, a number where a name belongs): in a model's config, a damaged or crafted file.
+_SLIP_TYPES = (KeyError, IndexError, AttributeError)
+_SLIP_TEXT = re.compile(r"indices must be integers|is not subscriptable|object is not iterable|unhashable type|"
+                        r"argument after \*\*? must be|object is not callable|cannot be interpreted as an integer|"
+                        r"'NoneType' object|object has no attribute")
 
 
 def plain_reason(error: BaseException, limit: int = 200, _depth: int = 0) -> str:
@@ -68,8 +79,13 @@ def plain_reason(error: BaseException, limit: int = 200, _depth: int = 0) -> str
 
     Keras wraps inner errors ("<class Functional> could not be deserialized properly ...
     Exception encountered: <the real reason>"), TensorFlow prefixes "in user code:" and a
-    stack of source lines; the real reason is the innermost text.
+    stack of source lines; the real reason is the innermost text. Three kinds of reason are
+    put in words instead: Keras' safe-mode refusals (their advice to pass safe_mode=False is
+    not for users), Python's own errors about the shape of data ("list indices must be
+    integers", a bare KeyError) and recursion limits, both of which a malformed config causes.
     """
+    if _depth == 0 and (worded := _worded_reason(error)) is not None:
+        return worded  # our own words, of bounded length
     text = _ANSI.sub("", str(error))
     if _WRAPPER_MARK in text:
         text = text.rsplit(_WRAPPER_MARK, 1)[1]
@@ -85,6 +101,53 @@ def plain_reason(error: BaseException, limit: int = 200, _depth: int = 0) -> str
     reason = meaningful[0] if meaningful else type(error).__name__
     reason = reason.rstrip(".")
     return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """The error and the ones it was raised from or during (at most 9)."""
+    found = [error]
+    while len(found) < 9:
+        inner = found[-1].__cause__ or found[-1].__context__
+        if inner is None or inner in found:
+            break
+        found.append(inner)
+    return found
+
+
+def _worded_reason(error: BaseException) -> str | None:
+    """A plain reason for a safe-mode refusal, a recursion limit or a Python slip; else None."""
+    chain = _chain(error)
+    texts = [_ANSI.sub("", str(e)) for e in chain]
+    advice = next((t for t in texts if _SAFE_MODE_ADVICE.search(t)), None)
+    if advice is not None:
+        return _safe_mode_reason(advice)
+    if any(isinstance(e, RecursionError) for e in chain) \
+            or any("maximum recursion depth" in t for t in texts):
+        return ("its config nests objects deeper than Keras can follow, which only a damaged or crafted "
+                "file does; open the model as Keras saved it")
+    reason = plain_reason(error, _depth=1)
+    slip = next((e for e in chain if isinstance(e, _SLIP_TYPES)), None)
+    # Only when the slip is what would be shown: a KeyError while handling another error is not.
+    if slip is not None and reason in _ANSI.sub("", str(slip)) or _SLIP_TEXT.search(reason):
+        kind = type(slip).__name__ if slip is not None else type(error).__name__
+        return (f"its config is malformed (Keras stopped on a Python {kind}), as in a damaged or "
+                "hand-edited file; open the model as Keras saved it")
+    return None
+
+
+def _safe_mode_reason(text: str) -> str:
+    what = _SAFE_MODE_WHAT.search(text)
+    requested = " ".join(what.group(1).split()) if what else "a part Keras' safe mode blocks"
+    requested = requested.replace("`", "")
+    path = _SAFE_MODE_FILE.search(text)
+    if path is not None or "file" in requested:
+        name = path.group(2) if path is not None else ""
+        name = name if len(name) <= 80 else name[:79] + "…"
+        shown = f" ({path.group(1)} '{name}')" if path is not None else ""
+        return (f"it asks Keras to read a file outside the model{shown}, which Grad-CAM Desktop "
+                "never allows, trusted or not; only a model that keeps its files inside itself opens")
+    return (f"Keras' safe mode refused the {requested}, which could run code; Grad-CAM Desktop "
+            "does not switch safe mode off for it (--trust-model allows only Lambda code stored in the file)")
 
 
 def _is_raise_line(line: str) -> bool:

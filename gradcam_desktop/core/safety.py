@@ -123,7 +123,7 @@ def check_model_file(path: str | os.PathLike, *, trust: bool = False) -> Checked
     # Building the config abstractly would already run trusted Lambda code, and code can
     # allocate whatever it likes anyway: files with trusted code skip the size checks.
     footprint = None if runs_code else measure(config, legacy=kind == "h5", safe_mode=True,
-                                               name=name, keras=keras)
+                                               name=name, keras_version=keras)
     if kind == "keras":
         summary, on_disk, unpacked = _keras_weights(p, name, footprint)
     else:
@@ -148,7 +148,7 @@ def _check_savedmodel(folder: Path, name: str, *, trust: bool) -> CheckedModel:
     runs_code |= scan_config(others, trust=trust, source=name, keras=2)
     if training is not None:
         scan_config({"training_config": training}, trust=trust, source=name, keras=2)
-    footprint = None if runs_code else measure(config, legacy=True, safe_mode=True, name=name, keras=2)
+    footprint = None if runs_code else measure(config, legacy=True, safe_mode=True, name=name, keras_version=2)
     if footprint is not None:
         _check_weights(name, footprint, stored, stored.stored_bytes)
         _check_memory(footprint, 0, name)
@@ -394,10 +394,22 @@ def _read_h5_config(path: Path, name: str,
             model_config = archive.read_h5_attribute(f, "model_config", MAX_CONFIG_BYTES)
             training_config = archive.read_h5_attribute(f, "training_config", MAX_CONFIG_BYTES)
             version = archive.read_h5_attribute(f, "keras_version", 1024)
+            # Why there is no config to read decides the advice: only a weights file is helped by
+            # "save the whole model"; a config that is not text, or no Keras content at all, is not.
+            has_config = "model_config" in f.attrs
+            has_weights = "layer_names" in f.attrs or {"layers", "vars"} <= set(f.keys())
     except ModelLoadError as e:
-        raise ModelLoadError(f"{name} is not a usable model file ({e}).") from None
+        raise ModelLoadError(f"{name} is not a usable model file ({e}); Grad-CAM Desktop opens the .keras "
+                             "and .h5 files that Keras' model.save() writes.") from None
     except (OSError, ValueError, KeyError, RuntimeError, TypeError):
         raise ModelLoadError(f"{name} is a damaged HDF5 file and cannot be read.") from None
+    if model_config is None and has_config:
+        raise ModelLoadError(f"{name} is not a usable model file: its model_config is not the JSON text Keras "
+                             "writes there (damaged, or not written by Keras); open the .keras or .h5 file that "
+                             "model.save() wrote.")
+    if model_config is None and not has_weights:
+        raise ModelLoadError(f"{name} is an HDF5 file but not a Keras model (no model config, no Keras weights); "
+                             "Grad-CAM Desktop opens the .keras and .h5 files that Keras' model.save() writes.")
     if model_config is None:
         raise ModelLoadError(f"{name} holds weights only, no model; save the whole model "
                              "(model.save('model.keras')) and open that file.")

@@ -11,7 +11,8 @@ with ``cancel``. The loop, per batch of ``batch`` pictures:
 
 A decoded picture lives only inside its worker call (it is resized there), so at most
 ``workers`` decoded pictures and two batches of model inputs are alive at any time, however many
-pictures there are. A file that cannot be read is a row with ``error`` set, never a stop.
+pictures there are. A file that cannot be read is a row with ``error`` set, never a stop; so is a
+class folder that could not be listed (a ``LabelledPicture`` with ``error`` set, from read_labels).
 
 ``triage_batch`` is the same step as a plain function of a batch of paths, for engines that
 distribute batches themselves (docs/SCALING.md).
@@ -19,12 +20,10 @@ distribute batches themselves (docs/SCALING.md).
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -34,7 +33,7 @@ from . import files
 from . import preprocess as preprocessing
 from .errors import GradCamError
 from .images import load_image, to_model_input
-from .labels import LabelledPicture, LabelSet, read_labels
+from .labels import LabelledPicture, LabelSet, read_labels, shown_path
 
 __all__ = ["BATCH", "TRIAGE_FIELDS", "LabelledPicture", "LabelSet", "TriageRow", "read_labels", "triage",
            "triage_batch", "confusion_matrix", "most_confused", "accuracy", "write_triage_csv",
@@ -139,6 +138,14 @@ def _prepare_or_error(engine, path: str) -> np.ndarray | str:
         return prepare(engine, path)
     except GradCamError as error:
         return str(error)
+    except (OSError, ValueError) as error:  # a path no file system takes (too long, a NUL from a CSV)
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        return f"{shown_path(path)} cannot be read: {reason.lower()}. Check the path in the labels."
+
+
+def _prepare_picture(engine, picture: LabelledPicture) -> np.ndarray | str:
+    """The model input of ``picture``, or the one line why not (an unreadable class folder: its own)."""
+    return picture.error if picture.error else _prepare_or_error(engine, picture.path)
 
 
 def triage_batch(engine, paths: Sequence[str], true_indices: Sequence[int], *, batch: int = BATCH
@@ -152,7 +159,7 @@ def triage_batch(engine, paths: Sequence[str], true_indices: Sequence[int], *, b
     rows: list[TriageRow] = []
     for start in range(0, len(pictures), batch):
         chunk = pictures[start:start + batch]
-        rows += _rows(engine, chunk, [_prepare_or_error(engine, p.path) for p in chunk], batch)
+        rows += _rows(engine, chunk, [_prepare_picture(engine, p) for p in chunk], batch)
     return rows
 
 
@@ -172,7 +179,7 @@ def triage(engine, pictures: Sequence[LabelledPicture], *, batch: int = BATCH,
         # The current batch and the next one: the next decodes while this one runs the model.
         nonlocal submitted
         while len(ahead) < 2 * batch and submitted < len(pictures):
-            ahead.append(pool.submit(_prepare_or_error, engine, pictures[submitted].path))
+            ahead.append(pool.submit(_prepare_picture, engine, pictures[submitted]))
             submitted += 1
 
     try:
@@ -192,10 +199,14 @@ def triage(engine, pictures: Sequence[LabelledPicture], *, batch: int = BATCH,
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def accuracy(rows: Sequence[TriageRow]) -> float:
-    """Correct predictions over the pictures that were read (NaN when none was)."""
+def accuracy(rows: Sequence[TriageRow], *, read_only: bool = False) -> float:
+    """Correct predictions over every row: a picture or class folder that could not be read is not
+    a correct prediction, so nothing unread can make the figure look better than it is.
+    ``read_only``: over the pictures that were read. NaN when no picture was read."""
     judged = [row for row in rows if row.predicted_index is not None]
-    return sum(row.correct for row in judged) / len(judged) if judged else float("nan")
+    if not judged:
+        return float("nan")
+    return sum(row.correct for row in judged) / (len(judged) if read_only else len(rows))
 
 
 def confusion_matrix(rows: Sequence[TriageRow], num_classes: int) -> np.ndarray:
@@ -217,21 +228,17 @@ def most_confused(matrix: np.ndarray, class_names: Sequence[str], k: int = 5) ->
     return [(class_names[t], class_names[p], count) for count, t, p in cells[:max(0, k)]]
 
 
-def write_triage_csv(path: str | os.PathLike[str], rows: Sequence[TriageRow]) -> None:
-    """triage.csv (``TRIAGE_FIELDS``), written atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=TRIAGE_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(row.csv_row())
-    files.atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+def write_triage_csv(path: str | os.PathLike[str], rows: Iterable[TriageRow]) -> None:
+    """triage.csv (``TRIAGE_FIELDS``), streamed and written atomically by ``files.atomic_write_csv``
+    (names and paths a spreadsheet would run as formulas are neutralised there)."""
+    files.atomic_write_csv(path, TRIAGE_FIELDS, ([row.csv_row()[name] for name in TRIAGE_FIELDS] for row in rows))
 
 
 def write_confusion_csv(path: str | os.PathLike[str], matrix: np.ndarray, class_names: Sequence[str]) -> None:
-    """confusion.csv: a header of class names (the predicted class), one row per true class; atomic."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["true \\ predicted", *class_names])
-    for name, counts in zip(class_names, np.asarray(matrix), strict=True):
-        writer.writerow([name, *(int(c) for c in counts)])
-    files.atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    """confusion.csv: a header of class names (the predicted class), one row per true class; atomic,
+    by ``files.atomic_write_csv`` (class names neutralised there)."""
+    counts = np.asarray(matrix)
+    if len(counts) != len(class_names):
+        raise ValueError(f"a {counts.shape} matrix for {len(class_names)} class names")
+    files.atomic_write_csv(path, ["true \\ predicted", *class_names],
+                           ([name, *(int(c) for c in line)] for name, line in zip(class_names, counts)))
