@@ -12,7 +12,7 @@ import math
 
 from .core import trust
 from .core.gradcam import GradCam
-from .core.verdicts import GREEN, RED, YELLOW, verdicts
+from .core.verdicts import BETTER, GREEN, RED, YELLOW, drop_figure, quantity, verdicts
 
 __all__ = ["TRUST_FIELDS", "figures", "run", "summary"]
 
@@ -42,7 +42,7 @@ def run(args) -> int:
         if bar is not None:
             bar.stop()
     report = task.finish()
-    found = verdicts(report, result.class_name)
+    found = verdicts(report, result.class_name, result.versus_name)
     if args.json:
         record = {key: result.record()[key] for key in ("image", "model", "method", "score_kind", "versus_name",
                                                          "layer", "class_index", "class_name", "score")}
@@ -52,12 +52,16 @@ def run(args) -> int:
         return 0
     print(f"Trust figures for {commands.describe(result)} (p = {result.score:.3f}) at layer {result.layer}, "
           f"{report.steps} steps:")
+    # The curves are of ``quantity`` (p of the class, or its share against the "rather than" one); an
+    # "against" map wants them the other way round (core/verdicts.py).
+    better = BETTER.get(report.kind, BETTER["class"])
+    of = quantity(report.kind, result.class_name, result.versus_name)
     lines = {
-        "deletion": f"Deletion AUC {report.deletion_auc:.3f}{_versus(report.random_deletion_auc)} (lower is better)",
-        "insertion": f"Insertion AUC {report.insertion_auc:.3f}{_versus(report.random_insertion_auc)} "
-                     "(higher is better)",
-        "average_drop": f"Average Drop {report.average_drop:.1f} %"
-                        + (" (Increase in Confidence)" if report.increase_in_confidence else ""),
+        "deletion": f"Deletion AUC {report.deletion_auc:.3f}{_versus(report.random_deletion_auc)} of {of} "
+                    f"({better['deletion']} is better)",
+        "insertion": f"Insertion AUC {report.insertion_auc:.3f}{_versus(report.random_insertion_auc)} of {of} "
+                     f"({better['insertion']} is better)",
+        "average_drop": f"Average Drop: {of} {drop_figure(report)} on the picture × map",
     }
     if report.sanity:
         last = report.sanity[-1]

@@ -3,7 +3,7 @@
     python tools/screenshot.py [--out docs/screenshot.png] [--size 1280x800] [--model demo]
                                [--mode overlay|heatmap|original|side] [--class NAME] [--dark]
                                [--method NAME] [--versus NAME | --against] [--help-dialog] [--trust]
-                               [--triage]
+                               [--triage] [--compare]
 
 Runs offscreen with its own empty settings, so the picture never depends on the machine's saved
 window layout. The README shows the result.
@@ -70,6 +70,8 @@ def main() -> int:
                         help="open the Trust panel (View → Can I Trust This Map?) and wait for its report")
     parser.add_argument("--triage", action="store_true",
                         help="triage a labelled folder of generated pictures and show its worst mistake")
+    parser.add_argument("--compare", action="store_true",
+                        help="show the compare grid (View → Compare) and wait for its maps")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
 
@@ -131,6 +133,8 @@ def main() -> int:
             loop.exec()
         if window.trust.panel.outcome() is None:
             errors.append("the trust report was not shown in time")
+    if args.compare and not errors and shown:
+        _compare(app, window)
     if errors or not shown:
         print("screenshot: " + (errors[0] if errors else "no map was shown in time"), file=sys.stderr)
         window.close()
@@ -147,6 +151,23 @@ def main() -> int:
     print(f"screenshot: {out} ({width}x{height}), showing {Path(last.image).name}: "
           f"{last.class_name} at {last.layer}, {last.method}, {last.score_kind}" if ok else "screenshot: could not save")
     return 0 if ok else 1
+
+
+def _compare(app, window, timeout: float = 60.0) -> None:
+    """--compare: View → Compare as a user opens it, then wait until every cell of the grid has its map."""
+    import time
+
+    window.acts.compare.trigger()
+    grid = window.ui.compare
+    for _ in range(10):  # the grid asks for its maps once it is on screen
+        app.processEvents()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and getattr(grid, "pending", lambda: 0)():
+        app.processEvents()
+        time.sleep(0.05)
+    for _ in range(40):
+        app.processEvents()
+        time.sleep(0.02)
 
 
 def _labelled_folder(root: Path, per_class: int = 12) -> Path:

@@ -6,7 +6,10 @@ Definitions (issue 8, so results are comparable with the literature):
   upsampled to H × W with OpenCV ``INTER_LINEAR``. Order: pixels by S descending, ties by
   row-major index (a stable sort of −S).
 * n = 50 steps, k = ceil(H·W / n) pixels per step; p(·) = the explained class's probability
-  (softmax; binary: p or 1 − p; multi-label: that unit's sigmoid).
+  (softmax; binary: p or 1 − p; multi-label: that unit's sigmoid). A "rather than B" map explains
+  y_c − y_B, so its p is the class's share of the two, p_c / (p_c + p_B) (for softmax exactly
+  σ(z_c − z_B)); an "against" map's p stays p_c, and ``core.verdicts`` reads its curves the other
+  way round (``TrustReport.kind``).
 * Deletion: X_i = X with the first i·k pixels of the order set to 0 in every channel (RISE);
   insertion: X_i = B with the first i·k pixels taken from X, B = X blurred (Gaussian 11 × 11,
   σ = 5, OpenCV's default border). AUC = (Σ_i p_i − (p_0 + p_n)/2) / n.
@@ -38,8 +41,8 @@ from .task import Task
 from .types import MapResult
 
 __all__ = ["STEPS", "RandomizedCopy", "SanityStep", "TrustReport", "TrustTask", "auc", "average_drop", "cascade",
-           "deletion_inputs", "insertion_inputs", "pixel_order", "redraw", "spearman", "trust_report", "trust_task",
-           "upsample"]
+           "deletion_inputs", "explained_probability", "insertion_inputs", "pixel_order", "redraw", "spearman",
+           "trust_report", "trust_task", "upsample"]
 
 STEPS = 50
 MAX_BATCH = 32
@@ -103,6 +106,15 @@ def average_drop(original: float, masked: float) -> float:
     return 100.0 * max(0.0, original - masked) / original if original > 0 else 0.0
 
 
+def explained_probability(probabilities: np.ndarray, class_index: int, versus: int | None = None) -> float:
+    """p of the definitions: p_c, or with a "rather than" class B the share p_c / (p_c + p_B) (½ when both are 0)."""
+    p = float(probabilities[class_index])
+    if versus is None:
+        return p
+    total = p + float(probabilities[versus])
+    return p / total if total > 0 else 0.5
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rank correlation (ties get their average rank); NaN when either is constant."""
     ra, rb = _ranks(np.ravel(a)), _ranks(np.ravel(b))
@@ -142,6 +154,9 @@ class TrustReport:
     random_deletion_curve: np.ndarray | None = None  # the same curves with a random pixel order
     random_insertion_curve: np.ndarray | None = None
     sanity: list[SanityStep] = field(default_factory=list)
+    #: The map's score (``MapResult.score_kind``): "class", "versus" (p is the class's share of the
+    #: two, see the module's definitions) or "counterfactual" (the map shows what lowers p).
+    kind: str = "class"
 
     @property
     def random_deletion_auc(self) -> float | None:
@@ -171,6 +186,7 @@ class TrustReport:
         """``gradcam trust --json``'s keys."""
         return {
             "steps": self.steps,
+            "score_kind": self.kind,
             "deletion_auc": self.deletion_auc,
             "insertion_auc": self.insertion_auc,
             "deletion_curve": [float(p) for p in self.deletion_curve],
@@ -253,12 +269,13 @@ def _report_steps(engine, image, result, steps, baseline, sanity, sanity_steps, 
         padded = np.zeros((size, *picture.shape), np.float32)
         padded[:len(chunk)] = chunk
         logits = engine.logits(padded)[:len(chunk)]
-        probabilities += [float(engine.head.probabilities(row)[result.class_index]) for row in logits]
+        probabilities += [explained_probability(engine.head.probabilities(row), result.class_index, result.versus_index)
+                          for row in logits]
         yield b + 1, total
     n = steps + 1
     report = TrustReport(steps=steps, deletion_curve=np.array(probabilities[:n]),
                          insertion_curve=np.array(probabilities[n:2 * n]),
-                         original=probabilities[0], masked=probabilities[2 * n])
+                         original=probabilities[0], masked=probabilities[2 * n], kind=result.score_kind)
     if baseline:
         report.random_deletion_curve = np.array(probabilities[2 * n + 1:3 * n + 1])
         report.random_insertion_curve = np.array(probabilities[3 * n + 1:4 * n + 1])

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
-from PySide6.QtWidgets import QMenu
+from PySide6.QtWidgets import QMenu, QToolBar, QToolButton
 
 from gradcam_desktop.core.types import DEMO, ModelSpec
-from gradcam_desktop.ui import custom_layers, dialogs
+from gradcam_desktop.ui import custom_layers, dialogs, layout
 
 if TYPE_CHECKING:
     from gradcam_desktop.ui.main_window import MainWindow
@@ -55,6 +55,7 @@ class Actions:
     fit: QAction
     actual: QAction
     fullscreen: QAction
+    reset_layout: QAction
     compare: QAction
     previous: QAction
     next: QAction
@@ -115,6 +116,8 @@ def build_actions(window: MainWindow) -> Actions:
         actual=_action(w, "Actual &Size (1:1)", ui.view.actual_size, shortcut="Ctrl+1",
                        tip="One picture pixel per screen pixel", icon="zoom-1to1"),
         fullscreen=_action(w, "F&ull Screen", w.toggle_full_screen, shortcut="F11"),
+        reset_layout=_action(w, "&Reset Layout", lambda: layout.reset_layout(w),
+                             tip="Put every panel back where it starts, at its first size"),
         compare=_action(w, "&Compare…", None, shortcut="Ctrl+G",
                         tip="A grid of maps of this picture: methods, classes or layers side by side"),
         previous=_action(w, "&Previous Image", lambda: w.step_image(-1), shortcut=["Left", "A"],
@@ -145,8 +148,10 @@ def build_actions(window: MainWindow) -> Actions:
         group.addAction(action)
         a.modes[mode] = action
     a.modes["overlay"].setChecked(True)
-    # Left/Right work wherever the focus is (as in image viewers); the layer tree keeps Up/Down
-    # for stepping through layers, and text fields keep letters (they claim ShortcutOverride).
+    # Left/Right work wherever the focus is (as in image viewers), the layer tree and the class list
+    # included: they step with Up/Down. Text fields (the class filter) keep Left/Right for the cursor
+    # and letters for typing: they claim the keys' ShortcutOverride before any shortcut sees them.
+    a.reset_layout.setObjectName("resetLayout")
     for action in (a.previous, a.next):
         action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
     a.needs_engine = [a.open_model, a.open_savedmodel, a.open_demo, a.open_zoo, a.custom_layers, a.export, a.export_all, a.copy]
@@ -173,7 +178,7 @@ def build_actions(window: MainWindow) -> Actions:
         view_menu.addAction(action)
     view_menu.addAction(a.compare)
     view_menu.addSeparator()
-    for action in (a.fit, a.actual, a.fullscreen):
+    for action in (a.fit, a.actual, a.fullscreen, a.reset_layout):
         view_menu.addAction(action)
     view_menu.addSeparator()
     view_menu.addAction(a.previous)
@@ -182,6 +187,47 @@ def build_actions(window: MainWindow) -> Actions:
     help_menu.addAction(a.help)
     help_menu.addAction(a.about)
     return a
+
+
+#: Toggles of analysis views whose wiring does not put them in the View menu: (menu text, toolbar text, tip).
+PANEL_TOGGLES = {
+    "triageDock": ("&Triage", "Triage", "The Triage panel: a labelled folder's predictions, mistakes first, "
+                   "and its confusion matrix (File → Open Labelled Folder…)"),
+}
+
+
+def add_panel_toggles(window: MainWindow) -> None:
+    """View → Triage (and on the toolbar) after Trust: the analysis views' toggles, in tab order.
+
+    Call once every analysis dock exists (trust_wiring puts its own toggle after Compare)."""
+    anchor = window.acts.compare
+    for dock in layout.analysis_docks(window):
+        action = dock.toggleViewAction()
+        words = PANEL_TOGGLES.get(dock.objectName())
+        if words is None:
+            anchor = action if action.associatedObjects() else anchor
+            continue
+        text, short, tip = words
+        action.setObjectName(f"{dock.objectName().removesuffix('Dock')}Action")
+        action.setText(text)
+        action.setIconText(short)
+        action.setToolTip(tip)
+        action.setStatusTip(tip)
+        # The dock names its run in its title ("Triage — folder"), which Qt copies into the action.
+        dock.windowTitleChanged.connect(lambda _title, action=action, text=text: action.setText(text))
+        for widget in anchor.associatedObjects():
+            if isinstance(widget, (QMenu, QToolBar)):
+                entries = widget.actions()
+                index = entries.index(anchor) + 1 if anchor in entries else len(entries)
+                widget.insertAction(entries[index] if index < len(entries) else None, action)
+        anchor = action
+    # A toggle inserted after Compare into every widget showing Compare also lands in Compare's
+    # toolbar button, which then grows a menu arrow and a press-and-hold menu: one action a button.
+    for button in window.acts.compare.associatedObjects():
+        if isinstance(button, QToolButton):
+            for extra in button.actions():
+                if extra is not button.defaultAction():
+                    button.removeAction(extra)
 
 
 def fill_recent_menu(menu: QMenu, recent: list[str], open_model: Callable[[str], object]) -> None:

@@ -60,6 +60,12 @@ class CaptionBar(QLabel):
             html += f"<br><span style='color:{self._caution_colour()}'>{escape(note)}</span>"
         self.setText(html)
 
+    def show_note(self, text: str) -> None:
+        """No map, and why, in the palette's muted colour ("Opening model …"): never a caption."""
+        self._caption = self._warning = ""
+        colour = self.palette().color(QPalette.ColorRole.PlaceholderText).name()
+        self.setText(f"<span style='color:{colour}'>{escape(text)}</span>" if text else "&nbsp;")
+
     def caption(self) -> str:
         """The caption shown ("" without a map)."""
         return self._caption

@@ -17,8 +17,8 @@ import math
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPalette, QPen
+from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
                                QTableView, QWidget)
 
@@ -127,13 +127,23 @@ def _luminance(colour: QColor) -> float:
 
 
 class _CellDelegate(QStyledItemDelegate):
-    """The chosen cell keeps its colour (the selection colour would hide it) and gets a frame instead."""
+    """The chosen cell keeps its colour (the selection colour would hide it) and gets a frame instead.
+
+    ``plain``: no frame and no hover highlight either (the matrix as exported).
+    """
+
+    plain_states = QStyle.StateFlag.State_Selected | QStyle.StateFlag.State_HasFocus
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plain = False
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected) and not self.plain
         plain = QStyleOptionViewItem(option)
-        plain.state &= ~QStyle.StateFlag.State_Selected
-        plain.state &= ~QStyle.StateFlag.State_HasFocus
+        plain.state &= ~self.plain_states
+        if self.plain:
+            plain.state &= ~QStyle.StateFlag.State_MouseOver
         super().paint(painter, plain, index)
         if selected:
             painter.save()
@@ -152,7 +162,8 @@ class ConfusionMatrixView(QTableView):
         self.setObjectName("confusionMatrix")
         self.matrix_model = ConfusionMatrixModel(self)
         self.setModel(self.matrix_model)
-        self.setItemDelegate(_CellDelegate(self))
+        self._delegate = _CellDelegate(self)
+        self.setItemDelegate(self._delegate)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setCornerButtonEnabled(False)
@@ -178,6 +189,29 @@ class ConfusionMatrixView(QTableView):
         if self._chosen is not None:
             self._chosen = None
             self.cellChosen.emit(None)
+
+    def render_plain(self) -> QPixmap:
+        """The matrix as it looks with nothing chosen: no frame, no hover, no highlighted header sections
+        (what "Export matrix…" saves; the chosen cell and the table's filter stay as they are)."""
+        selection = self.selectionModel()
+        chosen, current = selection.selectedIndexes(), QPersistentModelIndex(selection.currentIndex())
+        self._delegate.plain = True
+        blocked = selection.blockSignals(True)  # nobody else must think the choice changed
+        try:
+            selection.clear()
+            for header in (self.horizontalHeader(), self.verticalHeader()):
+                header.viewport().update()
+            return self.grab()
+        finally:
+            for index in chosen:
+                selection.select(index, QItemSelectionModel.SelectionFlag.Select)
+            if current.isValid():
+                selection.setCurrentIndex(QModelIndex(current), QItemSelectionModel.SelectionFlag.NoUpdate)
+            selection.blockSignals(blocked)
+            self._delegate.plain = False
+            self.viewport().update()
+            for header in (self.horizontalHeader(), self.verticalHeader()):
+                header.viewport().update()
 
     def cell_rect(self, true: int, predicted: int):
         """The viewport rectangle of the cell (true class, predicted class); for tests and tooltips."""

@@ -34,7 +34,9 @@ class CustomLayersRequest:
     id: int = field(default_factory=_next_id)
 
     def start_job(self, _maker: Any) -> Job:
-        """Runs the file now (worker thread); ModelLoadError (→ ``failed``) if it fails."""
+        """Runs the file now (worker thread): the user chose it in a confirmation that names it, before any
+        model (``--custom-objects`` instead waits for a model that needs it). ModelLoadError (→ ``failed``)
+        in one line if it fails, calls sys.exit() or defines nothing registered."""
         from gradcam_desktop.core.custom_objects import load_custom_objects
 
         return _Registered(self.id, load_custom_objects(self.path))
@@ -63,9 +65,10 @@ def ask_to_run(window: MainWindow, path: Path) -> bool:
     box = QMessageBox(QMessageBox.Icon.Warning, "Run a Python file?",
                       f"Load custom layers from <b>{path.name}</b>?", parent=window)
     box.setInformativeText(
-        f"{path}<br><br>This runs the Python file with your permissions, so that the Keras classes it "
-        "registers (<code>@keras.saving.register_keras_serializable</code>) can be loaded. Model files "
-        "are still checked for everything else. Only run files you trust.")
+        f"{path}<br><br>This runs the Python file with your permissions, so that the Keras classes and "
+        "functions it defines and registers (<code>@keras.saving.register_keras_serializable</code>) can be "
+        "loaded; what its imports register is not. Model files are still checked for everything else. Only "
+        "run files you trust.")
     run = box.addButton("Run this file", QMessageBox.ButtonRole.AcceptRole)
     box.addButton(QMessageBox.StandardButton.Cancel)
     box.setDefaultButton(QMessageBox.StandardButton.Cancel)

@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QInputDialog, QMessageBox, QProgressDialog,
                                QTextBrowser, QVBoxLayout, QWidget)
 
@@ -138,6 +138,28 @@ def ask_trust(parent: QWidget, file_name: str, reason: str, on_trust: Callable[[
     box.setDefaultButton(QMessageBox.StandardButton.Cancel)
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.buttonClicked.connect(lambda button: on_trust() if button is trust else None)
+    box.open()
+    return box
+
+
+def ask_custom_layers(parent: QWidget, file_name: str, reason: str,
+                      on_load: Callable[[], None]) -> QMessageBox | None:
+    """A model that needs its own layer classes: say so, and offer File → Load Custom Layers from a
+    Python File… right here ("Load Custom Layers…" calls ``on_load``). objectName "customLayersRefusal"."""
+    if not dialogs_enabled():
+        return None
+    box = QMessageBox(QMessageBox.Icon.Warning, "Model not opened",
+                      f"<b>{escape(file_name)}</b> was not opened: it needs custom layers.", parent=parent)
+    box.setObjectName("customLayersRefusal")
+    box.setInformativeText(escape(reason))
+    load = box.addButton("Load Custom Layers…", QMessageBox.ButtonRole.AcceptRole)
+    load.setObjectName("loadCustomLayersButton")
+    load.setToolTip("File → Load Custom Layers from a Python File…: run a Python file you trust that defines them")
+    box.addButton(QMessageBox.StandardButton.Close)
+    box.setDefaultButton(load)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    # Deferred: the file dialog it opens must not come up under this box, which closes after the click.
+    box.buttonClicked.connect(lambda button: QTimer.singleShot(0, on_load) if button is load else None)
     box.open()
     return box
 

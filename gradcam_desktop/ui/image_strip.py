@@ -1,12 +1,13 @@
-"""The strip of loaded images: thumbnails in a row, click one to show it."""
+"""The strip of loaded images: thumbnails in a row, click one to show it; Delete (or the context
+menu's "Remove") closes the picture selected."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QPixmap
-from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWidgetItem, QWidget
+from PySide6.QtCore import QPoint, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QIcon, QKeyEvent, QPixmap
+from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWidgetItem, QMenu, QWidget
 
 from gradcam_desktop.ui.export import rgb_to_qimage
 
@@ -23,9 +24,11 @@ def thumbnail(rgb: np.ndarray, side: int = THUMB) -> QIcon:
 
 
 class ImageStrip(QListWidget):
-    """Thumbnails of the loaded images (objectName "imageStrip"); ``imageChosen(row)`` on click."""
+    """Thumbnails of the loaded images (objectName "imageStrip"); ``imageChosen(row)`` on click,
+    ``removeRequested(row)`` on Delete/Backspace or the context menu's "Remove" (the window removes it)."""
 
     imageChosen = Signal(int)
+    removeRequested = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -42,9 +45,22 @@ class ImageStrip(QListWidget):
         self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.setFixedHeight(THUMB + 36)
-        self.setToolTip("The pictures you opened. Click one, or use Left/Right (A/D) to step through them.")
+        self.setToolTip("The pictures you opened. Click one, or use Left/Right (A/D) to step through them; "
+                        "Delete closes the one selected.")
         self.currentRowChanged.connect(self._on_row)
         self._silent = False
+        self.context_menu = QMenu(self)  # objectName "imageStripMenu"; popped up, never exec'd (tests click it)
+        self.context_menu.setObjectName("imageStripMenu")
+        self.remove_action = QAction("Remove", self.context_menu)
+        self.remove_action.setObjectName("removePicture")
+        self.remove_action.setShortcut(Qt.Key.Key_Delete)  # shown in the menu; the key itself is keyPressEvent's
+        self.remove_action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        self.remove_action.setStatusTip("Close this picture (the file stays where it is)")
+        self.remove_action.triggered.connect(lambda _checked=False: self._remove(self._menu_row))
+        self.context_menu.addAction(self.remove_action)
+        self._menu_row = -1
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._show_menu)
 
     def add_images(self, images: list[dict]) -> None:
         """Append thumbnails for image dicts ({name, path, rgb, ...})."""
@@ -54,6 +70,33 @@ class ImageStrip(QListWidget):
             item.setToolTip(image.get("path") or image["name"])
             item.setSizeHint(self.gridSize())
             self.addItem(item)
+
+    def remove_row(self, row: int) -> None:
+        """Drop thumbnail ``row`` without emitting ``imageChosen`` (the window says what is shown next)."""
+        self._silent = True
+        try:
+            self.takeItem(row)  # a taken item is Python's: freed with its last reference, here
+        finally:
+            self._silent = False
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and \
+                event.modifiers() in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier):
+            self._remove(self.currentRow())
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def _show_menu(self, pos: QPoint) -> None:
+        item = self.itemAt(pos)
+        if item is None:
+            return
+        self._menu_row = self.row(item)
+        self.context_menu.popup(self.viewport().mapToGlobal(pos))
+
+    def _remove(self, row: int) -> None:
+        if 0 <= row < self.count():
+            self.removeRequested.emit(row)
 
     def set_current(self, row: int) -> None:
         """Highlight ``row`` without emitting ``imageChosen``."""

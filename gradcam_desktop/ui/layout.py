@@ -2,6 +2,23 @@
 Classes dock also holds the method picker above the list and the score choice under it), the map
 controls under the picture, toolbar and status bar (with Score-CAM's progress).
 
+Where the panels go (issue 17, "a window that fits", checked at 1280×800)::
+
+    ┌ Layers ┬──── caption, picture (or the compare grid) ────┬ Classes ┐
+    │        │           legend, opacity, colours             │ (full   │
+    ├────────┴────────────────────────────────────────────────┤ height) │
+    │ Trust | Triage   (tabs: one analysis view at a time)     │         │
+    ├──────────────────────────────────────────────────────────┤         │
+    │ Images                                                   │         │
+    └──────────────────────────────────────────────────────────┴─────────┘
+
+The Classes column owns the bottom-right corner, so an analysis view opening under the picture
+never takes rows from the class list; the area under the picture owns the bottom-left corner, so
+the analysis views get the width their figures and tables need. Compare replaces the picture
+(``view_stack``): its grid needs the picture's room, and keeps the classes beside it. Panels move
+between areas by their title bar but never float (``arrange_panels``); View → Reset Layout
+(``reset_layout``) puts every panel back.
+
 ``build_widgets`` returns them as one ``Widgets`` record (``MainWindow.ui``): the window wires
 them, tests and scripts find them there, and nothing is set on the window behind its back.
 """
@@ -10,10 +27,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QHBoxLayout, QLabel, QMainWindow, QProgressBar, QSizePolicy,
-                               QSlider, QStackedWidget, QToolBar, QVBoxLayout, QWidget)
+                               QSlider, QStackedWidget, QTabWidget, QToolBar, QVBoxLayout, QWidget)
 
 from gradcam_desktop.core.overlay import COLORMAPS
 from gradcam_desktop.ui.caption import CaptionBar
@@ -26,10 +42,25 @@ from gradcam_desktop.ui.layer_tree import LayerTreeView
 from gradcam_desktop.ui.score_choice import MethodBox, ScoreChoice
 from gradcam_desktop.ui.status_text import hover_value
 
-__all__ = ["Widgets", "build_toolbar", "build_widgets"]
+__all__ = ["ANALYSIS_DOCKS", "Widgets", "analysis_docks", "analysis_height", "arrange_panels", "build_toolbar",
+           "build_widgets", "in_front", "reset_layout"]
 
 #: A docked list never takes more than this share of the window, whatever its content wants.
 MAX_DOCK_SHARE = 0.4
+#: The Layers and Classes docks' widths in a new window (``fit_docks`` widens them to their content).
+DOCK_WIDTHS = (330, 260)
+#: Panels can be moved to another side by their title bar, never torn loose: a panel dragged out
+#: once came back floating over the picture on every start, and once hid a dialog.
+CORE_FEATURES = QDockWidget.DockWidgetFeature.DockWidgetMovable
+ANALYSIS_FEATURES = CORE_FEATURES | QDockWidget.DockWidgetFeature.DockWidgetClosable
+#: The analysis views' docks (object names; trust_wiring and triage_wiring make them): tabs of one
+#: area under the picture, in this order.
+ANALYSIS_DOCKS = ("trustPanel", "triageDock")
+#: The analysis area's height: this share of the window, at least ANALYSIS_MIN pixels (Trust's
+#: cards), and never so much that the picture gets less than PICTURE_MIN.
+ANALYSIS_SHARE = 0.45
+ANALYSIS_MIN = 280
+PICTURE_MIN = 240
 
 
 @dataclass
@@ -104,24 +135,12 @@ def _dock_frame(dock: QDockWidget) -> int:
     return max(0, dock.width() - widget.width()) if widget is not None and widget.width() > 0 else 2
 
 
-class _TreeKeepsArrows(QObject):
-    """Left/Right stay with the layer tree (collapse/expand) instead of the image shortcuts."""
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent) \
-                and event.key() in (Qt.Key.Key_Left, Qt.Key.Key_Right) \
-                and event.modifiers() == Qt.KeyboardModifier.NoModifier:
-            event.accept()  # an accepted ShortcutOverride delivers the key to the widget
-            return True
-        return False
-
-
 def build_widgets(window: QMainWindow) -> Widgets:
     """Create the central area, the docks, the map controls and the status bar labels."""
     layer_tree = LayerTreeView()
+    # Left/Right stay the picture keys here too (the tree steps with Up/Down; +/- fold a nested model).
     layer_tree.setToolTip("The model's layers. Pick one marked with a coloured square to see "
-                          "what it looks at; Up/Down step through them.")
-    layer_tree.installEventFilter(_TreeKeepsArrows(layer_tree))
+                          "what it looks at; Up/Down step through them, +/- fold a nested model.")
     class_list = ClassListWidget()
     class_list.setToolTip("What the model thinks the picture shows. Click a class to see "
                           "the evidence for it, and to keep it on the next pictures.")
@@ -140,11 +159,11 @@ def build_widgets(window: QMainWindow) -> Widgets:
         dock = QDockWidget(title, window)
         dock.setObjectName(name)
         dock.setWidget(widget)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        dock.setFeatures(CORE_FEATURES)
         window.addDockWidget(area, dock)
         docks.append(dock)
-    window.resizeDocks(docks[:2], [330, 260], Qt.Orientation.Horizontal)
+    _set_corners(window)
+    window.resizeDocks(docks[:2], list(DOCK_WIDTHS), Qt.Orientation.Horizontal)
     alpha_slider = QSlider(Qt.Orientation.Horizontal)
     alpha_slider.setObjectName("alphaSlider")
     alpha_slider.setRange(0, 100)
@@ -234,6 +253,148 @@ def _central(ui: Widgets) -> QWidget:
     layout.addLayout(legend)
     layout.addLayout(controls)
     return central
+
+
+# -- where the panels go ----------------------------------------------------------------------------
+def _set_corners(window: QMainWindow) -> None:
+    """Classes runs the full height on the right; the area under the picture reaches the left edge."""
+    window.setCorner(Qt.Corner.TopRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+    window.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+    window.setCorner(Qt.Corner.TopLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+    window.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+
+
+def _core_docks(ui: Widgets) -> tuple[QDockWidget, QDockWidget, QDockWidget]:
+    return ui.layers_dock, ui.classes_dock, ui.images_dock
+
+
+def analysis_docks(window: QMainWindow) -> list[QDockWidget]:
+    """The analysis views' docks that exist, in ``ANALYSIS_DOCKS`` order."""
+    found = (window.findChild(QDockWidget, name, Qt.FindChildOption.FindDirectChildrenOnly) for name in ANALYSIS_DOCKS)
+    return [dock for dock in found if dock is not None]
+
+
+def analysis_height(window: QMainWindow, dock: QDockWidget) -> int:
+    """The height for ``dock`` (an analysis view in front): ANALYSIS_SHARE of the window, at least
+    ANALYSIS_MIN, and leaving the picture at least PICTURE_MIN of the height the two share."""
+    shared = dock.height() + window.ui.view_stack.height()  # type: ignore[attr-defined]
+    return max(ANALYSIS_MIN, min(int(window.height() * ANALYSIS_SHARE), shared - PICTURE_MIN))
+
+
+class _AnalysisSizer(QObject):
+    """Keeps the analysis area useful. When a view comes to the front it gets ``analysis_height``
+    if it is squeezed below ANALYSIS_MIN or squeezes the picture below PICTURE_MIN (a first height
+    meant for another window size, a state saved maximised); when the window's height changes a
+    lot (maximised, restored) the area takes its share of the new height."""
+
+    def __init__(self, window: QMainWindow, views: list[QDockWidget]) -> None:
+        super().__init__(window)
+        self.setObjectName("analysisSizer")
+        self._window, self._views = window, views
+        self._height = window.height()
+        for dock in views:
+            dock.visibilityChanged.connect(lambda visible, dock=dock: visible and self.fit_later(dock))
+        window.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self._window and event.type() == QEvent.Type.Resize:
+            height = self._window.height()
+            if abs(height - self._height) >= 0.15 * max(self._height, 1):
+                self._height = height
+                self.fit_later(None, force=True)
+        return False
+
+    def fit_later(self, dock: QDockWidget | None, *, force: bool = False) -> None:
+        """``fit`` once the layout has settled (after the wiring's own first sizing, too)."""
+        QTimer.singleShot(0, self, lambda: self.fit(dock, force=force))
+
+    def fit(self, dock: QDockWidget | None = None, *, force: bool = False) -> None:
+        self._height = self._window.height()
+        dock = dock if dock is not None else next((d for d in self._views if in_front(d)), None)
+        if dock is None or not in_front(dock) or self._window.dockWidgetArea(dock) != Qt.DockWidgetArea.BottomDockWidgetArea:
+            return
+        picture = self._window.ui.view_stack.height()  # type: ignore[attr-defined]
+        if force or dock.height() < ANALYSIS_MIN or (picture < PICTURE_MIN and dock.height() > ANALYSIS_MIN):
+            self._window.resizeDocks([dock], [analysis_height(self._window, dock)], Qt.Orientation.Vertical)
+
+
+def in_front(dock: QDockWidget) -> bool:
+    """Open and not behind another tab (a tab behind keeps its place off screen)."""
+    return not dock.isHidden() and not dock.visibleRegion().isEmpty()
+
+
+def _front_on_toggle(dock: QDockWidget) -> None:
+    """The dock's toggle (View menu, toolbar, shortcut) brings its tab to the front when it is open
+    behind another tab instead of closing it, and raises it when it opens."""
+    action = dock.toggleViewAction()
+    was_front = [True]
+    # ``toggled`` comes before ``triggered`` (whose first slot, the dock's own, shows or closes it).
+    action.toggled.connect(lambda _on: was_front.__setitem__(0, in_front(dock)))
+
+    def bring_forward(checked: bool) -> None:
+        if checked or not was_front[0]:
+            dock.show()
+            dock.raise_()
+
+    action.triggered.connect(bring_forward)
+
+
+def _tab_together(window: QMainWindow, views: list[QDockWidget]) -> None:
+    """The analysis views as tabs of one area (unless the user moved one to another side)."""
+    first = views[0] if views else None
+    for dock in views[1:]:
+        if window.dockWidgetArea(dock) == window.dockWidgetArea(first) and dock not in window.tabifiedDockWidgets(first):
+            window.tabifyDockWidget(first, dock)
+
+
+def arrange_panels(window: QMainWindow) -> None:
+    """Once every dock exists and the saved state is restored: nothing floats (a state with a
+    floating panel, from an older version or a hand-edited file, gives way to the layout of a new
+    window, with the same analysis views open), the analysis views are tabs of one area, and their
+    toggles bring their tab to the front."""
+    ui: Widgets = window.ui  # type: ignore[attr-defined]
+    _set_corners(window)
+    window.setTabPosition(Qt.DockWidgetArea.BottomDockWidgetArea, QTabWidget.TabPosition.North)
+    views = analysis_docks(window)
+    for dock in _core_docks(ui):
+        dock.setFeatures(CORE_FEATURES)
+    for dock in views:
+        dock.setFeatures(ANALYSIS_FEATURES)
+        _front_on_toggle(dock)
+    _AnalysisSizer(window, views)
+    if any(dock.isFloating() for dock in (*_core_docks(ui), *views)):
+        reset_layout(window)
+    else:
+        _tab_together(window, views)
+
+
+def reset_layout(window: QMainWindow) -> None:
+    """View → Reset Layout: every panel docked where a new window has it, at its first size. Which
+    analysis views are open stays as it is, and so does the one in front."""
+    ui: Widgets = window.ui  # type: ignore[attr-defined]
+    views = analysis_docks(window)
+    open_views = [dock for dock in views if not dock.isHidden()]
+    front = next((dock for dock in open_views if in_front(dock)), open_views[-1] if open_views else None)
+    for dock in (*_core_docks(ui), *views):
+        window.removeDockWidget(dock)
+    _set_corners(window)
+    window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, ui.layers_dock)
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, ui.classes_dock)
+    for dock in views:
+        window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock, Qt.Orientation.Vertical)
+    window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, ui.images_dock, Qt.Orientation.Vertical)
+    for dock in (*_core_docks(ui), *views):
+        dock.setFloating(False)  # only once it has an area again: Qt does not dock a dock without one
+    _tab_together(window, views)
+    for dock in (*_core_docks(ui), *open_views):
+        dock.show()
+    if front is not None:
+        front.raise_()
+    window.resizeDocks([ui.layers_dock, ui.classes_dock], list(DOCK_WIDTHS), Qt.Orientation.Horizontal)
+    sizer = window.findChild(_AnalysisSizer, "analysisSizer")
+    if front is not None and sizer is not None:
+        sizer.fit_later(front, force=True)
+    QTimer.singleShot(0, window, lambda: ui.fit_docks(window))  # widths settle in the next layout pass
 
 
 def build_toolbar(window: QMainWindow, acts) -> QToolBar:

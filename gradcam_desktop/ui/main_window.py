@@ -43,6 +43,8 @@ class MainWindow(dnd.DropTarget, QMainWindow):
 
     resultShown = Signal(object)
     errorShown = Signal(str)
+    #: Another model was asked for (its label): every view of the old model's data clears at once.
+    modelRequested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -65,7 +67,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self._closed = False
         self.ui = layout.build_widgets(self)
         self.choice = MapChoice(self.ui.method_box, self.ui.score_choice, self.settings, self)
-        self._opener = ModelOpener(self)
+        self._opener = ModelOpener(self, requested=self._model_requested, not_opened=self._model_not_opened)
         self._pictures = PictureOpener(self)
         self.acts = actions.build_actions(self)
         layout.build_toolbar(self, self.acts)
@@ -79,6 +81,8 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         compare_wiring.attach(self)
         self.trust = trust_wiring.attach(self)  # the Trust panel (View → Can I Trust This Map?)
         self.triage = triage_wiring.attach(self)  # File → Open Labelled Folder… (issue 9)
+        layout.arrange_panels(self)  # every dock exists: none floats, Trust and Triage share one tabbed area
+        actions.add_panel_toggles(self)  # View → Triage beside Trust
         self._set_engine_ready(False)
         # From the event loop: the window is on screen before the TensorFlow import begins.
         QTimer.singleShot(0, self._start_worker)
@@ -91,6 +95,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         ui.class_list.classChosen.connect(self.keep_class)  # any click on a class, even the one shown
         ui.class_list.followTopChosen.connect(self.follow_top_class)
         ui.strip.imageChosen.connect(self.show_image)
+        ui.strip.removeRequested.connect(self.remove_image)
         self.choice.changed.connect(self._request_map)
         self.acts.burn_in.toggled.connect(self.settings.set_burn_in)
 
@@ -165,6 +170,10 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         """The method and score maps are asked with: {"method", "versus", "counterfactual"}."""
         return self.choice.options()
 
+    def model_pending(self) -> bool:
+        """True while a model is being opened (the views show no model's data meanwhile)."""
+        return self._opener.waiting()
+
     # -- commands ------------------------------------------------------------------------------
     def show_image(self, index: int) -> None:
         """Show picture ``index`` and ask for its map with the current layer and class."""
@@ -177,6 +186,31 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self.ui.strip.set_current(index)
         self.set_status(status_text.image_shown(image, index, len(self._images)))
         self._request_map()
+
+    def remove_image(self, index: int) -> None:
+        """Close picture ``index``: the next one (else the previous) is shown; none left, the view empties.
+        The worker drops its pixels, source and maps."""
+        if not 0 <= index < len(self._images):
+            return
+        removed = self._images.pop(index)
+        self.ui.strip.remove_row(index)
+        self.worker.forget_images([removed["key"]])
+        if not self._images:
+            self._index, self._want = -1, None
+            self._show_result(None)
+            self.ui.view.clear()
+            self.ui.compare.clear()
+            self.ui.prediction_label.clear()
+            self.ui.time_label.clear()
+            self.map_progress.clear()
+            self.trust.reset()
+            self.set_status(status_text.no_pictures(self._model))
+        elif index < self._index:
+            self._index -= 1
+            self.ui.strip.set_current(self._index)
+            self.set_status(status_text.image_shown(self._images[self._index], self._index, len(self._images)))
+        elif index == self._index:
+            self.show_image(min(index, len(self._images) - 1))
 
     def step_image(self, step: int) -> None:
         """Previous/next picture; layer, class, alpha, colormap and zoom stay as they are."""
@@ -248,17 +282,54 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self._model = info
         self._nodes = nodes_by_path(info["layers"])
         self._layer, self._class, self._probabilities_for = info["default_layer"], None, None
-        ui = self.ui
-        ui.layer_tree.set_layers(info["layers"], info["default_layer"])
-        ui.class_list.set_classes(info["class_names"])
-        ui.class_list.set_kept(False)
+        self._show_model(info)
         self.choice.set_classes(info["class_names"])
         self.settings.add_recent_model(info["source"])
         self._fill_recent_menu()
+        self.set_status(status_text.model_ready(info, bool(self._images)))
+        self._request_map()
+
+    def _show_model(self, info: dict | None) -> None:
+        """The model's layers, classes and name in the views (None: no model); its map comes when asked."""
+        ui = self.ui
+        self._show_result(None)  # also takes "Opening model …" off the caption
+        if info is None:
+            ui.layer_tree.set_layers([])
+            ui.class_list.clear()
+            self.setWindowTitle("Grad-CAM Desktop")
+            ui.layers_dock.setWindowTitle("Layers")
+            return
+        ui.layer_tree.set_layers(info["layers"], info["default_layer"])
+        if self._layer is not None and self._layer != info["default_layer"]:
+            ui.layer_tree.show_path(self._layer)
+        ui.class_list.set_classes(info["class_names"])
+        ui.class_list.set_kept(self._class is not None)
         self.setWindowTitle(f"{info['display_name']} — Grad-CAM Desktop")
         ui.layers_dock.setWindowTitle(f"Layers of {info['display_name']}")
-        self.set_status(status_text.model_ready(info, bool(self._images)))
         self._fit_docks_later()
+
+    def _model_requested(self, label: str) -> None:
+        """Another model is opening (``ModelOpener``): nothing on screen may show the old one's data
+        meanwhile — no map, caption, layers, classes, prediction, compare grid, trust report or triage."""
+        ui = self.ui
+        self._want, self._probabilities_for = None, None  # the old model's maps in flight are not shown
+        self._show_result(None)
+        ui.caption.show_note(f"Opening model {label}…")
+        ui.view.set_map(None)
+        ui.layer_tree.set_layers([])
+        ui.class_list.clear()
+        ui.prediction_label.clear()
+        ui.time_label.clear()
+        ui.compare.clear()
+        self.map_progress.clear()
+        self.trust.reset()
+        self.setWindowTitle(f"Opening {label}… — Grad-CAM Desktop")
+        ui.layers_dock.setWindowTitle("Layers")
+        self.modelRequested.emit(label)
+
+    def _model_not_opened(self) -> None:
+        """The model asked for did not open: the one still loaded (if any) is shown again, as it was."""
+        self._show_model(self._model)
         self._request_map()
 
     def _on_refused(self, request: int, _message: str, trustable: bool) -> None:
@@ -279,13 +350,16 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         image = self.current_image()
         if request != self._want or image is None or result.image_key != image["key"]:
             return  # superseded: only the newest request is shown
+        if self.choice.learned(result):
+            self._request_map()  # it told the picture's top class: now the "rather than" map can be asked for
+            return
         model = self._model or {}
         result = result.with_(image=image.get("path") or image["name"], model=result.model or model.get("source"),
                               preprocess=result.preprocess or model.get("preprocess"))
         ui = self.ui
         ui.view.set_map(result.display)
         self.map_progress.clear()
-        self.choice.shown(result)
+        note = self.choice.shown(result)  # e.g. the runner-up stands in for the "rather than" class
         names = model.get("class_names", [])
         if (result.image_key, result.generation) != self._probabilities_for and len(names) == len(result.probabilities):
             self._probabilities_for = (result.image_key, result.generation)
@@ -296,7 +370,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self._show_result(result)
         ui.prediction_label.setText(status_text.prediction(result))
         ui.time_label.setText(status_text.map_time(result))
-        self.set_status(status_text.map_shown(image["name"], result))
+        self.set_status(" ".join(filter(None, (note, status_text.map_shown(image["name"], result)))))
         self.resultShown.emit(result)
 
     def _on_failed(self, request: int, message: str) -> None:
@@ -309,6 +383,10 @@ class MainWindow(dnd.DropTarget, QMainWindow):
             if self._shown is not None and self._layer != self._shown.layer:
                 self._layer = self._shown.layer  # no map at the new layer: the tree goes back to the shown one
                 self.ui.layer_tree.show_path(self._layer)
+            if self._shown is None and self._model is not None:  # no map of this picture: no other's predictions
+                self._probabilities_for = None
+                self.ui.class_list.set_classes(self._model["class_names"])
+                self.ui.prediction_label.setText("")
             self.show_error(message)
         else:
             log.debug("ignored failure of stale request %s: %s", request, message)
@@ -337,9 +415,10 @@ class MainWindow(dnd.DropTarget, QMainWindow):
     # -- helpers -------------------------------------------------------------------------------
     def _request_map(self) -> None:
         image = self.current_image()
-        if self._model is None or image is None:
-            return
-        self._want = self.worker.explain(image["key"], self._layer, self._class, **self.choice.options())
+        if self._model is None or image is None or self._opener.waiting():
+            return  # while another model opens, the old one would answer
+        self._want = self.worker.explain(image["key"], self._layer, self._class,
+                                         **self.choice.request(image["key"], self._class))
 
     def _show_result(self, result: MapResult | None) -> None:
         """The map's words: the caption above the picture and the titles of side-by-side panes."""
@@ -355,9 +434,9 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self.ui.class_list.setEnabled(ready)
         self.choice.set_enabled(ready)
         if not ready:
-            self.set_status("Starting TensorFlow…")
+            self.set_status(status_text.with_note(self.settings.note, "Starting TensorFlow…"))
         elif not self._opener.waiting() and self._model is None:
-            self.set_status("Ready. Open a model and pictures, or drop them here.")
+            self.set_status(status_text.with_note(self.settings.note, "Ready. Open a model and pictures, or drop them here."))
 
     def _fill_recent_menu(self) -> None:
         actions.fill_recent_menu(self.acts.recent_menu, self.settings.recent_models(), self.open_model)

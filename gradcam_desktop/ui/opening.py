@@ -8,6 +8,7 @@ answers; they say whether an answer was theirs. Kept apart so main_window.py sta
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,8 +25,12 @@ __all__ = ["ModelOpener", "PictureOpener"]
 class ModelOpener:
     """The model the window is waiting for (the newest asked), and how its opening is shown."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: MainWindow, *, requested: Callable[[str], None] = lambda _label: None,
+                 not_opened: Callable[[], None] = lambda: None) -> None:
+        """``requested(label)`` runs at once when a model is asked for (the window forgets the old one's
+        views), ``not_opened()`` when it failed (the window shows the model still open again)."""
         self._window = window
+        self._requested, self._not_opened = requested, not_opened
         self._pending: tuple[int, ModelSpec] | None = None
         self._refused: dict[int, bool] = {}
         self._dialog = None
@@ -39,6 +44,7 @@ class ModelOpener:
         window = self._window
         request = window.worker.load_model(str(spec), trust)
         self._pending = (request, spec)
+        self._requested(spec.label)  # at once: no view keeps the old model's data meanwhile
         window.set_status(f"Opening model {spec.label}…")
         if spec.kind == "zoo":
             self.close_dialog()
@@ -69,9 +75,15 @@ class ModelOpener:
         self._pending = None
         self.close_dialog()
         window = self._window
+        self._not_opened()  # the model still loaded (if any) comes back on screen
         if self._refused.pop(request, False):
             window.set_status(message)
             dialogs.ask_trust(window, spec.label, message, lambda: window.open_model(spec, trust=True))
+            window.errorShown.emit(message)
+        elif status_text.needs_custom_layers(message):
+            message = status_text.custom_layers_refusal(message)
+            window.set_status(message)
+            dialogs.ask_custom_layers(window, spec.label, message, window.acts.custom_layers.trigger)
             window.errorShown.emit(message)
         else:
             window.show_error(message, "Model not opened")

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QGridLayout, QLabel, QRa
 
 from gradcam_desktop.core import cams
 
-__all__ = ["MethodBox", "ScoreChoice", "method_note"]
+__all__ = ["MethodBox", "ScoreChoice", "method_note", "other_class"]
 
 #: The combo boxes' narrowest width in characters: the dock may be squeezed that far (longer
 #: titles and class names are then elided); they grow with the dock.
@@ -69,11 +69,22 @@ class MethodBox(QComboBox):
         self.setToolTip(f"How the map is computed. {self.itemData(row, Qt.ItemDataRole.ToolTipRole) or ''}")
 
 
+def other_class(picked: int | None, explained: int | None, ranked: Sequence[int]) -> int | None:
+    """The "rather than" class for a map of ``explained``: ``picked`` (the user's), unless that is the
+    explained class itself or nothing was picked — then the most likely other class of ``ranked``
+    (the picture's classes, most likely first). None when there is no other class."""
+    if picked is not None and picked != explained:
+        return picked
+    return next((index for index in ranked if index != explained), None)
+
+
 class ScoreChoice(QWidget):
     """Which score the map explains; objectName "scoreChoice". ``scoreChanged()`` on the user's choice.
 
-    ``score()`` -> (versus class index or None, counterfactual). The "rather than" class follows
-    ``suggest_versus`` (the runner-up of the picture shown) until the user picks one.
+    ``score()`` -> (versus class index or None, counterfactual). The "rather than" box never offers
+    the class explained (``set_explained``); it shows the class the user picked, or — before they
+    pick one, or on a picture whose explained class is the one picked — the picture's runner-up
+    (``other_class``). The user's pick is kept for the next pictures.
     """
 
     scoreChanged = Signal()
@@ -106,7 +117,9 @@ class ScoreChoice(QWidget):
             self._group.addButton(button)
             button.clicked.connect(self._on_button)
         self.class_button.setChecked(True)
-        self._picked = False  # the user chose the "rather than" class themselves
+        self._names: list[str] = []
+        self._picked: int | None = None  # the "rather than" class the user chose themselves
+        self._explained: int | None = None  # the class the map explains: not offered in the box
         grid = QGridLayout()
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setHorizontalSpacing(6)
@@ -129,11 +142,39 @@ class ScoreChoice(QWidget):
 
     def set_classes(self, names: Sequence[str]) -> None:
         """The classes a map can be compared with (a new model: back to explaining the class)."""
-        self.versus_box.clear()
-        for index, name in enumerate(names):
-            self.versus_box.addItem(str(name), index)
-        self._picked = False
+        self._names = [str(name) for name in names]
+        self._picked = self._explained = None
+        self._fill_box()
         self.class_button.setChecked(True)
+
+    def picked(self) -> int | None:
+        """The "rather than" class the user chose (None: none yet), whatever the box shows for this picture."""
+        return self._picked
+
+    def set_explained(self, explained: int | None, ranked: Sequence[int] = ()) -> int | None:
+        """The map explains class ``explained`` (of a picture whose classes are ``ranked``, most likely
+        first): the box offers every other class and shows ``other_class``, which it returns."""
+        if explained != self._explained:
+            self._explained = explained
+            self._fill_box()
+        chosen = other_class(self._picked, explained, ranked)
+        if chosen is None:  # nothing ranked: keep what the box shows, if it may be shown
+            current = self.versus_box.currentData()
+            chosen = int(current) if current is not None else None
+        row = self.versus_box.findData(chosen) if chosen is not None else -1
+        if row >= 0 and row != self.versus_box.currentIndex():
+            self.versus_box.setCurrentIndex(row)
+        return chosen if row >= 0 else None
+
+    def _fill_box(self) -> None:
+        """Every class but the explained one (a class "rather than" itself is no question)."""
+        current = self.versus_box.currentData()
+        self.versus_box.clear()
+        for index, name in enumerate(self._names):
+            if index != self._explained:
+                self.versus_box.addItem(name, index)
+        row = self.versus_box.findData(current) if current is not None else -1
+        self.versus_box.setCurrentIndex(max(row, 0) if self.versus_box.count() else -1)
 
     def score(self) -> tuple[int | None, bool]:
         """(the "rather than" class or None, whether the map explains what speaks against the class)."""
@@ -142,19 +183,16 @@ class ScoreChoice(QWidget):
         return None, self.against_button.isChecked()
 
     def set_score(self, versus: int | None = None, counterfactual: bool = False) -> None:
-        """Show a score as chosen (no signal): for scripts and restoring a state."""
-        if versus is not None and self.versus_box.findData(int(versus)) >= 0:
-            self.versus_box.setCurrentIndex(self.versus_box.findData(int(versus)))
-            self._picked = True
+        """Show a score as chosen (no signal): for scripts and restoring a state. A "rather than"
+        class is kept as the user's pick (the explained class itself: the runner-up is shown)."""
+        if versus is not None and 0 <= int(versus) < len(self._names):
+            self._picked = int(versus)
+            row = self.versus_box.findData(self._picked)
+            if row >= 0:
+                self.versus_box.setCurrentIndex(row)
             self.versus_button.setChecked(True)
         else:
             (self.against_button if counterfactual else self.class_button).setChecked(True)
-
-    def suggest_versus(self, index: int) -> None:
-        """The class to offer for "rather than" until the user picks one (the shown picture's runner-up)."""
-        row = self.versus_box.findData(int(index))
-        if not self._picked and not self.versus_button.isChecked() and row >= 0:
-            self.versus_box.setCurrentIndex(row)
 
     def set_note(self, text: str) -> None:
         """A remark under the choice (Eigen-CAM is no class's map, Score-CAM is slow); "" hides it."""
@@ -164,8 +202,9 @@ class ScoreChoice(QWidget):
     def _on_button(self) -> None:
         self.scoreChanged.emit()
 
-    def _on_versus_picked(self, _row: int) -> None:
+    def _on_versus_picked(self, row: int) -> None:
         # Picking a class to compare with is choosing to compare.
-        self._picked = True
+        data = self.versus_box.itemData(row)
+        self._picked = int(data) if data is not None else None
         self.versus_button.setChecked(True)
         self.scoreChanged.emit()

@@ -22,6 +22,12 @@ def image_shown(image: dict, index: int, count: int) -> str:
     return f"{image['name']} ({index + 1} of {count})" + (f" — {notices}" if notices else "")
 
 
+def with_note(note: str, text: str) -> str:
+    """``text`` after a note the user must see (settings reset at start), which comes first so that a
+    narrow status bar clips the routine part."""
+    return f"{note} {text}" if note else text
+
+
 def model_ready(info: dict, has_images: bool) -> str:
     """A model has opened; without pictures, say how to open some."""
     return (f"Model {info['display_name']} ready: {len(info['class_names'])} classes."
@@ -74,3 +80,29 @@ def open_failures(failures: list[tuple[str, str]]) -> tuple[str, str] | None:
         shown = "\n".join(f"• {line}" for line in lines[:6]) + ("\n…" if len(lines) > 6 else "")
         return f"{len(lines)} files could not be opened:\n{shown}", "Pictures not opened"
     return None
+
+
+def no_pictures(model: dict | None) -> str:
+    """The status line once the last picture is closed."""
+    return ("No pictures open. Open some (Ctrl+O) or drop them here." if model is not None else
+            "Ready. Open a model and pictures, or drop them here.")
+
+
+#: The menu entry that makes a model's own layer classes known (custom_layers.py).
+CUSTOM_LAYERS_MENU = "File → Load Custom Layers from a Python File…"
+# What the core's refusals say when a config names classes only the user's own Python defines
+# (core/scan.py: a foreign module's class, or a type this Keras does not know): the CLI's line.
+_CUSTOM_MARKS = ("needs custom Python code", "does not know by that name")
+_CLI_POINTER = " (File → Load Custom Layers… / --custom-objects)"
+
+
+def needs_custom_layers(message: str) -> bool:
+    """Whether a model refusal is one that loading the model's custom layers could lift."""
+    return any(mark in message for mark in _CUSTOM_MARKS)
+
+
+def custom_layers_refusal(message: str) -> str:
+    """The refusal as the window says it: what to do is the menu entry (the CLI's line names --custom-objects)."""
+    text = message.replace(_CLI_POINTER, "").rstrip()
+    return (f"{text} If you have the Python file that defines these layers, load it with "
+            f"{CUSTOM_LAYERS_MENU}, then open the model again.")

@@ -28,11 +28,20 @@ CACHE_BYTES = 16 * 1024 * 1024
 
 def make_thumbnail(path: str, side: int = THUMB_SIDE) -> QImage:
     """The picture at ``path`` shrunk to fit ``side``×``side`` (EXIF orientation applied); null if unreadable."""
+    import io
+
     from PIL import Image, ImageOps
 
+    from gradcam_desktop.core import images
+
     try:
-        with Image.open(path) as img:
+        # The same guards as a picture opened for a map: a regular file only (a FIFO would block this
+        # thread pool), at most the size limit, and the decode's cost from the header first.
+        data = images.read_picture_file(path)
+        with Image.open(io.BytesIO(data)) as img:
             img.draft("RGB", (side * 2, side * 2))  # JPEG: decode at 1/2…1/8 scale, far less work
+            if images.decode_bytes(*img.size, img.mode, img.format, len(data)) > images.MAX_DECODED_BYTES:
+                return QImage()
             img = ImageOps.exif_transpose(img).convert("RGB")
             img.thumbnail((side, side), Image.Resampling.BILINEAR)
             data = img.tobytes()

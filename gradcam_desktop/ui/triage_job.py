@@ -40,7 +40,7 @@ BATCH = 16
 class TriageFeed(QObject):
     """What the triage job says to the window (emitted on the worker thread, queued to the window's)."""
 
-    started = Signal(int, dict)  # job id, {"total", "warning", "class_names", "source"}
+    started = Signal(int, dict)  # job id, {"total", "warning", "skipped", "class_names", "source"}
     rows = Signal(int, list)  # job id, a batch of TriageRow
     failed = Signal(int, str)  # job id, one line
 
@@ -121,6 +121,7 @@ class TriageJob(Job):
         labels = read_labels(self._request.source, names)
         self._total = len(labels.pictures)
         self._request.feed.started.emit(self.id, {"total": self._total, "warning": labels.warning,
+                                                  "skipped": sum(labels.skipped.values()),
                                                   "class_names": names, "source": str(Path(self._request.source))})
         run = self._triage or core.triage
         self._rows = run(self._engine, labels.pictures, batch=self._request.batch, cancel=lambda: self.cancelled)

@@ -37,6 +37,7 @@ class TriageView(QWidget):
     compareRequested = Signal()
     exportCsvRequested = Signal()
     exportPngRequested = Signal()
+    rerunRequested = Signal()  # "Run again": the same folder with the model open now
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -48,6 +49,8 @@ class TriageView(QWidget):
         self.table = self._table()
         self.matrix = ConfusionMatrixView(self)
         self._class_names: list[str] = []
+        self._warning = ""  # the labels' warning: kept in the status line until the next run
+        self._skipped = 0  # pictures whose label names no class
 
         self.progress = QProgressBar(self)
         self.progress.setObjectName("triageProgress")
@@ -59,6 +62,11 @@ class TriageView(QWidget):
         self.cancel_button.setObjectName("triageCancel")
         self.cancel_button.clicked.connect(self.cancelRequested)
         self.cancel_button.setEnabled(False)
+        self.rerun_button = QPushButton("Run again", self)
+        self.rerun_button.setObjectName("triageRerun")
+        self.rerun_button.setToolTip("Check the same pictures again with the model open now")
+        self.rerun_button.clicked.connect(self.rerunRequested)
+        self.rerun_button.hide()  # only once a model change has cleared a run
 
         self.mistakes = QCheckBox("Mistakes only", self)
         self.mistakes.setObjectName("triageMistakes")
@@ -66,6 +74,9 @@ class TriageView(QWidget):
         self.class_box = QComboBox(self)
         self.class_box.setObjectName("triageClass")
         self.class_box.setToolTip("Only pictures of this class (true or predicted)")
+        # "All classes" always fits, also when the run was cleared and the box holds nothing else.
+        self.class_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.class_box.setMinimumContentsLength(len("All classes") + 1)
         self.class_box.currentIndexChanged.connect(lambda _i: self.proxy.set_class(self.class_box.currentData()))
         self.low, self.high = self._spin(0.0, "triageLow"), self._spin(100.0, "triageHigh")
         self.search = QLineEdit(self)
@@ -148,6 +159,7 @@ class TriageView(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.progress, 2)
         top.addWidget(self.cancel_button)
+        top.addWidget(self.rerun_button)
         top.addWidget(self.status, 3)
         top.addWidget(self.explain_box)
         top.addWidget(self.compare_button)
@@ -206,7 +218,19 @@ class TriageView(QWidget):
         self.proxy.set_class(None)
         self.set_progress(0, total)
         self.cancel_button.setEnabled(True)
+        self.rerun_button.hide()
+        self._warning, self._skipped = "", 0
         self.status.setText("Predicting…")
+
+    def clear_for_model(self, note: str) -> None:
+        """Another model: the rows and counts were the old one's, so they go; ``note`` says so, "Run again" shows."""
+        self.start([])
+        self.cancel_button.setEnabled(False)
+        self.progress.setRange(0, 1)  # (0, 0) would be Qt's "busy" animation: nothing runs
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.status.setText(note)
+        self.rerun_button.show()
 
     def add_rows(self, rows: list[Any]) -> None:
         """A batch of ``TriageRow``s from the job."""
@@ -225,14 +249,21 @@ class TriageView(QWidget):
         self.cancel_button.setEnabled(False)
         if message:
             self.status.setText(message)
-        elif cancelled:
-            self.status.setText(f"Cancelled after {self.model.rowCount()} pictures.")
         else:
-            self.status.setText(f"Done: {self.model.rowCount()} pictures.")
+            # The labels' warning stays: a fast run would otherwise show it for a split second.
+            ended = "Cancelled after" if cancelled else "Done:"
+            self.status.setText(" ".join(filter(None, [f"{ended} {self.model.rowCount()} pictures.", self._warning])))
         self._count()
 
     def set_status(self, text: str) -> None:
         self.status.setText(text)
+
+    def set_warning(self, warning: str | None, skipped: int = 0) -> None:
+        """The labels' warning (shown until the next run, also once it ends) and the pictures it skipped."""
+        self._warning, self._skipped = warning or "", max(0, int(skipped))
+        if self._warning:
+            self.status.setText(self._warning)
+        self._count()
 
     def explain(self) -> str:
         """What a clicked row's map explains: "predicted" or "true"."""
@@ -262,10 +293,12 @@ class TriageView(QWidget):
         right = sum(1 for r in scored if r.correct)
         errors = len(rows) - len(scored)
         parts = [f"{len(rows)} pictures"]
-        if scored:
-            parts.append(f"accuracy {100 * right / len(scored):.1f} %")
+        if scored:  # what could not be read counts as wrong, as in `gradcam triage`
+            parts.append(f"accuracy {100 * right / len(rows):.1f} %")
         if errors:
-            parts.append(f"{errors} unreadable")
+            parts.append(f"{errors} unreadable (counted as wrong)")
+        if self._skipped:
+            parts.append(f"{self._skipped} skipped (label names no class)")
         shown = self.proxy.rowCount()
         if shown != len(rows):
             parts.append(f"{shown} shown")

@@ -80,6 +80,8 @@ class TriageController(QObject):
         self.feed = TriageFeed(self)
         self._job: int | None = None
         self._chosen: Any = None  # the row last clicked
+        self._opening: dict[str, int] = {}  # pictures asked for by a row click, not arrived yet: path → request
+        self._source: str | None = None  # the folder or CSV of the last run (Run again)
         self._compare_for: str | None = None  # the picture whose map should fill the compare grid
         self.feed.started.connect(self._on_started)
         self.feed.rows.connect(self._on_rows)
@@ -88,22 +90,28 @@ class TriageController(QObject):
         worker.jobProgress.connect(self._on_progress, _Q)
         worker.jobFinished.connect(self._on_finished, _Q)
         worker.failed.connect(self._on_failed, _Q)  # the request itself refused (no model)
+        worker.imagesLoaded.connect(self._on_images, _Q)  # after the window's own slot: images() has them
+        worker.failed.connect(self._on_images, _Q)
+        window.modelRequested.connect(self._on_model_requested)
         view.cancelRequested.connect(self.cancel)
         view.rowChosen.connect(self.show_row)
         view.explainChanged.connect(lambda _k: self._chosen is not None and self.show_row(self._chosen))
         view.exportCsvRequested.connect(self._ask_csv)
         view.exportPngRequested.connect(self._ask_png)
         view.compareRequested.connect(self.compare_chosen)
+        view.rerunRequested.connect(self.run_again)
         window.resultShown.connect(self._on_result)
 
     # -- scripting surface ---------------------------------------------------------------------
     def open(self, source: str | os.PathLike[str], *, batch: int = BATCH) -> int | None:
         """Triage the labelled folder or CSV ``source`` with the open model (``batch`` pictures a step); the job id."""
         info = self.window.model_info()
-        if info is None:
-            self.window.show_error("Open a model first: triage checks a model's predictions on labelled pictures.")
+        if info is None or self.window.model_pending():
+            self.window.show_error("A model is still opening: triage it once it is ready." if info is not None else
+                                   "Open a model first: triage checks a model's predictions on labelled pictures.")
             return None
         self.cancel()
+        self._source = str(source)
         self.dock.show()
         self.dock.raise_()
         if not self.sized:  # the first time: a good share of the window (later: where the user left it)
@@ -134,8 +142,14 @@ class TriageController(QObject):
         index = _index_of(window.images(), row.image)
         if index is not None:
             window.show_image(index)
-        else:
-            window.open_images([row.image])  # decoded on the worker; the window shows it when it arrives
+        elif _norm(row.image) not in self._opening:  # a second click (a double click) before it arrives opens nothing
+            # decoded on the worker; the window shows it when it arrives
+            self._opening[_norm(row.image)] = window.open_images([row.image])
+
+    def run_again(self) -> None:
+        """Triage the last folder or CSV again, with the model open now (after a model change)."""
+        if self._source is not None:
+            self.open(self._source)
 
     def compare_chosen(self) -> None:
         """The compare grid for the chosen row: its predicted and true class as the two columns."""
@@ -157,12 +171,28 @@ class TriageController(QObject):
         export_matrix(self.view, path)
 
     # -- worker answers ------------------------------------------------------------------------
+    def _on_images(self, request: int, *_answer: Any) -> None:
+        self._opening = {path: r for path, r in self._opening.items() if r != request}
+
+    def _on_model_requested(self, _label: str) -> None:
+        """Another model is opening: this run's table and matrix are the old model's, so they go at once."""
+        if self._job is None and not self.view.rows():
+            return
+        info = self.window.model_info() or {}
+        self.cancel()
+        self._job = None  # its last rows and its end are dropped
+        self._chosen = self._compare_for = None
+        name = f"“{Path(self._source).name}”" if self._source else "these pictures"
+        self.view.clear_for_model(f"Cleared: the results for {name} came from the model "
+                                  f"{info.get('display_name', 'open before')}. Run again to check the model now open.")
+        self.dock.setWindowTitle("Triage")
     def _on_started(self, job_id: int, info: dict) -> None:
         if job_id != self._job:
             return
         self.view.set_progress(0, info["total"])
         warning = info.get("warning")
-        self.view.set_status(warning or f"Predicting {info['total']} pictures…")
+        self.view.set_status(f"Predicting {info['total']} pictures…")
+        self.view.set_warning(warning, info.get("skipped", 0))  # shown instead, and kept once the run ends
 
     def _on_rows(self, job_id: int, rows: list) -> None:
         if job_id == self._job:
@@ -238,17 +268,19 @@ def export_table(view: TriageView, path: str | os.PathLike[str]) -> None:
 
 
 def export_matrix(view: TriageView, path: str | os.PathLike[str]) -> None:
-    """The confusion matrix as it looks on screen, as a PNG written atomically."""
+    """The confusion matrix as a PNG written atomically: as on screen, without the chosen cell's frame or
+    the pointer's highlight (a figure for a report, not a screen grab)."""
     data = QByteArray()
     buffer = QBuffer(data)
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    view.matrix.grab().save(buffer, "PNG")
+    view.matrix.render_plain().save(buffer, "PNG")
     buffer.close()
     atomic_write_bytes(path, bytes(data.data()))
 
 
 def _norm(path: str) -> str:
-    return os.path.normcase(os.path.abspath(path)) if path else ""
+    # realpath: a folder reached through a link names the same files as the picture opened directly
+    return os.path.normcase(os.path.realpath(path)) if path else ""
 
 
 def _index_of(images: list[dict], path: str) -> int | None:

@@ -81,9 +81,9 @@ class CurvePlot(pg.PlotWidget):
     """One curve (the map's pixel order, solid, area filled) and its random-order baseline (dashed).
 
     x: the share of pixels removed (deletion) or shown (insertion), 0 … 1; y: the probability of
-    the explained class. The legend names each line with the area under it. Not zoomable: a
-    figure to read, not to explore. ``corner`` is where the legend sits ("top" or "bottom" right:
-    where the curves seldom are).
+    the explained class (of a "rather than" map: its share of the two classes). The legend names
+    each line with the area under it. Not zoomable: a figure to read, not to explore. ``corner`` is
+    where the legend sits ("top" or "bottom" right: where the curves seldom are).
     """
 
     def __init__(self, x_label: str, corner: str = "top", parent: QWidget | None = None) -> None:
@@ -117,15 +117,18 @@ class CurvePlot(pg.PlotWidget):
         self._follow_palette()
 
     def set_curves(self, curve: Sequence[float] | None, random: Sequence[float] | None, *, class_name: str = "",
-                   area: float | None = None, random_area: float | None = None) -> None:
-        """Draw p_0 … p_n at x = i / n (None: no curve); the legend gives each line's area."""
+                   area: float | None = None, random_area: float | None = None, label: str = "") -> None:
+        """Draw p_0 … p_n at x = i / n (None: no curve); the legend gives each line's area.
+
+        ``label`` names p on the left axis (``core.verdicts.quantity``); else p('class_name').
+        """
         for item, values in ((self.map_curve, curve), (self.random_curve, random)):
             if values is None or len(values) < 2:
                 item.setData([], [])
             else:
                 values = np.asarray(values, np.float64)
                 item.setData(np.arange(len(values)) / (len(values) - 1), values)  # x_i = i / n
-        self.setLabel("left", f"p('{class_name}')" if class_name else "probability")
+        self.setLabel("left", label or (f"p('{class_name}')" if class_name else "probability"))
         self.legend.clear()
         self._legend_texts = []
         for sample, text, value in zip(self._samples, ("map's order", "random order"), (area, random_area), strict=True):

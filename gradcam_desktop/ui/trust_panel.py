@@ -25,17 +25,18 @@ from PySide6.QtWidgets import (QFrame, QGridLayout, QHBoxLayout, QLabel, QProgre
                                QStyle, QVBoxLayout, QWidget)
 
 from gradcam_desktop.core.trust import TrustReport
-from gradcam_desktop.core.verdicts import Verdict, verdicts
+from gradcam_desktop.core.verdicts import BETTER, Verdict, as_evidence, drop_figure, quantity, verdicts
 from gradcam_desktop.ui.trust_figures import CurvePlot, Light, SanityMap, SanityRow
 from gradcam_desktop.ui.trust_job import TrustOutcome
 
-__all__ = ["FIGURES", "TrustCard", "TrustPanel", "figure_numbers", "sanity_maps"]
+__all__ = ["FIGURES", "TrustCard", "TrustPanel", "card_titles", "figure_numbers", "sanity_maps"]
 
 FIGURES = ("deletion", "insertion", "average_drop", "sanity")
 TITLES = {"deletion": "Deletion  (the lower the curve, the better)",
           "insertion": "Insertion  (the higher the curve, the better)",
           "average_drop": "Average Drop",
           "sanity": "Sanity check  (random weights)"}
+
 TIPS = {"deletion": "The picture's pixels are set to 0 in the map's order, hottest first (Petsiuk et al. 2018, RISE). "
                     "A map that finds what the model uses makes the curve fall fast: a small area under it.",
         "insertion": "Starting from a blurred picture, the real pixels come back in the map's order, hottest first "
@@ -45,21 +46,39 @@ TIPS = {"deletion": "The picture's pixels are set to 0 in the map's order, hotte
         "sanity": "Cascading randomisation (Adebayo et al. 2018): on a copy of the model, the weighted layers are "
                   "re-drawn at random from the top down and the map is made again. A map that depends on what the "
                   "model learned changes; one that stays shows the picture's edges."}
-#: Narrowest a card gets before the cards wrap into fewer columns.
-CARD_WIDTH = 250
+#: Narrowest a card gets before the cards wrap into fewer columns: four in a row under the picture
+#: at 1280×800, where the Classes column beside the panel leaves it about 1000 pixels.
+CARD_WIDTH = 225
 #: Shares of a row of four cards: the curves need room, Average Drop is a number, the sanity
 #: check's row of small maps the most.
 _STRETCH = {"deletion": 6, "insertion": 6, "average_drop": 5, "sanity": 8}
 
 
-def figure_numbers(report: TrustReport, class_name: str) -> dict[str, str]:
+def card_titles(kind: str) -> dict[str, str]:
+    """The cards' titles for a map of ``kind`` ("class", "versus", "counterfactual"): an "against" map's
+    curves should go the other way (``core.verdicts.BETTER``)."""
+    better = BETTER.get(kind, BETTER["class"])
+    titles = dict(TITLES, deletion=f"Deletion  (the {better['deletion']} the curve, the better)",
+                  insertion=f"Insertion  (the {better['insertion']} the curve, the better)")
+    if kind == "counterfactual":
+        titles["average_drop"] = "Average Drop  (read against the class)"
+    return titles
+
+
+def figure_numbers(report: TrustReport, class_name: str, versus_name: str | None = None) -> dict[str, str]:
     """The numbers under each figure, in words (the curves' areas are in their plots' legends)."""
+    of = quantity(report.kind, class_name, versus_name)
+    if report.kind == "counterfactual":  # the figures of 1 − p, which the verdict reads
+        seen = as_evidence(report)
+        measured = (f"Average Drop of 1 − {of}: {seen.average_drop:.1f} % · Increase in Confidence of 1 − {of}: "
+                    f"{'yes' if seen.increase_in_confidence else 'no'}")
+    else:
+        measured = (f"Average Drop {report.average_drop:.1f} % · Increase in Confidence: "
+                    f"{'yes' if report.increase_in_confidence else 'no'}")
     return {
         "deletion": "",
         "insertion": "",
-        "average_drop": (f"p('{class_name}'): {report.original:.1%} on the picture, {report.masked:.1%} on the picture "
-                         f"× map · Average Drop {report.average_drop:.1f} % · Increase in Confidence: "
-                         f"{'yes' if report.increase_in_confidence else 'no'}"),
+        "average_drop": f"{of}: {report.original:.1%} on the picture, {report.masked:.1%} on the picture × map · {measured}",
         "sanity": "ρ: how alike each map is to the map on screen (1 = the same, 0 = unrelated)",
     }
 
@@ -215,22 +234,27 @@ class TrustPanel(QWidget):
         self._header.setVisible(bool(text))
 
     def show_outcome(self, outcome: TrustOutcome, *, class_name: str, original: np.ndarray,
-                     picture: np.ndarray | None) -> None:
-        """The report ``outcome`` of the map ``original`` (raw) of ``picture`` (RGB), explaining ``class_name``."""
+                     picture: np.ndarray | None, versus_name: str | None = None) -> None:
+        """The report ``outcome`` of the map ``original`` (raw) of ``picture`` (RGB), explaining ``class_name``
+        (rather than ``versus_name`` for a "rather than" map; an "against" map is read as one: ``report.kind``)."""
         self._outcome = outcome
         report = outcome.report
         self.show_message("")
-        said = verdicts(report, class_name)
-        numbers = figure_numbers(report, class_name)
+        said = verdicts(report, class_name, versus_name)
+        numbers = figure_numbers(report, class_name, versus_name)
+        self._set_titles(report.kind)
         for key, card in self.cards.items():
             card.set_verdict(said.get(key), numbers[key])
         if "sanity" not in said:
             self.cards["sanity"].sentence.setText("The sanity check was not run.")
-        self.plots["deletion"].set_curves(report.deletion_curve, outcome.random_deletion, class_name=class_name,
+        # The axis is short: "'circle' vs 'star'" for the share of a "rather than" map (the full words are below).
+        label = f"'{class_name}' vs '{versus_name}'" if report.kind == "versus" and versus_name else f"p('{class_name}')"
+        self.plots["deletion"].set_curves(report.deletion_curve, outcome.random_deletion, label=label,
                                           area=report.deletion_auc, random_area=report.random_deletion_auc)
-        self.plots["insertion"].set_curves(report.insertion_curve, outcome.random_insertion, class_name=class_name,
+        self.plots["insertion"].set_curves(report.insertion_curve, outcome.random_insertion, label=label,
                                            area=report.insertion_auc, random_area=report.random_insertion_auc)
-        self.drop.setText(f"−{report.average_drop:.0f} %" if not report.increase_in_confidence else "+")
+        # In words, as its sentence says it: "drops 67 %" beside "… drops by 67 %", never a sign to misread.
+        self.drop.setText(drop_figure(report))
         self.sanity.set_maps(picture, sanity_maps(original, report) if report.sanity else [], *self._look)
 
     def set_look(self, alpha: float, colormap: str) -> None:
@@ -242,6 +266,13 @@ class TrustPanel(QWidget):
     def outcome(self) -> TrustOutcome | None:
         """The report shown, or None."""
         return self._outcome
+
+    def titles(self) -> dict[str, str]:
+        return {key: card.title.text() for key, card in self.cards.items()}
+
+    def drop_text(self) -> str:
+        """Average Drop's figure as shown."""
+        return self.drop.text()
 
     def sentences(self) -> dict[str, str]:
         return {key: card.sentence.text() for key, card in self.cards.items()}
@@ -256,6 +287,10 @@ class TrustPanel(QWidget):
         return shown
 
     # -- layout ----------------------------------------------------------------------------------
+    def _set_titles(self, kind: str) -> None:
+        for key, title in card_titles(kind).items():
+            self.cards[key].title.setText(title)
+
     def _empty_cards(self) -> None:
         for card in self.cards.values():
             card.set_verdict(None)

@@ -126,6 +126,10 @@ class TrustController(QObject):
         else:
             self._cancel()  # nobody looks: compute nothing
 
+    def reset(self) -> None:
+        """No map any more (a new model, no pictures): cancel the job, forget the reports, empty the panel."""
+        self._on_model()
+
     def _on_model(self, *_args: Any) -> None:
         self._cancel()
         self._cache.clear()
@@ -188,7 +192,8 @@ class TrustController(QObject):
         result = self._result
         assert result is not None and self.panel is not None
         self._shown_key = outcome.key
-        self.panel.show_outcome(outcome, class_name=result.class_name, original=result.raw, picture=self._picture)
+        self.panel.show_outcome(outcome, class_name=result.class_name, original=result.raw, picture=self._picture,
+                                versus_name=result.versus_name)
         self._set_title(result)
         self.reportShown.emit(outcome)
 

@@ -32,6 +32,7 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,13 @@ from gradcam_desktop.ui.jobs import MapJob, PrecomputeJob, PrepareLayersJob, exp
 from gradcam_desktop.ui.map_cache import MapCache
 from gradcam_desktop.ui.maps import MapMaker
 from gradcam_desktop.ui.requests import (CancelJob, Explain, ExplainGrid, ExportAll, LoadImages, LoadModel, MapSpec,
-                                         Precompute, Shutdown, decode_source, expand_sources)
+                                         Precompute, Shutdown, _next_id, decode_source, expand_sources)
 from gradcam_desktop.ui.results import failure_message, image_item, model_info, trust_would_help, versions
 from gradcam_desktop.ui.scheduler import Job, Run, Scheduler, Wait
 from gradcam_desktop.ui.trust_job import TrustJob, TrustRequest, supersede_trust
 
-__all__ = ["CancelJob", "Explain", "ExplainGrid", "ExportAll", "GradCamWorker", "LoadImages", "LoadModel", "MapSpec",
-           "Precompute", "Shutdown"]
+__all__ = ["CancelJob", "Explain", "ExplainGrid", "ExportAll", "ForgetImages", "GradCamWorker", "LoadImages", "LoadModel",
+           "MapSpec", "Precompute", "Shutdown"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,14 @@ def _log_hint() -> str:
 
 class _Stopping(Exception):
     """Raised inside run() to unwind when stop() was called."""
+
+
+@dataclass
+class ForgetImages:
+    """The window closed these pictures: drop their pixels, sources and maps (never superseded)."""
+
+    keys: list[str]
+    id: int = field(default_factory=_next_id)
 
 
 class GradCamWorker(QThread):
@@ -129,6 +138,10 @@ class GradCamWorker(QThread):
     def load_images(self, sources: list) -> int:
         """Queue decoding images (paths, folders or encoded bytes); returns the request id."""
         return self._put(LoadImages(list(sources)))
+
+    def forget_images(self, keys: list[str]) -> int:
+        """Queue dropping pictures the window closed (decoded pixels, source, cached maps); the request id."""
+        return self._put(ForgetImages([str(k) for k in keys]))
 
     def explain(self, image_key: str, layer: str | None, class_index: int | None, *, method: str = "gradcam",
                 versus: int | None = None, counterfactual: bool = False, supersedable: bool = True) -> int:
@@ -242,6 +255,8 @@ class GradCamWorker(QThread):
                 self._load_model(request)
             elif isinstance(request, LoadImages):
                 self._load_images(request)
+            elif isinstance(request, ForgetImages):
+                self._forget_images(request.keys)
             elif isinstance(request, Explain):
                 self._explain(request)
             elif isinstance(request, ExplainGrid):
@@ -350,6 +365,23 @@ class GradCamWorker(QThread):
         if loaded:  # the window shows the first new picture: decoded again here if the bound dropped it
             self._maps.images.get(loaded[0]["key"])
         self.imagesLoaded.emit(request.id, loaded)
+
+    def _forget_images(self, keys: list[str]) -> None:
+        """Closed pictures: their maps being made stop, and nothing of them stays but what an Export All holds."""
+        gone = set(keys)
+        for job in self._scheduler.jobs():  # maps of these pictures only (Export All keeps what it was given)
+            if (isinstance(job, PrecomputeJob) and job.plan.image_key in gone) or \
+                    (isinstance(job, MapJob) and job.cells and all(cell.image_key in gone for cell in job.cells)):
+                job.cancel()
+        for key in gone:
+            self._maps.images.forget(key)
+        kept = [(key, self._cache.get(key)) for key in self._cache.keys() if key[0] not in gone]
+        self._cache.clear()
+        for key, result in kept:  # in the old order: least recently used first, as before
+            self._cache.put(key, result)
+        predictions = getattr(self._maps, "_predictions", {})  # MapMaker's per-picture predictions
+        for key in [k for k in predictions if k[0] in gone]:
+            del predictions[key]
 
     def _explain(self, request: Explain) -> None:
         engine = self._engine()

@@ -178,15 +178,22 @@ def test_navigation_keys_keep_layer_class_alpha_colormap_and_zoom(qtbot, loaded)
     assert w.ui.view.alpha() == pytest.approx(0.3) and w.ui.view.colormap() == "inferno"
 
 
-def test_left_right_in_the_layer_tree_expand_and_collapse(qtbot, loaded):
+def test_minus_plus_in_the_layer_tree_fold_and_left_right_step_pictures(qtbot, loaded):
+    # Issue 17: Left/Right step the pictures even from the tree (it steps layers with Up/Down);
+    # -/+ fold and unfold a nested model (tests/ui/test_keys.py has the picture keys).
     tree = loaded.ui.layer_tree
+    loaded.activateWindow()
     tree.setFocus()
     _shown(qtbot, loaded, lambda: tree.select_path("backbone"))  # a nested model's own output
     assert tree.isExpanded(tree.model().index_for_path("backbone"))
     with qtbot.assertNotEmitted(loaded.resultShown, wait=200):
-        QTest.keyClick(tree, Qt.Key.Key_Left)
+        QTest.keyClick(tree, Qt.Key.Key_Minus)
     assert not tree.isExpanded(tree.model().index_for_path("backbone"))
     assert loaded.current_image()["name"] == "a.png"
+    QTest.keyClick(tree, Qt.Key.Key_Plus)
+    assert tree.isExpanded(tree.model().index_for_path("backbone"))
+    result = _shown(qtbot, loaded, lambda: QTest.keyClick(tree, Qt.Key.Key_Right))
+    assert (Path(result.image).name, result.layer) == ("b.png", "backbone")
 
 
 def test_same_size_images_keep_the_zoom(qtbot, loaded):
