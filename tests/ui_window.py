@@ -16,3 +16,23 @@ def shown_window(qtbot, width: int, height: int):
     qtbot.waitExposed(window)
     qtbot.waitUntil(window.engine_ready, timeout=WINDOW_TIMEOUT)
     return window
+
+
+def drop_paths(window, paths):
+    """A real drag-enter + drop of local files or folders on ``window``; returns the drop event."""
+    from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    try:  # Qt 6.12 takes a QPointF (the QPoint overload is deprecated); 6.11 only a QPoint
+        enter = QDragEnterEvent(QPointF(50, 50), *args)
+    except TypeError:
+        enter = QDragEnterEvent(QPoint(50, 50), *args)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(50, 50), *args)
+    QApplication.sendEvent(window, drop)
+    return drop

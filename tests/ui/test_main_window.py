@@ -13,13 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QListView, QMessageBox, QPushButton, QSlider, QTreeView
 
 from gradcam_desktop.core.types import MapResult
 from gradcam_desktop.ui import MainWindow
+from ui_window import drop_paths
 
 CLASS_NAMES = ["cat", "dog", "bird", "fish"]  # the labels sidecar of conftest's model_file
 TIMEOUT = 60_000
@@ -60,18 +61,7 @@ def _error(qtbot, window, action):
 
 
 def _drop(window, paths):
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    try:  # Qt 6.12 takes a QPointF (the QPoint overload is deprecated); 6.11 only a QPoint
-        enter = QDragEnterEvent(QPointF(50, 50), *args)
-    except TypeError:
-        enter = QDragEnterEvent(QPoint(50, 50), *args)
-    QApplication.sendEvent(window, enter)
-    assert enter.isAccepted()
-    drop = QDropEvent(QPointF(50, 50), *args)
-    QApplication.sendEvent(window, drop)
-    return drop
+    return drop_paths(window, paths)
 
 
 # -- the scripting surface and the window's parts ---------------------------------------------

@@ -9,12 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QFileDialog
+from PySide6.QtWidgets import QFileDialog
 
 from gradcam_desktop.ui import MainWindow
+from ui_window import drop_paths
 from gradcam_desktop.ui.dnd import is_model_path, model_location, split_paths
 
 TIMEOUT = 60_000
@@ -61,18 +61,8 @@ def picture(tmp_path) -> Path:
 
 
 def _drop(window, paths):
-    """A real drag-enter + drop of local files on the window (as in test_main_window)."""
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    try:  # Qt 6.12 takes a QPointF (the QPoint overload is deprecated); 6.11 only a QPoint
-        enter = QDragEnterEvent(QPointF(50, 50), *args)
-    except TypeError:
-        enter = QDragEnterEvent(QPoint(50, 50), *args)
-    QApplication.sendEvent(window, enter)
-    assert enter.isAccepted()
-    drop = QDropEvent(QPointF(50, 50), *args)
-    QApplication.sendEvent(window, drop)
+    """A real drag-enter + drop of local files on the window."""
+    drop = drop_paths(window, paths)
     assert drop.isAccepted()
     return drop
 
