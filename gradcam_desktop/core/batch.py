@@ -8,7 +8,10 @@ results.csv, no numbers.
 
 Maps are computed for GROUPS of up to ``GROUP`` pictures in one compiled call
 (``GradCam.explain_many``): on a CPU the per-picture cost of a forward + backward pass falls by
-~1.5× from batch 1 to batch 16. If a group's call fails, its pictures are explained one by one,
+~1.5× from batch 1 to batch 16. Groups are as equal as they come (81 pictures: 14, 14, 14, 13, 13,
+13, see ``balanced_size``) and a short one runs padded to the size traced first: a fixed-size
+model's capture traces once per batch size, and a trace costs seconds where a padded row costs a
+picture's capture. If a group's call fails, its pictures are explained one by one,
 so the one bad picture gets the error row. Score-CAM (its own batches of masked inputs) runs one
 picture at a time.
 
@@ -38,7 +41,7 @@ from .errors import GradCamError, OutputError
 from .images import LoadedImage, load_image
 from .types import CSV_FIELDS, MapResult
 
-__all__ = ["GROUP", "PREFETCH", "STAGE_BYTES", "BatchRow", "OutputStyle", "explain_batch", "make_out_dir",
+__all__ = ["GROUP", "PREFETCH", "STAGE_BYTES", "BatchRow", "OutputStyle", "balanced_size", "explain_batch", "make_out_dir",
            "shown_path", "write_csv", "write_result"]
 
 #: Pictures per compiled call: the CPU's per-picture floor has flattened out by 16 (benchmarks/bench_methods.py).
@@ -182,7 +185,8 @@ class _Groups:
         while self._ahead:
             group: list[_Item] = []
             held = 0
-            while self._ahead and len(group) < self._size and held < STAGE_BYTES:
+            size = balanced_size(len(self._sources) - self._ahead[0][0], self._size)
+            while self._ahead and len(group) < size and held < STAGE_BYTES:
                 index, future = self._ahead.popleft()
                 item = _Item(index, BatchRow(source=_name(self._sources[index])))
                 try:
@@ -199,12 +203,33 @@ class _Groups:
             yield group
 
 
+def balanced_size(count: int, most: int) -> int:
+    """Pictures per group for ``count`` pictures in groups of at most ``most``, as equal as they come.
+
+    81 pictures in groups of up to 16 are 6 groups of 14 or 13 (run at 14: 3 padded rows), not
+    five of 16 and one of 1 — which would trace the capture again (seconds) or run 15 padded rows.
+    On a CPU the per-picture cost is flat from about 8 to 16 (benchmarks/bench_batch.py).
+    """
+    if count <= 0:
+        return max(1, most)
+    groups = -(-count // max(1, most))
+    return -(-count // groups)
+
+
 def _explain_group(engine, images: list[LoadedImage], class_index: int | str | None, options: dict,
-                   one_by_one: bool, progress: ProgressCallback | None) -> list[tuple[MapResult | None, str | None]]:
-    """(result, error) per picture: one compiled call for the group, or one call per picture."""
-    if len(images) > 1 and not one_by_one:
+                   one_by_one: bool, progress: ProgressCallback | None,
+                   batch_size: int = 0) -> list[tuple[MapResult | None, str | None]]:
+    """(result, error) per picture: one compiled call for the group, or one call per picture.
+
+    A group short of ``batch_size`` by less than half (the last one, or one with a picture that
+    did not decode) runs padded to it; a much shorter one (large photos fill the byte budget
+    first) runs at its own size.
+    """
+    padded = batch_size > len(images) and 2 * len(images) >= batch_size
+    if (len(images) > 1 or padded) and not one_by_one:
         try:
-            results = engine.explain_many(images, class_indices=[class_index] * len(images), **options)
+            more = {"batch_size": batch_size} if padded else {}
+            results = engine.explain_many(images, class_indices=[class_index] * len(images), **options, **more)
             return [(result, None) for result in results]
         except Exception:  # noqa: BLE001 - one bad picture fails the whole call; one by one finds it (and re-raises a bug)
             pass
@@ -246,11 +271,12 @@ def explain_batch(engine, sources: Sequence[str | os.PathLike[str] | LoadedImage
                "max_channels": max_channels}
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gradcam-batch")
     pending: deque[_Item] = deque()
+    batch_size = balanced_size(len(sources), group_size)  # every later group is this size or one less
     try:
         for group in _Groups(pool, sources, group_size):
             ready = [(item, item.image) for item in group if item.image is not None]
             answers = _explain_group(engine, [image for _, image in ready], class_index, options, one_by_one,
-                                     progress)
+                                     progress, batch_size)
             for (item, image), (result, error) in zip(ready, answers):
                 item.row.result, item.row.error = result, error
                 if result is None:

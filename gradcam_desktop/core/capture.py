@@ -83,6 +83,8 @@ class Capture:
         self._on_trace = on_trace
         self._input_shape = input_shape
         self.traced = False  # True after the first successful run (or prepare)
+        #: Batch sizes run so far: each one has its own trace for a fixed-size model (GradCam pads to one).
+        self.batch_sizes: set[int] = set()
         if None in input_shape[:2]:
             signature = [tf.TensorSpec((None, *input_shape), tf.float32),
                          tf.TensorSpec((None, head.units), tf.float32), tf.TensorSpec((None,), tf.float32)]
@@ -111,6 +113,7 @@ class Capture:
         activations, gradients, logits, used = self._function(
             tf.constant(batch, tf.float32), tf.constant(weights), tf.constant(tops))
         self.traced = True
+        self.batch_sizes.add(len(batch))
         return Captured(activations.numpy(), gradients.numpy(), logits.numpy(), used.numpy())
 
     def prepare(self, side: int) -> bool:

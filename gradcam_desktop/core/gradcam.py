@@ -243,11 +243,15 @@ class GradCam:
     def explain_many(self, images: Sequence[LoadedImage], layer: str | Sequence[str] | None = None,
                      class_indices: Sequence[int | str | None] | None = None,
                      method: str = "gradcam", *, versus: int | str | None = None, counterfactual: bool = False,
-                     max_channels: int | None = None) -> list[MapResult]:
+                     max_channels: int | None = None, batch_size: int | None = None) -> list[MapResult]:
         """One map per (image, class) pair, computed in one batched capture per layer where sizes allow.
 
         ``class_indices[i]`` None explains image i's top class. The same picture may appear
         several times (several classes of one picture cost one batch). Score-CAM runs per picture.
+        ``batch_size``: the batch size the caller runs most (a batch loop's group size). Fewer
+        images than that run padded to it (the extra rows are computed and dropped) unless the
+        capture has already run at their own number: a fixed-size model's capture traces once
+        per batch size, and a trace (seconds for a large model) costs more than a few rows.
         """
         start = time.perf_counter()
         reduction = cams.method(method)
@@ -256,7 +260,9 @@ class GradCam:
         if class_indices is None:
             class_indices = [None] * len(images)
         targets = [self.target(c, versus, counterfactual) for c in class_indices]
-        if reduction.forward_passes or len(images) == 1:
+        fixed = all(self.loaded.input_size)
+        pad_to = int(batch_size) if batch_size and fixed else 0
+        if reduction.forward_passes or (len(images) == 1 and not self._pads(layers, 1, pad_to)):
             return [MapTask(self._steps(image, layers, target, reduction, max_channels)).finish()
                     for image, target in zip(images, targets, strict=True)]
         inputs = [self.model_input(image) for image in images]
@@ -268,8 +274,11 @@ class GradCam:
         for name in layers:
             capture = self.capture(name)
             for group in _same_shape_groups(inputs):
-                batch = np.concatenate([inputs[i] for i in group]) if len(group) > 1 else inputs[group[0]]
-                run = capture.run(batch, weights[group], tops[group])
+                rows_run = group
+                if self._pads(layers, len(group), pad_to):
+                    rows_run = group + [group[-1]] * (pad_to - len(group))  # dropped below: row < len(group)
+                batch = np.concatenate([inputs[i] for i in rows_run]) if len(rows_run) > 1 else inputs[group[0]]
+                run = capture.run(batch, weights[rows_run], tops[rows_run])
                 for row, i in enumerate(group):
                     assert reduction.reduce is not None
                     maps[i].append(reduction.reduce(run.activations[row], run.gradients[row]))
@@ -277,6 +286,11 @@ class GradCam:
         seconds = (time.perf_counter() - start) / max(1, len(images))
         return [self._result(image, layers, self._fused(maps[i], inputs[i]), *rows[i], targets[i], reduction, seconds)
                 for i, image in enumerate(images)]
+
+    def _pads(self, layers: list[str], count: int, pad_to: int) -> bool:
+        """Whether ``count`` inputs run padded to ``pad_to`` rows: fewer than that, and some layer's
+        capture has not yet run (been traced) at ``count``."""
+        return count < pad_to and any(count not in self.capture(name).batch_sizes for name in layers)
 
     # -- one map, step by step -----------------------------------------------------------
     def _steps(self, image: LoadedImage, layers: list[str], target: Target, reduction: cams.Method,
