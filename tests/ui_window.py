@@ -36,3 +36,15 @@ def drop_paths(window, paths):
     drop = QDropEvent(QPointF(50, 50), *args)
     QApplication.sendEvent(window, drop)
     return drop
+
+
+def click_radio(window, name: str) -> None:
+    """A real mouse click on the visible radio button ``name`` (its indicator)."""
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QRadioButton
+
+    button = window.findChild(QRadioButton, name)
+    assert button is not None and button.isVisible()
+    QTest.mouseClick(button, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(button.height() // 2, button.height() // 2))

@@ -11,13 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import PurePath
 
 import pytest
 
 from gradcam_desktop import commands
 from gradcam_desktop.cli import main
 from gradcam_desktop.core.errors import GradCamError
+from hostile import limit_path_comparisons
 
 #: Seconds the child may take before it counts as hung (TensorFlow and the demo model load first).
 HANG_GUARD = 300
@@ -63,16 +63,7 @@ def test_batch_expands_100000_files_without_comparing_pairs(tmp_path, monkeypatc
         # the same hash, i.e. once per path already seen. The folder given twice: at most one
         # comparison per path found; past that, fail at once instead of running for minutes.
         bound = 2 * count
-        counted = {"n": 0}
-        equal = PurePath.__eq__
-
-        def comparing(self, other):
-            counted["n"] += 1
-            if counted["n"] > bound:
-                raise AssertionError(f"more than {bound} path comparisons: pairwise de-duplication")
-            return equal(self, other)
-
-        monkeypatch.setattr(PurePath, "__eq__", comparing)
+        limit_path_comparisons(monkeypatch, bound)
         code = main(["batch", "-m", "demo", "--out-dir", str(tmp_path / "out"), str(folder), str(folder)])
         monkeypatch.undo()
         _, err = capsys.readouterr()

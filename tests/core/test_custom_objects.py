@@ -15,6 +15,7 @@ from gradcam_desktop.core.custom_objects import load_custom_objects, load_for_mo
 from gradcam_desktop.core.errors import ModelLoadError, UnsafeModelError
 from gradcam_desktop.core.gradcam import GradCam
 from gradcam_desktop.core.models import load_model
+from hostile import rewrite_keras
 from model_factory import random_image
 
 LAYERS = textwrap.dedent('''
@@ -134,22 +135,6 @@ def _layers_source(package: str, marker: bool = False) -> str:
     return source
 
 
-def _rewrite(src, dest, edit):
-    """Copy a .keras zip with its config.json edited."""
-    import json
-    import zipfile
-
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "config.json":
-                config = json.loads(data)
-                edit(config)
-                data = json.dumps(config).encode()
-            zout.writestr(info.filename, data)
-    return dest
-
-
 def _predictions(config: dict) -> dict:
     return next(layer for layer in config["config"]["layers"] if layer["name"] == "predictions")["config"]
 
@@ -180,7 +165,7 @@ def test_what_the_files_imports_register_is_not_trusted(tmp_path, capsys):
     _model(layers_file).save(tmp_path / "plain.keras")
     loud = {"module": "gradcam_test_helper", "class_name": "function", "config": "GradcamHelper>loud",
             "registered_name": "function"}
-    path = _rewrite(tmp_path / "plain.keras", tmp_path / "helper.keras",
+    path = rewrite_keras(tmp_path / "plain.keras", tmp_path / "helper.keras",
                     lambda config: _predictions(config).update(kernel_initializer=loud))
     keras.saving.load_model(path)  # the helper registered 'loud' (runpy above): Keras alone calls it
     assert marker.exists()
@@ -197,7 +182,7 @@ def test_what_the_files_imports_register_is_not_trusted(tmp_path, capsys):
     assert len(lines) == 1 and "needs registered function 'GradcamHelper>loud'" in lines[0]
     with pytest.raises(UnsafeModelError, match="GradcamHelper>loud"):
         load_model(path)
-    named = _rewrite(tmp_path / "plain.keras", tmp_path / "named.keras",  # by name: Keras looks it up too
+    named = rewrite_keras(tmp_path / "plain.keras", tmp_path / "named.keras",  # by name: Keras looks it up too
                      lambda config: _predictions(config).update(kernel_initializer="GradcamHelper>loud"))
     with pytest.raises(UnsafeModelError, match="needs registered function 'GradcamHelper>loud', which "
                                                "layers_with_helper.py does not define"):
@@ -251,7 +236,7 @@ def test_the_file_does_not_run_for_a_model_that_does_not_need_it(tmp_path, marke
 
 def test_the_file_does_not_run_for_a_model_that_fails_its_other_checks(tmp_path, marked, capsys):
     layers_file, ran = marked
-    vocabulary = _rewrite(tmp_path / "custom_lambda.keras", tmp_path / "custom_vocabulary.keras",
+    vocabulary = rewrite_keras(tmp_path / "custom_lambda.keras", tmp_path / "custom_vocabulary.keras",
                           lambda config: config["config"]["layers"].append({
                               "module": "keras.layers", "class_name": "StringLookup", "registered_name": None,
                               "config": {"name": "lookup", "vocabulary": "/etc/hostname"}}))

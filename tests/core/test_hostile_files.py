@@ -29,6 +29,7 @@ from gradcam_desktop import cli
 from gradcam_desktop.core import archive, footprint, safety
 from gradcam_desktop.core.errors import ModelLoadError, UnsafeModelError, plain_reason, unexpected_message
 from gradcam_desktop.core.models import load_model
+from hostile import rewrite_keras
 
 GIB = 1024**3
 UNITS = 100_000_000  # Dense(units=...) of the memory bomb: 4 inputs -> 2 GB of float32
@@ -43,24 +44,6 @@ def _tiny() -> keras.Model:
 
 def _layer(config: dict, name: str) -> dict:
     return next(layer for layer in config["config"]["layers"] if layer["name"] == name)
-
-
-def _rewrite_keras(src: Path, dest: Path, edit=None, members: dict[str, bytes] | None = None,
-                   compress: int = zipfile.ZIP_STORED) -> Path:
-    """Copy a .keras zip, editing config.json and replacing or adding members."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w", compression=compress) as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "config.json" and edit is not None:
-                config = json.loads(data)
-                edit(config)
-                data = json.dumps(config).encode()
-            if members and info.filename in members:
-                data = members.pop(info.filename)
-            zout.writestr(info.filename, data)
-        for name, data in (members or {}).items():
-            zout.writestr(name, data)
-    return dest
 
 
 def _set_units(config: dict, units: int = UNITS) -> None:
@@ -172,7 +155,7 @@ def hostile(tiny, tmp_path_factory) -> dict[str, tuple[Path, str]]:
 
     mismatch = (r"its layers declare 1\.\d GB of weights \(largest .*kernel \(4, 100000000\)\) "
                 r"but its weights file holds only 488 bytes")
-    add("dense_bomb.keras", _rewrite_keras(tiny["keras"], folder / "dense_bomb.keras", _set_units), mismatch)
+    add("dense_bomb.keras", rewrite_keras(tiny["keras"], folder / "dense_bomb.keras", _set_units), mismatch)
     h5 = folder / "dense_bomb.h5"
     shutil.copyfile(tiny["h5"], h5)
     with h5py.File(h5, "r+") as f:
@@ -192,7 +175,7 @@ def hostile(tiny, tmp_path_factory) -> dict[str, tuple[Path, str]]:
         weights = io.BytesIO(zf.read("model.weights.h5"))
     with h5py.File(weights, "r+") as f:
         _sparse_weights(f, (4, UNITS), (UNITS,))
-    add("sparse_bomb.keras", _rewrite_keras(tiny["keras"], folder / "sparse_bomb.keras", _set_units,
+    add("sparse_bomb.keras", rewrite_keras(tiny["keras"], folder / "sparse_bomb.keras", _set_units,
                                             {"model.weights.h5": weights.getvalue()}), stores)
 
     # Weights whose data Keras would read from a local file (HDF5 external storage / links).
@@ -208,7 +191,7 @@ def hostile(tiny, tmp_path_factory) -> dict[str, tuple[Path, str]]:
         kernel = next(name for name in _datasets(f) if f[name].shape == (4, 2))
         del f[kernel]
         f[kernel] = h5py.ExternalLink(str(tiny["h5"]), "/model_weights/head/head/kernel")
-    add("external_link.keras", _rewrite_keras(tiny["keras"], folder / "external_link.keras",
+    add("external_link.keras", rewrite_keras(tiny["keras"], folder / "external_link.keras",
                                               members={"model.weights.h5": weights.getvalue()}),
         r"reads data from outside the model: '.*' links to another file")
 
@@ -219,7 +202,7 @@ def hostile(tiny, tmp_path_factory) -> dict[str, tuple[Path, str]]:
     _big_directory(directory, 100_000)
     add("directory.keras", directory, r"its list of files takes 4\.\d MB \(more than 4\.0 MB\)")
 
-    unpacks = _rewrite_keras(tiny["keras"], folder / "unpacks.keras", compress=zipfile.ZIP_DEFLATED)
+    unpacks = rewrite_keras(tiny["keras"], folder / "unpacks.keras", compress=zipfile.ZIP_DEFLATED)
     _declare_member_size(unpacks, "model.weights.h5", 4_000_000_000)
     add("unpacks.keras", unpacks, r"its weights file unpacks to 3\.7 GB, far more than the 488 bytes its layers need")
     inflating = folder / "inflating.keras"
@@ -236,14 +219,14 @@ def hostile(tiny, tmp_path_factory) -> dict[str, tuple[Path, str]]:
         ("legacy_deserialize", {"module": "keras.legacy.saving", "class_name": "deserialize_keras_object",
                                 "config": {}}, "keras.legacy.saving.deserialize_keras_object"),
     ):
-        add(f"{name}.keras", _rewrite_keras(tiny["keras"], folder / f"{name}.keras", _set_head_activation(activation)),
+        add(f"{name}.keras", rewrite_keras(tiny["keras"], folder / f"{name}.keras", _set_head_activation(activation)),
             rf"layer 'head' refers to '{re.escape(label)}', which is not a model building block")
 
     def vocabulary(config: dict) -> None:
         config["config"]["layers"].append({"module": "keras.layers", "class_name": "StringLookup", "config": {
             "name": "lookup", "vocabulary": "/etc/hostname", "output_mode": "int"}, "registered_name": None,
             "name": "lookup", "inbound_nodes": []})
-    add("vocabulary.keras", _rewrite_keras(tiny["keras"], folder / "vocabulary.keras", vocabulary),
+    add("vocabulary.keras", rewrite_keras(tiny["keras"], folder / "vocabulary.keras", vocabulary),
         r"layer 'lookup' would read the file '/etc/hostname' \(vocabulary\)")
 
     inp = keras.Input((8, 8, 3))
@@ -253,7 +236,7 @@ def hostile(tiny, tmp_path_factory) -> dict[str, tuple[Path, str]]:
 
     def enlarge(config: dict) -> None:
         _layer(config, "resize")["config"].update(height=1_000_000, width=1_000_000)
-    add("resize_bomb.keras", _rewrite_keras(resize, folder / "resize_bomb.keras", enlarge),
+    add("resize_bomb.keras", rewrite_keras(resize, folder / "resize_bomb.keras", enlarge),
         r"resize_bomb\.keras would need \d+\.\d TB to run on one image")
 
     # The same bomb in the three formats Keras 2 (tf.keras) writes: measured by Keras 2 itself.
@@ -270,7 +253,7 @@ def hostile(tiny, tmp_path_factory) -> dict[str, tuple[Path, str]]:
         _set_units(config)
         f.attrs["model_config"] = json.dumps(config)
     add("dense_bomb2.h5", bomb2, mismatch)
-    add("dense_bomb2.keras", _rewrite_keras(folder / "tiny2.keras", folder / "dense_bomb2.keras", _set_units), mismatch)
+    add("dense_bomb2.keras", rewrite_keras(folder / "tiny2.keras", folder / "dense_bomb2.keras", _set_units), mismatch)
     saved = folder / "dense_bomb2_savedmodel"
     keras2.save(saved)
     from tf_keras.protobuf import saved_metadata_pb2
@@ -290,7 +273,7 @@ def hostile(tiny, tmp_path_factory) -> dict[str, tuple[Path, str]]:
 
     def wrong_argument(config: dict) -> None:
         _layer(config, "conv")["config"]["foo"] = 1
-    add("wrong_argument.keras", _rewrite_keras(tiny["keras"], folder / "wrong_argument.keras", wrong_argument),
+    add("wrong_argument.keras", rewrite_keras(tiny["keras"], folder / "wrong_argument.keras", wrong_argument),
         r"Cannot open model wrong_argument\.keras: Unrecognized keyword arguments passed to Conv2D: \{'foo': 1\}$")
     return files
 
@@ -392,7 +375,7 @@ def test_trust_unlocks_exactly_code_in_the_file(tmp_path, tiny):
     def vocabulary(config: dict) -> None:
         config["config"]["layers"].append({"module": "keras.layers", "class_name": "IntegerLookup",
                                            "config": {"name": "ids", "vocabulary": str(tiny["h5"])}})
-    both = _rewrite_keras(path, tmp_path / "both.keras", vocabulary)
+    both = rewrite_keras(path, tmp_path / "both.keras", vocabulary)
     with pytest.raises(UnsafeModelError, match="would read the file") as refused:
         safety.check_model_file(both, trust=True)
     assert not refused.value.trustable
@@ -417,7 +400,7 @@ def test_nested_compile_config_is_never_deserialized(tmp_path):
     def poison(config: dict) -> None:
         _layer(config, "inner")["compile_config"]["loss"] = {
             "module": "keras.losses", "class_name": "NoSuchLoss", "config": {}, "registered_name": None}
-    poisoned = _rewrite_keras(path, tmp_path / "poisoned.keras", poison)
+    poisoned = rewrite_keras(path, tmp_path / "poisoned.keras", poison)
     with pytest.raises(Exception, match="NoSuchLoss"):
         keras.saving.load_model(poisoned, compile=False)
     assert not load_model(poisoned).model.get_layer("inner").compiled
@@ -478,7 +461,7 @@ def test_a_model_that_fails_on_an_image_says_so_in_one_line(tiny, tmp_path, caps
 
     # keras.ops.cond is an allowed op, but as an activation it lacks its other arguments:
     # the file loads, and fails inside TensorFlow's graph when run.
-    path = _rewrite_keras(tiny["keras"], tmp_path / "cond.keras", _set_head_activation(
+    path = rewrite_keras(tiny["keras"], tmp_path / "cond.keras", _set_head_activation(
         {"module": "keras.ops", "class_name": "function", "config": "cond", "registered_name": None}))
     image = tmp_path / "a.png"
     cv2.imwrite(str(image), np.full((8, 8, 3), 128, np.uint8))

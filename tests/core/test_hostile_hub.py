@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import h5py
@@ -22,6 +21,7 @@ import pytest
 from gradcam_desktop.core import allowlist, safety, scan
 from gradcam_desktop.core.errors import ModelLoadError, UnsafeModelError, plain_reason
 from gradcam_desktop.core.models import load_model
+from hostile import rewrite_keras
 
 
 def hub():
@@ -40,19 +40,6 @@ def _lambda_model() -> keras.Model:
     x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inp)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(keras.layers.Conv2D(4, 3, name="conv")(x))
     return keras.Model(inp, keras.layers.Dense(2, activation="softmax", name="head")(x))
-
-
-def _rewrite(src: Path, dest: Path, edit) -> Path:
-    """Copy a .keras zip with its config.json edited."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "config.json":
-                config = json.loads(data)
-                edit(config)
-                data = json.dumps(config).encode()
-            zout.writestr(info.filename, data)
-    return dest
 
 
 def _head(config: dict) -> dict:
@@ -87,7 +74,7 @@ def tiny(tmp_path_factory) -> Path:
 ])
 def test_a_kerashub_function_is_refused_even_trusted(tiny, tmp_path, argument, name, module):
     hub()
-    path = _rewrite(tiny, tmp_path / "hub_function.keras",
+    path = rewrite_keras(tiny, tmp_path / "hub_function.keras",
                     lambda config: _head(config).update({argument: _hub_function(name, module)}))
     for trust in (False, True):
         with pytest.raises(UnsafeModelError) as raised:
@@ -124,7 +111,7 @@ def test_a_kerashub_function_as_initializer_is_never_called(tiny, tmp_path, arme
     if form == "name":  # a plain string: Keras looks initializer names up among registered names too
         initializer = initializer["config"]
     if suffix == ".keras":
-        path = _rewrite(tiny, tmp_path / "initializer.keras",
+        path = rewrite_keras(tiny, tmp_path / "initializer.keras",
                         lambda config: _head(config).update(kernel_initializer=initializer))
     else:
         path = tmp_path / "initializer.h5"
@@ -192,7 +179,7 @@ def trusted_lambda_files(tmp_path_factory) -> dict[str, tuple[Path, str]]:
     }
     files = {}
     for name, (node, pattern) in tokenizers.items():
-        files[name] = (_rewrite(plain, folder / name, lambda config, node=node: config["config"]["layers"].append(node)),
+        files[name] = (rewrite_keras(plain, folder / name, lambda config, node=node: config["config"]["layers"].append(node)),
                        pattern)
     return files
 
@@ -293,7 +280,7 @@ def test_an_hdf5_file_that_is_not_keras_is_not_told_to_resave(tmp_path):
      r"open the model as Keras saved it\.?$"),
 ])
 def test_raw_python_errors_from_keras_are_put_in_words(tiny, tmp_path, edit, expected):
-    path = _rewrite(tiny, tmp_path / "malformed.keras", edit)
+    path = rewrite_keras(tiny, tmp_path / "malformed.keras", edit)
     with pytest.raises(ModelLoadError, match=r"^Cannot open model malformed\.keras: " + expected) as raised:
         load_model(path)
     text = _one_line(raised)

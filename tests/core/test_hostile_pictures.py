@@ -17,7 +17,7 @@ import struct
 import subprocess
 import sys
 import zlib
-from pathlib import Path, PurePath
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +25,7 @@ from PIL import Image
 
 from gradcam_desktop.core import images
 from gradcam_desktop.core.errors import ImageLoadError
+from hostile import limit_path_comparisons
 from gradcam_desktop.core.images import MAX_DECODED_BYTES, MAX_FILE_BYTES, MAX_PIXELS, find_images, load_image
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
@@ -285,16 +286,7 @@ def test_a_folder_of_100000_pictures_expands_without_comparing_pairs(tmp_path, m
         # probability ~1e5**2 / 2**65). So at most one per path given; past that, fail at once
         # rather than run for minutes.
         bound = 2 * len(names) + 1
-        counted = {"n": 0}
-        equal = PurePath.__eq__
-
-        def comparing(self, other):
-            counted["n"] += 1
-            if counted["n"] > bound:
-                raise AssertionError(f"more than {bound} path comparisons: pairwise de-duplication")
-            return equal(self, other)
-
-        monkeypatch.setattr(PurePath, "__eq__", comparing)
+        limit_path_comparisons(monkeypatch, bound)
         found = find_images(given)
         monkeypatch.undo()
         assert found == [folder / name for name in names]

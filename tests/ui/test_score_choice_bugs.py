@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QComboBox, QRadioButton
-from ui_window import WINDOW_TIMEOUT, shown_window
+from PySide6.QtWidgets import QApplication, QComboBox
+from ui_window import click_radio, WINDOW_TIMEOUT, shown_window
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
@@ -41,10 +41,7 @@ def _shown(qtbot, window, action, check=lambda _r: True):
 
 
 def _click_radio(window, name: str) -> None:
-    button = window.findChild(QRadioButton, name)
-    assert button is not None and button.isVisible()
-    QTest.mouseClick(button, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                     QPoint(button.height() // 2, button.height() // 2))
+    click_radio(window, name)
 
 
 def _versus_box(window) -> QComboBox:

@@ -12,10 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QRadioButton
-from ui_window import WINDOW_TIMEOUT, shown_window
+from ui_window import click_radio, WINDOW_TIMEOUT, shown_window
 
 from gradcam_desktop.core import verdicts as v
 
@@ -40,10 +39,7 @@ def _report(qtbot, window, action, check=lambda _o: True):
 
 
 def _click_radio(window, name: str) -> None:
-    button = window.findChild(QRadioButton, name)
-    assert button is not None and button.isVisible()
-    QTest.mouseClick(button, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                     QPoint(button.height() // 2, button.height() // 2))
+    click_radio(window, name)
 
 
 def _light(good: bool, weak: bool) -> str:
