@@ -14,7 +14,8 @@ other clicks go round the classes other than the highlighted one. A 10 ms ``QTim
 thread records the longest gap between ticks from the first click until the worker is idle
 again after the last one.
 
-``--trace`` also logs timestamped spans on both threads (worker: map, trace, capture, display;
+``--trace`` runs the engine on a thread of the window's process (``GRADCAM_DESKTOP_ENGINE=thread``,
+as before issue 17: the probes cannot reach another process) and logs timestamped spans on both threads (worker: map, trace, capture, display;
 window: click, on_map, set_classes, set_map, busy) and the UI thread's scheduler statistics at
 every tick (/proc/thread-self/schedstat), and prints, for every gap > 20 ms, how long the UI
 thread ran, waited for a CPU (runnable, not running) and was blocked (not runnable: waiting for
@@ -74,14 +75,17 @@ def install_probes(spans: Spans) -> None:
     """Wrap the steps of a map on both threads; before the window exists, so that the signal
     connections it makes bind the probes."""
     from gradcam_desktop.core import capture, gradcam
-    from gradcam_desktop.ui import class_list, image_view, main_window, worker
+    from gradcam_desktop.session import engine, maps
+    from gradcam_desktop.ui import class_list, image_view, main_window
 
     spans.wrap(capture.Capture, "_capture", "trace python", lambda self, *_a: self.layer)
     spans.wrap(capture.Capture, "run", "capture.run", lambda self, *_a: self.layer)
     spans.wrap(capture.Capture, "prepare", "prepare", lambda self, *_a: self.layer)
     spans.wrap(gradcam.GradCam, "explain", "explain", lambda self, _img, layer=None, cls=None, *a, **k: f"{layer}/{cls}")
-    for name in ("_map", "_precompute_map", "_step", "display_uint8"):
-        spans.wrap(worker.GradCamWorker if name != "display_uint8" else worker, name)
+    for name in ("_explain", "_step"):
+        spans.wrap(engine.Engine, name)
+    spans.wrap(maps.MapMaker, "precompute")
+    spans.wrap(maps, "display_uint8")
     for name in ("_on_map", "_on_layer", "keep_class", "_on_busy"):
         spans.wrap(main_window.MainWindow, name)
     spans.wrap(class_list.ClassListWidget, "set_classes")
@@ -127,6 +131,7 @@ def run_child(clicks: int, seed: int, trace: bool, realtime: bool) -> dict:
 
     spans = Spans() if trace else None
     if spans is not None:
+        os.environ["GRADCAM_DESKTOP_ENGINE"] = "thread"  # the probes see the engine's thread only in this process
         install_probes(spans)
     from gradcam_desktop.__main__ import sample_image
 

@@ -212,7 +212,12 @@ def forward_file_open_events(app, open_paths):
 
 def main(argv: list[str] | None = None) -> int:
     """Start the window; returns the process exit code."""
-    args = _parse(sys.argv[1:] if argv is None else argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["--engine-process"]:  # a frozen app starting its own engine (session.host)
+        from gradcam_desktop.session.engine_main import main as engine_main
+
+        return engine_main(arguments[1:])
+    args = _parse(arguments)
     if args.self_test:
         from gradcam_desktop import self_test
 

@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt
 
 from gradcam_desktop.core.types import MapResult
 from gradcam_desktop.ui.layer_tree import nodes_by_path
-from gradcam_desktop.ui.requests import MapSpec
+from gradcam_desktop.session.requests import MapSpec
 
 __all__ = ["attach"]
 

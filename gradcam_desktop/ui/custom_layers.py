@@ -1,61 +1,26 @@
 """File → Load Custom Layers from a Python File…: the user's own registered Keras classes (issue 11).
 
-The file is code, so it runs only after a confirmation that names it, and on the worker thread
-(it imports Keras): ``CustomLayersRequest.start_job`` runs ``core.custom_objects`` there and
-answers with a one-step job whose summary lists what the file registered. Models opened after
-that may use those classes; everything else in a model file is still checked.
+The file is code, so it runs only after a confirmation that names it, and in the engine process
+(it imports Keras): ``session.custom_layers.CustomLayersRequest``. Models opened after that may
+use those classes; everything else in a model file is still checked.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
+from gradcam_desktop.session.custom_layers import CustomLayersRequest
 from gradcam_desktop.ui.dialogs import dialogs_enabled
-from gradcam_desktop.ui.requests import _next_id
-from gradcam_desktop.ui.scheduler import Job
 
 if TYPE_CHECKING:
     from gradcam_desktop.ui.main_window import MainWindow
 
 _Q = Qt.ConnectionType.QueuedConnection  # worker signals cross threads
 PYTHON_FILTER = "Python files (*.py)"
-
-
-@dataclass
-class CustomLayersRequest:
-    """Run the trusted Python file ``path`` on the worker thread."""
-
-    path: str
-    id: int = field(default_factory=_next_id)
-
-    def start_job(self, _maker: Any) -> Job:
-        """Runs the file now (worker thread): the user chose it in a confirmation that names it, before any
-        model (``--custom-objects`` instead waits for a model that needs it). ModelLoadError (→ ``failed``)
-        in one line if it fails, calls sys.exit() or defines nothing registered."""
-        from gradcam_desktop.core.custom_objects import load_custom_objects
-
-        return _Registered(self.id, load_custom_objects(self.path))
-
-
-class _Registered(Job):
-    """Already done when started: reports what the file registered."""
-
-    visible = True
-
-    def __init__(self, job_id: int, names: list[str]) -> None:
-        super().__init__(job_id)
-        self.names = names
-
-    def step(self) -> bool:
-        return False
-
-    def summary(self) -> dict:
-        return {"cancelled": False, "registered": list(self.names)}
 
 
 def ask_to_run(window: MainWindow, path: Path) -> bool:

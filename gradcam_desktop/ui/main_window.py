@@ -45,6 +45,8 @@ class MainWindow(dnd.DropTarget, QMainWindow):
     errorShown = Signal(str)
     #: Another model was asked for (its label): every view of the old model's data clears at once.
     modelRequested = Signal(str)
+    #: The engine process died (the line shown); a new one is starting with the last model that worked.
+    engineLost = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -105,7 +107,8 @@ class MainWindow(dnd.DropTarget, QMainWindow):
                              (w.modelRefused, self._on_refused), (w.imagesLoaded, self._on_images),
                              (w.imageFailed, self._on_image_failed), (w.mapReady, self._on_map),
                              (w.failed, self._on_failed), (w.progress, self._on_progress),
-                             (w.busy, self._on_busy)):
+                             (w.busy, self._on_busy), (w.engineLost, self._on_engine_lost),
+                             (w.engineRestored, self._on_engine_restored)):
             signal.connect(slot, _Q)
 
     # -- scripting surface ---------------------------------------------------------------------
@@ -390,6 +393,22 @@ class MainWindow(dnd.DropTarget, QMainWindow):
             self.show_error(message)
         else:
             log.debug("ignored failure of stale request %s: %s", request, message)
+
+    def _on_engine_lost(self, line: str) -> None:
+        """The engine process died: one line in the status bar; pictures, choices and the map shown stay."""
+        self.map_progress.clear()
+        self.set_status(line)
+        self.engineLost.emit(line)
+
+    def _on_engine_restored(self, info: dict | None) -> None:
+        """A new engine took over: with the same model (nothing changes on screen) or without one."""
+        if info is None and self._model is not None:
+            name = self._model["display_name"]
+            self._model, self._nodes, self._layer, self._class = None, {}, None, None
+            self._show_model(None)
+            self.set_status(f"{name} could not be opened again after the engine stopped; open a model to go on.")
+        elif info is not None:
+            self.set_status(f"The engine started again with {info['display_name']}. {self._idle_text}".strip())
 
     def _on_progress(self, text: str, done: int, total: int) -> None:
         amount = status_text.progress_amount(text, done, total)

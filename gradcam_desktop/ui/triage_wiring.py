@@ -17,13 +17,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, Qt
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QMenu
 
 from gradcam_desktop.core.errors import GradCamError
 from gradcam_desktop.core.files import atomic_write_bytes
-from gradcam_desktop.ui.triage_job import BATCH, TriageFeed, TriageRequest
+from gradcam_desktop.session.triage_job import BATCH, TriageRequest
 from gradcam_desktop.ui.triage_view import TriageView
 
 __all__ = ["TriageController", "attach", "export_matrix", "export_table"]
@@ -69,6 +69,20 @@ def attach(window: Any) -> TriageController:
     return controller
 
 
+class TriageFeed(QObject):
+    """The triage job's partial results, on the UI thread: ``started(job id, info)`` once the labels are
+    read, ``rows(job id, [TriageRow, …])`` per batch, ``failed(job id, message)``."""
+
+    started = Signal(int, dict)  # job id, {"total", "warning", "skipped", "class_names", "source"}
+    rows = Signal(int, list)  # job id, a batch of TriageRow
+    failed = Signal(int, str)  # job id, one line
+
+    def deliver(self, job_id: int, part: Any) -> None:
+        """One ``jobPartial`` of a triage job: ("started" | "rows" | "failed", data)."""
+        kind, data = part
+        {"started": self.started, "rows": self.rows, "failed": self.failed}[kind].emit(job_id, data)
+
+
 class TriageController(QObject):
     """One triage run at a time: the job, its rows in the view, and what a click on a row shows."""
 
@@ -87,6 +101,7 @@ class TriageController(QObject):
         self.feed.rows.connect(self._on_rows)
         self.feed.failed.connect(self._on_failed)
         worker = window.worker
+        worker.jobPartial.connect(self._on_partial, _Q)
         worker.jobProgress.connect(self._on_progress, _Q)
         worker.jobFinished.connect(self._on_finished, _Q)
         worker.failed.connect(self._on_failed, _Q)  # the request itself refused (no model)
@@ -120,7 +135,7 @@ class TriageController(QObject):
         self.view.start(info["class_names"])
         self.view.set_status(f"Reading the labels of {Path(source).name}…")
         self.dock.setWindowTitle(f"Triage — {Path(source).name}")
-        self._job = self.window.worker.start_job(TriageRequest(str(source), self.feed, batch))
+        self._job = self.window.worker.start_job(TriageRequest(str(source), batch))
         return self._job
 
     def job(self) -> int | None:
@@ -171,6 +186,10 @@ class TriageController(QObject):
         export_matrix(self.view, path)
 
     # -- worker answers ------------------------------------------------------------------------
+    def _on_partial(self, job_id: int, part: Any) -> None:
+        if job_id == self._job:
+            self.feed.deliver(job_id, part)
+
     def _on_images(self, request: int, *_answer: Any) -> None:
         self._opening = {path: r for path, r in self._opening.items() if r != request}
 

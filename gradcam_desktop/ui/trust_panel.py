@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (QFrame, QGridLayout, QHBoxLayout, QLabel, QProgre
 from gradcam_desktop.core.trust import TrustReport
 from gradcam_desktop.core.verdicts import BETTER, Verdict, as_evidence, drop_figure, quantity, verdicts
 from gradcam_desktop.ui.trust_figures import CurvePlot, Light, SanityMap, SanityRow
-from gradcam_desktop.ui.trust_job import TrustOutcome
+from gradcam_desktop.session.trust_job import TrustOutcome
 
 __all__ = ["FIGURES", "TrustCard", "TrustPanel", "card_titles", "figure_numbers", "sanity_maps"]
 

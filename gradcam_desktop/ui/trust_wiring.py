@@ -22,8 +22,8 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QWidget
 
 from gradcam_desktop.core.types import MapResult
 from gradcam_desktop.ui.caption import pane_title
-from gradcam_desktop.ui.map_cache import map_key
-from gradcam_desktop.ui.trust_job import TrustOutcome
+from gradcam_desktop.session.map_cache import map_key
+from gradcam_desktop.session.trust_job import TrustOutcome
 
 __all__ = ["CACHE_REPORTS", "SHORTCUT", "TITLE", "TrustController", "attach"]
 

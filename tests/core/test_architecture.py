@@ -39,12 +39,12 @@ def test_resources_ship_inside_the_package():
     assert "site-packages" in str(root) or (root / ".." / "pyproject.toml").is_file()
 
 
-#: The core modules the window may import at module level: Keras- and TensorFlow-free. Everything
-#: else in core (engine, models, layers, zoo, ...) is imported by the worker thread only, inside
-#: its run(), so the window is on screen before TensorFlow has loaded.
+#: The core modules the window's process may import at module level (ui/ and session/): Keras- and
+#: TensorFlow-free. Everything else in core (engine, models, layers, zoo, ...) is imported by the
+#: engine process only (session.engine.Engine.run), so the window never loads TensorFlow.
 UI_MAY_IMPORT = {"annotate", "assets", "batch", "cams", "errors", "files", "images", "overlay", "trust", "types",
                  "verdicts"}
-#: The one UI module that reaches the engine (inside functions, on its own thread).
+#: The one UI module that reaches the engine (through session.host, on its own thread).
 ENGINE_OWNER = "worker.py"
 
 
@@ -59,11 +59,26 @@ def _module_level_core_imports(path: Path) -> set[str]:
     return names
 
 
-def test_ui_imports_only_the_keras_free_core_modules():
-    ui = CORE.parent / "ui"
-    offenders = {p.name: sorted(_module_level_core_imports(p) - UI_MAY_IMPORT) for p in sorted(ui.glob("*.py"))}
+def test_ui_and_session_import_only_the_keras_free_core_modules():
+    ui, session = CORE.parent / "ui", CORE.parent / "session"
+    files = sorted([*ui.glob("*.py"), *session.glob("*.py")])
+    offenders = {p.name: sorted(_module_level_core_imports(p) - UI_MAY_IMPORT) for p in files}
     assert {name: bad for name, bad in offenders.items() if bad} == {}
     assert (ui / ENGINE_OWNER).is_file()
+
+
+def test_session_imports_no_qt():
+    session = CORE.parent / "session"
+    modules = sorted(f"gradcam_desktop.session.{p.stem}" for p in session.glob("*.py") if p.stem != "__init__")
+    assert "gradcam_desktop.session.engine" in modules
+    code = (
+        "import sys, importlib\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'shiboken6', 'tensorflow', 'keras')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_the_core_modules_the_ui_may_import_load_no_tensorflow():

@@ -24,7 +24,7 @@ from gradcam_desktop.core.overlay import blend
 from gradcam_desktop.ui.compare_model import Context, Grid, method_title
 from gradcam_desktop.ui.compare_view import CompareView
 from gradcam_desktop.ui.image_view import ImageView
-from gradcam_desktop.ui.results import display_uint8
+from gradcam_desktop.session.results import display_uint8
 
 PICTURES = Path(__file__).resolve().parents[2] / "images"
 

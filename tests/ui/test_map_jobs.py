@@ -9,10 +9,10 @@ import numpy as np
 
 from gradcam_desktop.core import cams
 from gradcam_desktop.core.types import MapResult, Prediction
-from gradcam_desktop.ui.jobs import MapJob, supersede_view
-from gradcam_desktop.ui.map_cache import MapCache
-from gradcam_desktop.ui.requests import MapSpec
-from gradcam_desktop.ui.scheduler import Job
+from gradcam_desktop.session.jobs import MapJob, supersede_view
+from gradcam_desktop.session.map_cache import MapCache
+from gradcam_desktop.session.requests import MapSpec
+from gradcam_desktop.session.scheduler import Job
 from gradcam_desktop.ui.worker import GradCamWorker
 
 TIMEOUT = 60_000

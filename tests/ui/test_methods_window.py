@@ -32,7 +32,7 @@ from gradcam_desktop.core.images import load_image
 from gradcam_desktop.core.types import MapResult
 from gradcam_desktop.ui import MainWindow
 from gradcam_desktop.ui.dialogs import HELP_TEXT
-from gradcam_desktop.ui.requests import MapSpec
+from gradcam_desktop.session.requests import MapSpec
 
 TIMEOUT = 60_000
 REPO = Path(__file__).resolve().parents[2]

@@ -316,7 +316,7 @@ def test_clicking_a_row_shows_its_picture_and_map(window, qtbot, labelled):
 # -- decoded pictures: a cache bounded by bytes ----------------------------------------------------
 def test_picture_cache_stays_under_its_bound_and_decodes_again(tmp_path):
     from gradcam_desktop.core.images import load_image
-    from gradcam_desktop.ui.picture_cache import PictureCache
+    from gradcam_desktop.session.picture_cache import PictureCache
 
     size = 60 * 80 * 3  # bytes of one decoded picture
     cache = PictureCache(max_bytes=5 * size)

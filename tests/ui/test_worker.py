@@ -12,11 +12,12 @@ import logging
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.types import MapResult
-from gradcam_desktop.ui.map_cache import map_key
+from gradcam_desktop.session.map_cache import map_key
 from gradcam_desktop.ui.worker import GradCamWorker
 
 LAYERS = ["backbone/last_conv", "backbone/conv2", "backbone/conv1", "backbone/pool2", "backbone/pool1"]
@@ -131,7 +132,7 @@ def test_errors_arrive_as_failed(qtbot, model_file, image_files, caplog):
         assert "no longer loaded" in message
         message = _wait_for(qtbot, worker.failed, lambda: worker.explain(key, None, None, method="nope"))
         assert "Unknown method 'nope'" in message
-        with caplog.at_level(logging.ERROR, logger="gradcam_desktop.ui.worker"):
+        with caplog.at_level(logging.ERROR, logger="gradcam_desktop.session.engine"):
             message = _wait_for(qtbot, worker.failed, lambda: worker.explain(key, "backbone/conv1", 2))
         assert message.startswith("Unexpected ValueError: kaboom; see the log at ")
         assert any(r.exc_info and "kaboom" in str(r.exc_info[1]) for r in caplog.records)
@@ -166,7 +167,8 @@ def test_cache_and_precompute(qtbot, model_file, image_files):
         first = _explain(qtbot, w, key, None, None)
         assert not first.cached
         again = _explain(qtbot, w, key, None, first.class_index)
-        assert again.cached and again.raw is first.raw and again.request_id != first.request_id
+        # From the engine's cache: the same map, not computed again (a new request id, across the process pipe).
+        assert again.cached and np.array_equal(again.raw, first.raw) and again.request_id != first.request_id
         top3 = [index for index, _n, _p in first.prediction.top[:3]]
         wanted = {map_key(key, first.generation, "backbone/last_conv", c, "gradcam") for c in top3}
         qtbot.waitUntil(lambda: wanted <= set(w.cached_keys()), timeout=TIMEOUT)

@@ -27,15 +27,25 @@ def mirror(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setenv(zoo.ENV_URL, "http://127.0.0.1:9/")  # nothing listens there: offline
+def _window(qtbot):
+    """The engine process inherits the environment when the window starts it: set it before."""
     w = MainWindow()
     qtbot.addWidget(w)
     w.show()
     qtbot.waitUntil(w.engine_ready, timeout=TIMEOUT)
     return w
+
+
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    return tmp_path / "keras_home"
+
+
+@pytest.fixture
+def window(qtbot, keras_home, monkeypatch):
+    monkeypatch.setenv(zoo.ENV_URL, "http://127.0.0.1:9/")  # nothing listens there: offline
+    return _window(qtbot)
 
 
 def test_offline_zoo_model_gives_a_plain_message_and_the_window_stays_usable(qtbot, window, tmp_path):
@@ -53,8 +63,9 @@ def test_offline_zoo_model_gives_a_plain_message_and_the_window_stays_usable(qtb
     assert shown.args[0].model == "demo"
 
 
-def test_zoo_model_downloads_with_progress_and_shows_imagenet_classes(qtbot, window, mirror, monkeypatch, tmp_path):
+def test_zoo_model_downloads_with_progress_and_shows_imagenet_classes(qtbot, keras_home, mirror, monkeypatch, tmp_path):
     monkeypatch.setenv(zoo.ENV_URL, mirror.as_uri() + "/")
+    window = _window(qtbot)
     progress = []
     window.worker.progress.connect(lambda text, done, total: progress.append((done, total)))
     picture = tmp_path / "p.png"

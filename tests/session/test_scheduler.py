@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gradcam_desktop.ui.requests import CancelJob, Explain, ExportAll, LoadImages, LoadModel, Shutdown
-from gradcam_desktop.ui.scheduler import Job, Run, Scheduler, Step, Wait
+from gradcam_desktop.session.requests import CancelJob, Explain, ExportAll, LoadImages, LoadModel, Shutdown
+from gradcam_desktop.session.scheduler import Job, Run, Scheduler, Step, Wait
 
-SCHEDULER = Path(__file__).resolve().parents[2] / "gradcam_desktop" / "ui" / "scheduler.py"
+SCHEDULER = Path(__file__).resolve().parents[2] / "gradcam_desktop" / "session" / "scheduler.py"
 
 
 class Counting(Job):
@@ -58,7 +58,7 @@ def test_scheduler_imports_neither_qt_nor_threads():
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
     assert not imported & {"PySide6", "shiboken6", "threading", "queue", "time", "concurrent", "tensorflow"}
-    code = ("import sys, gradcam_desktop.ui.scheduler, gradcam_desktop.ui.requests, gradcam_desktop.ui.map_cache\n"
+    code = ("import sys, gradcam_desktop.session.scheduler, gradcam_desktop.session.requests, gradcam_desktop.session.map_cache\n"
             "print(sorted(m for m in ('PySide6', 'tensorflow', 'keras') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -12,10 +12,10 @@ from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.errors import ClassSelectionError
 from gradcam_desktop.core.images import LoadedImage
 from gradcam_desktop.core.types import CSV_FIELDS, MapResult, Prediction
-from gradcam_desktop.ui.jobs import CSV_NAME, ExportJob, PrecomputeJob, PrepareLayersJob, export_job
-from gradcam_desktop.ui.map_cache import map_key
-from gradcam_desktop.ui.requests import ExportAll, Precompute
-from gradcam_desktop.ui.scheduler import Scheduler, Step, Wait
+from gradcam_desktop.session.jobs import CSV_NAME, ExportJob, PrecomputeJob, PrepareLayersJob, export_job
+from gradcam_desktop.session.map_cache import map_key
+from gradcam_desktop.session.requests import ExportAll, Precompute
+from gradcam_desktop.session.scheduler import Scheduler, Step, Wait
 
 NAMES = ["cat", "dog", "bird"]
 
@@ -283,7 +283,7 @@ def test_export_all_of_many_files_decodes_them_in_the_batch_not_all_at_once(tmp_
     from PIL import Image
 
     from gradcam_desktop.core.images import load_image
-    from gradcam_desktop.ui.picture_cache import PictureCache
+    from gradcam_desktop.session.picture_cache import PictureCache
 
     pictures = _pictures(6)
     one = pictures[0].rgb.nbytes

@@ -4,12 +4,12 @@
 generation) through ``start_job`` and runs the ``TriageJob`` it returns like any other job, so
 user requests (a click on a row opens that picture and its map) go before the next batch. The
 first step reads the labels (a folder walk: off the UI thread), the next ones advance
-``core.triage.triage`` by one batch each. The job speaks through a ``TriageFeed`` (a QObject of
-the window's thread; its signals are queued across): ``started(job id, info)`` once the labels are
-read, ``rows(job id, [TriageRow, …])`` per batch, ``failed(job id, message)``. Progress and the
-end come as the worker's ``jobProgress``/``jobFinished`` (the job is ``visible``).
+``core.triage.triage`` by one batch each. The job's partial results go back through the job
+protocol's ``partial(job id, (kind, data))``: ``("started", info)`` once the labels are read,
+``("rows", [TriageRow, …])`` per batch, ``("failed", message)``. Progress and the end come as
+every job's (``jobProgress``/``jobFinished``; the job is ``visible``).
 
-Opening another model cancels it (its rows would mix two models). Apart from the feed, Qt-free.
+Opening another model cancels it (its rows would mix two models).
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
-
 from gradcam_desktop.core.errors import GradCamError, ModelLoadError
-from gradcam_desktop.ui.requests import _next_id
-from gradcam_desktop.ui.results import failure_message
-from gradcam_desktop.ui.scheduler import Job
+from gradcam_desktop.session.requests import _next_id
+from gradcam_desktop.session.results import failure_message
+from gradcam_desktop.session.scheduler import Job
 
-__all__ = ["BATCH", "TriageFeed", "TriageJob", "TriageRequest"]
+__all__ = ["BATCH", "TriageJob", "TriageRequest"]
 
 log = logging.getLogger(__name__)
 
@@ -37,28 +35,20 @@ log = logging.getLogger(__name__)
 BATCH = 16
 
 
-class TriageFeed(QObject):
-    """What the triage job says to the window (emitted on the worker thread, queued to the window's)."""
-
-    started = Signal(int, dict)  # job id, {"total", "warning", "skipped", "class_names", "source"}
-    rows = Signal(int, list)  # job id, a batch of TriageRow
-    failed = Signal(int, str)  # job id, one line
-
-
 @dataclass
 class TriageRequest:
-    """Triage the labelled folder or CSV ``source`` with the open model; answers go to ``feed``."""
+    """Triage the labelled folder or CSV ``source`` with the open model (``batch`` pictures a step)."""
 
     source: str
-    feed: TriageFeed
     batch: int = BATCH
     id: int = field(default_factory=_next_id)
 
-    def start_job(self, maker: Any) -> TriageJob:
-        """The job over the worker's ``maker`` (engine, generation); ModelLoadError without a model."""
+    def start_job(self, maker: Any, partial: Callable[[int, Any], None]) -> TriageJob:
+        """The job over the engine's ``maker`` (engine, generation), answering through ``partial``;
+        ModelLoadError without a model."""
         if maker.engine is None:
             raise ModelLoadError("Open a model first (File → Open Demo Model, or drop a .keras/.h5 file or a SavedModel folder).")
-        return TriageJob(self, maker)
+        return TriageJob(self, maker, partial)
 
 
 class TriageJob(Job):
@@ -67,11 +57,13 @@ class TriageJob(Job):
     group = "triage"  # a newer triage cancels the older one
     visible = True
 
-    def __init__(self, request: TriageRequest, maker: Any, *, triage: Callable[..., Iterator[Any]] | None = None,
+    def __init__(self, request: TriageRequest, maker: Any, partial: Callable[[int, Any], None], *,
+                 triage: Callable[..., Iterator[Any]] | None = None,
                  read_labels: Callable[..., Any] | None = None) -> None:
         """``triage``/``read_labels`` replace the core's (tests); the engine is ``maker.engine`` now."""
         super().__init__(request.id)
         self._request = request
+        self._partial = partial
         self._maker = maker
         self._engine = maker.engine
         self._generation = maker.generation
@@ -88,7 +80,6 @@ class TriageJob(Job):
         if self.cancelled:
             self._close()
             return False
-        feed = self._request.feed
         try:
             if self._rows is None:
                 self._begin()
@@ -100,7 +91,7 @@ class TriageJob(Job):
                     break
             self._done += len(batch)
             if batch:
-                feed.rows.emit(self.id, batch)
+                self._partial(self.id, ("rows", batch))
             if self._done >= self._total or not batch:
                 self._finished = True
                 self._close()
@@ -110,7 +101,7 @@ class TriageJob(Job):
             if not isinstance(exc, GradCamError):
                 log.error("triage of %s failed unexpectedly", self._request.source, exc_info=exc)
             self._close()
-            feed.failed.emit(self.id, failure_message(exc))
+            self._partial(self.id, ("failed", failure_message(exc)))
             return False
 
     def _begin(self) -> None:
@@ -120,9 +111,9 @@ class TriageJob(Job):
         names = list(self._engine.class_names)
         labels = read_labels(self._request.source, names)
         self._total = len(labels.pictures)
-        self._request.feed.started.emit(self.id, {"total": self._total, "warning": labels.warning,
+        self._partial(self.id, ("started", {"total": self._total, "warning": labels.warning,
                                                   "skipped": sum(labels.skipped.values()),
-                                                  "class_names": names, "source": str(Path(self._request.source))})
+                                                  "class_names": names, "source": str(Path(self._request.source))}))
         run = self._triage or core.triage
         self._rows = run(self._engine, labels.pictures, batch=self._request.batch, cancel=lambda: self.cancelled)
 

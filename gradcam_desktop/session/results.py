@@ -19,7 +19,7 @@ import numpy as np
 
 from gradcam_desktop import __version__
 from gradcam_desktop.core.errors import GradCamError, unexpected_message
-from gradcam_desktop.ui.picture_cache import PictureItem, thumbnail_rgb
+from gradcam_desktop.session.picture_cache import thumbnail_rgb
 
 __all__ = ["display_uint8", "failure_message", "image_item", "map_result", "model_info", "trust_would_help", "versions"]
 
@@ -31,7 +31,7 @@ def versions(modules: dict[str, Any], error: str | None) -> dict:
 
     ``modules`` are the worker's imports ("tf", "keras", "zoo"); any of them may be missing.
     """
-    out = {"app": __version__, "python": platform.python_version()}
+    out: dict[str, Any] = {"app": __version__, "python": platform.python_version()}
     for key, name in (("tf", "tensorflow"), ("keras", "keras")):
         if modules.get(key) is not None:
             out[name] = modules[key].__version__
@@ -64,17 +64,15 @@ def model_info(request_id: int, generation: int, loaded: Any, engine: Any, layer
     }
 
 
-def image_item(key: str, image: Any, pictures: Any = None) -> dict:
-    """One entry of ``imagesLoaded``'s list: the worker's key for the image, a thumbnail, and its pixels.
+def image_item(key: str, image: Any, source: Any) -> dict:
+    """One entry of ``imagesLoaded``'s list: the engine's key for the picture, a thumbnail, and its source.
 
-    With ``pictures`` (the worker's ``PictureCache``) the entry holds no pixels: ``item["rgb"]`` reads
-    them from the cache when asked (``picture_cache.PictureItem``).
+    No pixels: the window decodes the picture itself from ``source`` (its path, or the encoded bytes of a
+    pasted picture) into its own bounded cache (``picture_cache.PictureItem``), and a new engine after a
+    crash gets the same sources back.
     """
-    fields = {"key": key, "name": image.name, "path": image.path, "notices": list(image.notices),
-              "thumb": thumbnail_rgb(image.rgb)}
-    if pictures is None:
-        return {**fields, "rgb": image.rgb}
-    return PictureItem(pictures, **fields)
+    return {"key": key, "name": image.name, "path": image.path, "notices": list(image.notices),
+            "thumb": thumbnail_rgb(image.rgb), "source": source}
 
 
 def display_uint8(overlay: Any, raw: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, bool]:

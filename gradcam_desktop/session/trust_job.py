@@ -26,9 +26,9 @@ import numpy as np
 from gradcam_desktop.core.errors import GradCamError
 from gradcam_desktop.core.trust import TrustReport, trust_task
 from gradcam_desktop.core.types import MapResult
-from gradcam_desktop.ui.requests import MapSpec, _next_id
-from gradcam_desktop.ui.results import failure_message
-from gradcam_desktop.ui.scheduler import Job
+from gradcam_desktop.session.requests import MapSpec, _next_id
+from gradcam_desktop.session.results import failure_message
+from gradcam_desktop.session.scheduler import Job
 
 __all__ = ["TRUST_OPTIONS", "TrustJob", "TrustOutcome", "TrustRequest", "spec_of", "supersede_trust"]
 
@@ -43,7 +43,7 @@ STEP_SECONDS = 0.15
 
 def spec_of(result: MapResult) -> MapSpec:
     """The ``MapSpec`` of a map the worker sent (picture, layer, class, method and score)."""
-    return MapSpec(result.image_key, result.layer, result.class_index, result.method, result.versus_index,
+    return MapSpec(str(result.image_key), result.layer, result.class_index, result.method, result.versus_index,
                    bool(result.counterfactual))
 
 
@@ -76,7 +76,7 @@ class TrustOutcome:
     seconds: float
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple | None:
         """The map's cache key (``map_key``): the window's report cache uses the same."""
         return self.spec.key(self.generation)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,6 +141,10 @@ class Scheduler:
         for job in self._jobs:
             if job.group == group:
                 job.cancel()
+
+    def drop_requests(self, keep: Callable[[Any], bool]) -> None:
+        """Forget the requests not yet handed out that ``keep`` refuses (a closed window's)."""
+        self._requests = [request for request in self._requests if keep(request)]
 
     def cancel_all(self) -> None:
         """Cancel every job (the worker is stopping)."""

@@ -72,6 +72,19 @@ class PictureCache:
                 self._sources[key] = (source, image.name)
             self._store(key, image)
 
+    def add_source(self, key: str, source: Any, name: str) -> None:
+        """Know picture ``key`` by its ``source`` (path or encoded bytes) only: decoded at the first ``get``.
+
+        How the window keeps the pictures the engine opened, and how a new engine gets them back.
+        """
+        with self._lock:
+            self._sources[key] = (source, name)
+
+    def source_of(self, key: str) -> tuple[Any, str] | None:
+        """(path or encoded bytes, name) of picture ``key``, None if it has no source."""
+        with self._lock:
+            return self._sources.get(key)
+
     def __setitem__(self, key: str, image: Any) -> None:
         self.put(key, image)
 
@@ -154,7 +167,9 @@ class PictureCache:
     def _load(self, source: tuple[Any, str]) -> Any:
         loader = self._loader
         if loader is None:
-            from gradcam_desktop.core.images import load_image as loader
+            from gradcam_desktop.core.images import load_image
+
+            loader = load_image
         data, name = source
         return loader(data, name=name)
 
@@ -194,5 +209,5 @@ class PictureItem(dict):
             return None if image is None else image.rgb
         raise KeyError(name)
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return self[name] if name == "rgb" or name in self else default

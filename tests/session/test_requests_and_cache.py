@@ -9,9 +9,9 @@ import numpy as np
 
 from gradcam_desktop.core.images import find_images
 from gradcam_desktop.core.types import MapResult, Prediction
-from gradcam_desktop.ui.map_cache import MapCache, map_key, result_bytes
-from gradcam_desktop.ui.requests import Explain, LoadModel, Precompute, expand_sources
-from gradcam_desktop.ui.results import map_result
+from gradcam_desktop.session.map_cache import MapCache, map_key, result_bytes
+from gradcam_desktop.session.requests import Explain, LoadModel, Precompute, expand_sources
+from gradcam_desktop.session.results import map_result
 
 
 def write_png(path: Path) -> Path:
@@ -180,7 +180,7 @@ def test_map_result_fills_in_the_workers_fields():
 def test_versions_from_the_workers_imports():
     from types import SimpleNamespace
 
-    from gradcam_desktop.ui.results import versions
+    from gradcam_desktop.session.results import versions
 
     def broken():
         raise OSError("registry unreadable")

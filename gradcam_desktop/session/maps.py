@@ -21,14 +21,14 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from gradcam_desktop.ui import gc_policy
+from gradcam_desktop.session import gc_policy
 from gradcam_desktop.core import cams
 from gradcam_desktop.core.errors import ImageLoadError
 from gradcam_desktop.core.types import MapResult
-from gradcam_desktop.ui.map_cache import MapCache, map_key
-from gradcam_desktop.ui.picture_cache import PictureCache
-from gradcam_desktop.ui.requests import MapSpec, Precompute
-from gradcam_desktop.ui.results import display_uint8, map_result
+from gradcam_desktop.session.map_cache import MapCache, map_key
+from gradcam_desktop.session.picture_cache import PictureCache
+from gradcam_desktop.session.requests import MapSpec, Precompute
+from gradcam_desktop.session.results import display_uint8, map_result
 
 __all__ = ["MapMaker"]
 
@@ -65,6 +65,11 @@ class MapMaker:
         self._predictions.clear()
         gc_policy.after_model_load()  # the old model freed, the new one out of full collections' way
         return self.generation
+
+    def forget_predictions(self, image_keys: set[str]) -> None:
+        """Drop the predictions of closed pictures."""
+        for key in [key for key in self._predictions if key[0] in image_keys]:
+            del self._predictions[key]
 
     def close(self) -> None:
         """Forget the engine and the maps (the worker is leaving)."""

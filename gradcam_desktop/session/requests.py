@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradcam_desktop.ui.map_cache import map_key
+from gradcam_desktop.session.map_cache import map_key
 
 __all__ = ["CancelJob", "Explain", "ExplainGrid", "ExportAll", "LoadImages", "LoadModel", "MapSpec", "Precompute",
            "Shutdown", "decode_source", "expand_sources"]

@@ -11,6 +11,7 @@ diagnostics).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["MapCache", "map_key", "result_bytes", "score_key"]
@@ -77,6 +78,11 @@ class MapCache:
         while self._entries and (len(self._entries) > self._max_entries or self._bytes > self._max_bytes):
             _key, old = self._entries.popitem(last=False)
             self._bytes -= result_bytes(old)
+
+    def retain(self, keep: Callable[[tuple], bool]) -> None:
+        """Forget the maps whose key ``keep`` refuses (closed pictures); the others keep their order."""
+        for key in [key for key in self._entries if not keep(key)]:
+            self._bytes -= result_bytes(self._entries.pop(key))
 
     def clear(self) -> None:
         """Forget every map (a new model invalidates them all)."""

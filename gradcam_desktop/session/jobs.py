@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,10 @@ from typing import Any
 from gradcam_desktop.core import cams
 from gradcam_desktop.core.batch import BatchRow, OutputStyle, explain_batch, make_out_dir, write_csv
 from gradcam_desktop.core.errors import GradCamError, ImageLoadError, unexpected_message
-from gradcam_desktop.ui import gc_policy
-from gradcam_desktop.ui.maps import STEP_SECONDS
-from gradcam_desktop.ui.requests import ExportAll, MapSpec, Precompute
-from gradcam_desktop.ui.scheduler import Job
+from gradcam_desktop.session import gc_policy
+from gradcam_desktop.session.maps import STEP_SECONDS
+from gradcam_desktop.session.requests import ExportAll, MapSpec, Precompute
+from gradcam_desktop.session.scheduler import Job
 
 __all__ = ["CSV_NAME", "ExportJob", "MapJob", "PrecomputeJob", "PrepareLayersJob", "export_job", "supersede_view"]
 
@@ -351,7 +351,7 @@ class ExportJob(Job):
         return False
 
 
-def export_job(request: ExportAll, engine: Any, images: Mapping[str, Any], *, log_hint: str = "") -> ExportJob:
+def export_job(request: ExportAll, engine: Any, images: Any, *, log_hint: str = "") -> ExportJob:
     """The ExportJob for ``request`` over the worker's decoded ``images`` (by key) with ``engine``.
 
     The sidecars name the engine's model unless the request's style already does.
