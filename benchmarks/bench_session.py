@@ -15,14 +15,14 @@ thread records the longest gap between ticks from the first click until the work
 again after the last one.
 
 ``--trace`` runs the engine on a thread of the window's process (``GRADCAM_DESKTOP_ENGINE=thread``,
-as before issue 17: the probes cannot reach another process) and logs timestamped spans on both threads (worker: map, trace, capture, display;
-window: click, on_map, set_classes, set_map, busy) and the UI thread's scheduler statistics at
-every tick (/proc/thread-self/schedstat), and prints, for every gap > 20 ms, how long the UI
-thread ran, waited for a CPU (runnable, not running) and was blocked (not runnable: waiting for
-the interpreter lock, or idle until the timer was due), how often it went to sleep, and what ran
-on each thread meanwhile. ``--ui-realtime`` runs the UI thread under SCHED_RR during the session
-(needs CAP_SYS_NICE): a control that removes waiting for a CPU behind other processes, to tell
-the app's own stalls from a busy machine's.
+as before issue 17: the probes cannot reach another process) and logs timestamped spans on both
+threads (engine: map, trace, capture, display; window: click, on_map, set_classes, set_map, busy)
+and the UI thread's scheduler statistics at every tick (/proc/thread-self/schedstat), and prints,
+for every gap > 20 ms, how long the UI thread ran, waited for a CPU (runnable, not running) and was
+blocked (not runnable: waiting for the interpreter lock, or idle until the timer was due), how often
+it went to sleep, and what ran on each thread meanwhile. ``--ui-realtime`` runs the UI thread under
+SCHED_RR during the session (needs CAP_SYS_NICE): a control that removes waiting for a CPU behind
+other processes, to tell the app's own stalls from a busy machine's.
 """
 
 from __future__ import annotations
