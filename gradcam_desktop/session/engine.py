@@ -190,6 +190,9 @@ class Engine:
             self._drain(0)  # the scheduler must see every queued request to pick the newest
             action = self._scheduler.next_action(time.monotonic())
             if isinstance(action, Wait):
+                if self._doing:
+                    self._doing = ""
+                    self._emit("working", "")  # idle: a death now interrupts nothing
                 self._drain(action.timeout)
             elif isinstance(action, Run):
                 if isinstance(action.request, Shutdown):

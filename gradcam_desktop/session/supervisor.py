@@ -92,11 +92,13 @@ class Supervisor:
         self._pending.clear()
         model = self.model
         reopen = model is not None and self._deaths <= MAX_RESTORES
-        doing = self._doing or "working"
+        doing = self._doing
         if loading is not None:
             doing = f"opening {ModelSpec.parse(loading.spec).label}"
-        elif model is not None and not doing.startswith("opening"):
+        elif model is not None and doing and not doing.startswith("opening"):
             doing = f"{doing} with {model.name}"
+        elif model is not None:
+            doing = f"idle with {model.name}"
         if model is not None and reopen:
             after = f"it is starting again with {model.name}; pictures and choices are kept."
         elif model is not None:
@@ -104,7 +106,7 @@ class Supervisor:
         else:
             after = "it is starting again; pictures and choices are kept."
         self._doing = ""
-        return f"The engine {how} while {doing}; {after}", pending, reopen
+        return f"The engine {how}{f' while {doing}' if doing else ''}; {after}", pending, reopen
 
     def give_up(self) -> bool:
         """True when engines die before answering anything, again and again: start no more."""

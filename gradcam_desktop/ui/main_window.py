@@ -65,6 +65,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self._shown: MapResult | None = None
         self._probabilities_for: tuple | None = None
         self._idle_text = ""
+        self._last_error = ""
         self._batch: ExportAllRun | None = None
         self._closed = False
         self.ui = layout.build_widgets(self)
@@ -263,6 +264,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
     def show_error(self, message: str, title: str = "Grad-CAM Desktop") -> None:
         """Tell the user (status bar + non-blocking dialog) and emit ``errorShown``."""
         log.info("shown to user: %s", message)
+        self._last_error = message
         self.set_status(message)
         dialogs.show_message(self, title, message)
         self.errorShown.emit(message)
@@ -395,8 +397,11 @@ class MainWindow(dnd.DropTarget, QMainWindow):
             log.debug("ignored failure of stale request %s: %s", request, message)
 
     def _on_engine_lost(self, line: str) -> None:
-        """The engine process died: one line in the status bar; pictures, choices and the map shown stay."""
+        """The engine process died: one line (once: a failed map may have shown it); pictures, choices
+        and the map shown stay."""
         self.map_progress.clear()
+        if self._last_error != line:
+            self.show_error(line, "The engine stopped")
         self.set_status(line)
         self.engineLost.emit(line)
 

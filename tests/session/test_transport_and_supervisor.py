@@ -127,3 +127,13 @@ def test_an_answer_resets_the_count_of_deaths():
         explain = Explain("img1", "conv", None)
         supervisor.sent(explain)
         supervisor.received("mapReady", (explain.id, None))
+
+
+def test_a_death_while_idle_says_so_rather_than_naming_the_last_map():
+    supervisor = Supervisor()
+    _loaded(supervisor)
+    supervisor.received("working", ("making the map of a.png at layer conv",))
+    supervisor.received("working", ("",))  # the engine went idle
+    line, lost, reopen = supervisor.lost("was killed (SIGKILL)")
+    assert line.startswith("The engine was killed (SIGKILL) while idle with Demo shapes;") and "a.png" not in line
+    assert lost == [] and reopen
