@@ -76,7 +76,9 @@ def install_probes(spans: Spans) -> None:
     connections it makes bind the probes."""
     from gradcam_desktop.core import capture, gradcam
     from gradcam_desktop.session import engine, maps
-    from gradcam_desktop.ui import class_list, image_view, main_window
+    from gradcam_desktop.ui import main_window
+    from gradcam_desktop.ui.explore import class_list
+    from gradcam_desktop.ui.explore import image_view
 
     spans.wrap(capture.Capture, "_capture", "trace python", lambda self, *_a: self.layer)
     spans.wrap(capture.Capture, "run", "capture.run", lambda self, *_a: self.layer)

@@ -174,7 +174,7 @@ class Bench:
         from PySide6.QtWidgets import QApplication
 
         from gradcam_desktop.ui import MainWindow
-        from gradcam_desktop.ui.image_view import ImageView
+        from gradcam_desktop.ui.explore.image_view import ImageView
 
         self.app = QApplication.instance() or QApplication([sys.argv[0]])
         self.win = MainWindow()
@@ -275,7 +275,7 @@ class Bench:
         return self.widget(QListView, "classList")
 
     def class_widget(self):
-        from gradcam_desktop.ui.class_list import ClassListWidget
+        from gradcam_desktop.ui.explore.class_list import ClassListWidget
 
         return self.widget(ClassListWidget)
 

@@ -199,7 +199,7 @@ PANEL_TOGGLES = {
 def add_panel_toggles(window: MainWindow) -> None:
     """View → Triage (and on the toolbar) after Trust: the analysis views' toggles, in tab order.
 
-    Call once every analysis dock exists (trust_wiring puts its own toggle after Compare)."""
+    Call once every analysis dock exists (trust.wiring puts its own toggle after Compare)."""
     anchor = window.acts.compare
     for dock in layout.analysis_docks(window):
         action = dock.toggleViewAction()

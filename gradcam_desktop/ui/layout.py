@@ -32,14 +32,14 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QHBoxLayout, QLabel, QMai
                                QSlider, QStackedWidget, QTabWidget, QToolBar, QVBoxLayout, QWidget)
 
 from gradcam_desktop.core.overlay import COLORMAPS
-from gradcam_desktop.ui.caption import CaptionBar
-from gradcam_desktop.ui.class_list import ClassListWidget
-from gradcam_desktop.ui.colorbar import ColorBar
-from gradcam_desktop.ui.compare_view import CompareView
-from gradcam_desktop.ui.image_strip import ImageStrip
-from gradcam_desktop.ui.image_view import ImageView
-from gradcam_desktop.ui.layer_tree import LayerTreeView
-from gradcam_desktop.ui.score_choice import MethodBox, ScoreChoice
+from gradcam_desktop.ui.explore.caption import CaptionBar
+from gradcam_desktop.ui.explore.class_list import ClassListWidget
+from gradcam_desktop.ui.explore.colorbar import ColorBar
+from gradcam_desktop.ui.compare.view import CompareView
+from gradcam_desktop.ui.explore.image_strip import ImageStrip
+from gradcam_desktop.ui.explore.image_view import ImageView
+from gradcam_desktop.ui.explore.layer_tree import LayerTreeView
+from gradcam_desktop.ui.explore.score_choice import MethodBox, ScoreChoice
 from gradcam_desktop.ui.status_text import hover_value
 
 __all__ = ["ANALYSIS_DOCKS", "Widgets", "analysis_docks", "analysis_height", "arrange_panels", "build_toolbar",
@@ -53,7 +53,7 @@ DOCK_WIDTHS = (330, 260)
 #: once came back floating over the picture on every start, and once hid a dialog.
 CORE_FEATURES = QDockWidget.DockWidgetFeature.DockWidgetMovable
 ANALYSIS_FEATURES = CORE_FEATURES | QDockWidget.DockWidgetFeature.DockWidgetClosable
-#: The analysis views' docks (object names; trust_wiring and triage_wiring make them): tabs of one
+#: The analysis views' docks (object names; trust.wiring and triage.wiring make them): tabs of one
 #: area under the picture, in this order.
 ANALYSIS_DOCKS = ("trustPanel", "triageDock")
 #: The analysis area's height: this share of the window, at least ANALYSIS_MIN pixels (Trust's

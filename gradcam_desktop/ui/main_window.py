@@ -21,11 +21,14 @@ from PySide6.QtWidgets import QApplication, QMainWindow, QWidget
 from gradcam_desktop import __version__
 from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.types import MapResult, ModelSpec
-from gradcam_desktop.ui import (actions, caption, clipboard, compare_wiring, dialogs, dnd, export, layout,
-                                 status_text, triage_wiring, trust_wiring)
+from gradcam_desktop.ui import actions, clipboard, dialogs, dnd, export, layout, status_text
+from gradcam_desktop.ui.explore import caption
+from gradcam_desktop.ui.compare import wiring as compare_wiring
+from gradcam_desktop.ui.triage import wiring as triage_wiring
+from gradcam_desktop.ui.trust import wiring as trust_wiring
 from gradcam_desktop.ui.export_all import ExportAllRun, start_export_all
-from gradcam_desktop.ui.layer_tree import nodes_by_path
-from gradcam_desktop.ui.map_choice import MapChoice, MapProgress
+from gradcam_desktop.ui.explore.layer_tree import nodes_by_path
+from gradcam_desktop.ui.explore.map_choice import MapChoice, MapProgress
 from gradcam_desktop.ui.opening import ModelOpener, PictureOpener
 from gradcam_desktop.ui.settings import Settings
 from gradcam_desktop.ui.worker import GradCamWorker

@@ -13,7 +13,7 @@ from typing import Any
 from gradcam_desktop.core import annotate
 from gradcam_desktop.core.annotate import format_probability
 from gradcam_desktop.core.types import MapResult
-from gradcam_desktop.ui.layer_tree import describe
+from gradcam_desktop.ui.explore.layer_tree import describe
 
 
 def image_shown(image: dict, index: int, count: int) -> str:

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtTest import QTest
 
-from gradcam_desktop.ui.class_list import ClassListModel, ClassListWidget, ProbabilityBarDelegate
+from gradcam_desktop.ui.explore.class_list import ClassListModel, ClassListWidget, ProbabilityBarDelegate
 
 USER = Qt.ItemDataRole.UserRole
 

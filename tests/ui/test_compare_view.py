@@ -21,9 +21,9 @@ from PySide6.QtWidgets import QGraphicsView
 from gradcam_desktop.core import overlay
 from gradcam_desktop.core.annotate import format_probability
 from gradcam_desktop.core.overlay import blend
-from gradcam_desktop.ui.compare_model import Context, Grid, method_title
-from gradcam_desktop.ui.compare_view import CompareView
-from gradcam_desktop.ui.image_view import ImageView
+from gradcam_desktop.ui.compare.axes import Context, Grid, method_title
+from gradcam_desktop.ui.compare.view import CompareView
+from gradcam_desktop.ui.explore.image_view import ImageView
 from gradcam_desktop.session.results import display_uint8
 
 PICTURES = Path(__file__).resolve().parents[2] / "images"
@@ -331,7 +331,7 @@ def test_dimensions_swap_and_layer_rows_come_from_the_model(setup, demo):
 
 def test_classes_follow_a_new_picture_until_the_user_picks_them():
     """Automatic axes take the new picture's top classes; chosen ones stay."""
-    from gradcam_desktop.ui.compare_model import CellKey
+    from gradcam_desktop.ui.compare.axes import CellKey
 
     def context(probabilities):
         return Context(class_names=("a", "b", "c", "d"), layers=("l1", "l2"), current=CellKey("l2", 0, "gradcam"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradcam_desktop.ui.compositing import MODES, Compositor
+from gradcam_desktop.ui.explore.compositing import MODES, Compositor
 
 JET_LOW, JET_HIGH = (0, 0, 128), (128, 0, 0)  # OpenCV's jet at 0 and at 1, in RGB
 

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QApplication, QGraphicsPixmapItem
 
 from gradcam_desktop.core.overlay import COLORMAPS, blend, colorize
 from gradcam_desktop.ui.icons import ICON_NAMES, icon
-from gradcam_desktop.ui.image_view import MODES, ColorBar, ImageView
+from gradcam_desktop.ui.explore.image_view import MODES, ColorBar, ImageView
 
 USER = Qt.ItemDataRole.UserRole
 
@@ -315,8 +315,8 @@ def test_every_icon_renders(qapp):
 
 
 def test_widgets_do_not_import_tensorflow():
-    code = ("import sys; import gradcam_desktop.ui.layer_tree, gradcam_desktop.ui.class_list, "
-            "gradcam_desktop.ui.image_view, gradcam_desktop.ui.colorbar, gradcam_desktop.ui.icons; "
+    code = ("import sys; import gradcam_desktop.ui.explore.layer_tree, gradcam_desktop.ui.explore.class_list, "
+            "gradcam_desktop.ui.explore.image_view, gradcam_desktop.ui.explore.colorbar, gradcam_desktop.ui.icons; "
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -355,7 +355,7 @@ def test_side_by_side_panes_carry_their_titles(view, qtbot):
 
 def test_caption_bar_says_what_the_map_shows(qtbot):
     from gradcam_desktop.core.types import MapResult, Prediction
-    from gradcam_desktop.ui.caption import CaptionBar
+    from gradcam_desktop.ui.explore.caption import CaptionBar
 
     bar = CaptionBar()
     qtbot.addWidget(bar)

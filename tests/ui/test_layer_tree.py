@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from gradcam_desktop.ui.layer_tree import LayerTreeModel, LayerTreeView
+from gradcam_desktop.ui.explore.layer_tree import LayerTreeModel, LayerTreeView
 
 USER = Qt.ItemDataRole.UserRole
 

@@ -23,7 +23,7 @@ from ui_window import shown_window
 
 from gradcam_desktop.core.demo_data import CLASS_NAMES as DEMO_CLASSES
 from gradcam_desktop.core.demo_data import make_sample
-from gradcam_desktop.ui.trust_wiring import TITLE
+from gradcam_desktop.ui.trust.wiring import TITLE
 
 TIMEOUT = 120_000
 TINY_CLASSES = ["cat", "dog", "bird", "fish"]  # tests/ui/conftest.py's model_file

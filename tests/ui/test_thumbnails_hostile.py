@@ -39,7 +39,7 @@ def test_fifo_and_costly_picture_give_no_thumbnail_and_do_not_block(tmp_path):
     Image.fromarray(np.full((40, 60, 3), 200, np.uint8)).save(good)
     code = (
         "import sys\n"
-        "from gradcam_desktop.ui.thumbnails import make_thumbnail\n"
+        "from gradcam_desktop.ui.triage.thumbnails import make_thumbnail\n"
         "print([make_thumbnail(p).isNull() for p in sys.argv[1:]])\n"
     )
     # A subprocess, so that a regression (a blocking open of the FIFO) fails by the timeout, which only

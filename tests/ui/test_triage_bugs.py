@@ -16,8 +16,8 @@ from ui_window import shown_window
 
 from gradcam_desktop.core.demo_data import make_sample
 from gradcam_desktop.core.triage import TriageRow
-from gradcam_desktop.ui.triage_view import TriageView
-from gradcam_desktop.ui.triage_wiring import export_matrix
+from gradcam_desktop.ui.triage.view import TriageView
+from gradcam_desktop.ui.triage.wiring import export_matrix
 
 TIMEOUT = 60_000
 NAMES = ["circle", "square", "triangle", "star"]

@@ -19,7 +19,7 @@ import pytest
 from ui_window import shown_window
 
 from gradcam_desktop.core.triage import TRIAGE_FIELDS, TriageRow
-from gradcam_desktop.ui.triage_view import TriageView
+from gradcam_desktop.ui.triage.view import TriageView
 
 NAMES = ["circle", "square", "triangle", "star"]
 WARNING = "Skipped 2 pictures whose subfolders name no class of this model: 'dogs' (2). This model's classes: …"
@@ -65,7 +65,7 @@ def window(qtbot):
 
 def test_a_run_with_skipped_pictures_and_an_unreadable_folder(window, qtbot, tmp_path):
     from gradcam_desktop.core.demo_data import CLASS_NAMES, make_sample
-    from gradcam_desktop.ui.triage_wiring import export_table
+    from gradcam_desktop.ui.triage.wiring import export_table
 
     root = tmp_path / "labelled"
     rng = np.random.default_rng(1)

@@ -24,8 +24,8 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
 from gradcam_desktop.core.triage import TriageRow
-from gradcam_desktop.ui.triage_model import PROBABILITY, TRUE, TriageTableModel
-from gradcam_desktop.ui.triage_view import TriageView
+from gradcam_desktop.ui.triage.table import PROBABILITY, TRUE, TriageTableModel
+from gradcam_desktop.ui.triage.view import TriageView
 
 NAMES = ["circle", "square", "triangle", "star"]
 
@@ -163,7 +163,7 @@ def test_confusion_matrix_counts_and_click_filters(view, qtbot):
 
 
 def test_thumbnails_are_made_off_the_ui_thread_and_bounded(qtbot, tmp_path):
-    from gradcam_desktop.ui.thumbnails import ThumbnailCache
+    from gradcam_desktop.ui.triage.thumbnails import ThumbnailCache
 
     paths = []
     for i in range(12):
@@ -185,7 +185,7 @@ def test_thumbnails_are_made_off_the_ui_thread_and_bounded(qtbot, tmp_path):
 
 
 def test_csv_and_png_export(view, tmp_path):
-    from gradcam_desktop.ui.triage_wiring import export_matrix, export_table
+    from gradcam_desktop.ui.triage.wiring import export_matrix, export_table
 
     table, picture = tmp_path / "triage.csv", tmp_path / "confusion.png"
     export_table(view, table)

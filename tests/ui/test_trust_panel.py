@@ -42,7 +42,7 @@ from gradcam_desktop.core.types import MapResult, Prediction
 from gradcam_desktop.core.verdicts import verdicts
 from gradcam_desktop.ui import MainWindow
 from gradcam_desktop.session.scheduler import Job
-from gradcam_desktop.ui.trust_figures import LIGHTS
+from gradcam_desktop.ui.trust.figures import LIGHTS
 from gradcam_desktop.session import trust_job
 from gradcam_desktop.session.trust_job import TrustJob, TrustRequest, spec_of, supersede_trust
 

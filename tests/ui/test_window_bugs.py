@@ -17,7 +17,7 @@ from PySide6.QtTest import QTest
 
 from gradcam_desktop.core.overlay import blend
 from gradcam_desktop.ui import MainWindow
-from gradcam_desktop.ui.class_list import ProbabilityBarDelegate
+from gradcam_desktop.ui.explore.class_list import ProbabilityBarDelegate
 
 TIMEOUT = 60_000
 USER = Qt.ItemDataRole.UserRole

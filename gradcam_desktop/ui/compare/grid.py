@@ -20,9 +20,9 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 from gradcam_desktop.core.annotate import format_probability
 from gradcam_desktop.core.overlay import COLORMAPS
 
-from .compare_cell import CompareCell
-from .compare_model import CellKey, Context, Grid
-from .compositing import Compositor
+from gradcam_desktop.ui.compare.cell import CompareCell
+from gradcam_desktop.ui.compare.axes import CellKey, Context, Grid
+from gradcam_desktop.ui.explore.compositing import Compositor
 
 __all__ = ["MAX_BOX", "MIN_BOX", "CompareGrid", "visible_region"]
 

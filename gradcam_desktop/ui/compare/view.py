@@ -5,7 +5,7 @@ Wiring (see ``CompareView``): ``set_current`` with the picture, the main view's 
 a ``request(layer, class_index, method, **score) -> id`` callable; the worker's ``mapReady`` and
 ``failed`` into ``on_map`` / ``on_failed``; ``follow(image_view)``; ``cellActivated`` opens a map.
 This module keeps the bookkeeping (which request fills which cell, what is known for the
-picture); ``compare_grid`` lays the cells out and paints them with the main view's compositor.
+picture); ``compare.grid`` lays the cells out and paints them with the main view's compositor.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QHideEvent, QPalette, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from .compare_cell import CompareCell
-from .compare_controls import CompareControls
-from .compare_grid import CompareGrid, visible_region
-from .compare_model import CellKey, Context, Grid, Score
+from gradcam_desktop.ui.compare.cell import CompareCell
+from gradcam_desktop.ui.compare.controls import CompareControls
+from gradcam_desktop.ui.compare.grid import CompareGrid, visible_region
+from gradcam_desktop.ui.compare.axes import CellKey, Context, Grid, Score
 
 __all__ = ["CompareView"]
 

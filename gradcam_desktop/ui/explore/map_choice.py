@@ -24,7 +24,7 @@ from PySide6.QtWidgets import QProgressBar
 
 from gradcam_desktop.core import annotate
 from gradcam_desktop.core.types import MapResult
-from gradcam_desktop.ui.score_choice import MethodBox, ScoreChoice, method_note
+from gradcam_desktop.ui.explore.score_choice import MethodBox, ScoreChoice, method_note
 
 __all__ = ["MapChoice", "MapProgress"]
 

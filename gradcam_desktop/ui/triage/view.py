@@ -1,7 +1,7 @@
 """The Triage view: the table of a labelled folder's predictions beside its confusion matrix.
 
 ``TriageView`` is widgets only — the rows come from ``add_rows`` (the job's batches), and the
-wiring (``triage_wiring``) answers its signals: ``rowChosen(TriageRow)`` when a row is clicked,
+wiring (``triage.wiring``) answers its signals: ``rowChosen(TriageRow)`` when a row is clicked,
 ``cancelRequested``, ``explainChanged("predicted" | "true")`` and the two exports. The table
 (objectName ``triageTable``) is a ``QTableView`` over ``TriageFilter`` over
 ``TriageTableModel``: click a header to sort, and the filter row narrows it (mistakes only, a
@@ -18,9 +18,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleS
                                QLabel, QLineEdit, QProgressBar, QPushButton, QSplitter, QTableView, QVBoxLayout,
                                QWidget)
 
-from gradcam_desktop.ui.confusion_matrix import ConfusionMatrixView
-from gradcam_desktop.ui.thumbnails import THUMB_SIDE, ThumbnailCache
-from gradcam_desktop.ui.triage_model import FILE, MARGIN, ROW_ROLE, THUMB, TriageFilter, TriageTableModel
+from gradcam_desktop.ui.triage.confusion_matrix import ConfusionMatrixView
+from gradcam_desktop.ui.triage.thumbnails import THUMB_SIDE, ThumbnailCache
+from gradcam_desktop.ui.triage.table import FILE, MARGIN, ROW_ROLE, THUMB, TriageFilter, TriageTableModel
 
 __all__ = ["EXPLAIN_CHOICES", "TriageView"]
 

@@ -20,7 +20,7 @@ from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette, QPixmap
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from gradcam_desktop.core.overlay import display_map
-from gradcam_desktop.ui.compositing import Compositor
+from gradcam_desktop.ui.explore.compositing import Compositor
 from gradcam_desktop.ui.export import rgb_to_qimage
 
 __all__ = ["LIGHTS", "CurvePlot", "Light", "SanityMap", "SanityRow", "small_map"]

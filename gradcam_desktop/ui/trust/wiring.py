@@ -21,7 +21,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QWidget
 
 from gradcam_desktop.core.types import MapResult
-from gradcam_desktop.ui.caption import pane_title
+from gradcam_desktop.ui.explore.caption import pane_title
 from gradcam_desktop.session.map_cache import map_key
 from gradcam_desktop.session.trust_job import TrustOutcome
 
@@ -210,7 +210,7 @@ class TrustController(QObject):
 
     def _ensure_panel(self) -> None:
         if self.panel is None:
-            from gradcam_desktop.ui.trust_panel import TrustPanel  # pyqtgraph: only once the panel is opened
+            from gradcam_desktop.ui.trust.panel import TrustPanel  # pyqtgraph: only once the panel is opened
 
             self.panel = TrustPanel()
             self.dock.setWidget(self.panel)

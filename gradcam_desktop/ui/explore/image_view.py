@@ -14,8 +14,8 @@ from PySide6.QtWidgets import QFrame, QGraphicsPixmapItem, QGraphicsScene, QGrap
 
 from gradcam_desktop.core.overlay import COLORMAPS
 
-from .colorbar import ColorBar
-from .compositing import MODES, Compositor
+from gradcam_desktop.ui.explore.colorbar import ColorBar
+from gradcam_desktop.ui.explore.compositing import MODES, Compositor
 
 __all__ = ["ImageView", "ColorBar", "MODES"]
 

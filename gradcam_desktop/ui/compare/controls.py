@@ -9,7 +9,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QAction, QMouseEvent
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMenu, QPushButton, QToolButton, QWidget
 
-from .compare_model import DIMENSIONS, MAX_VALUES, TITLES, Context, Grid
+from gradcam_desktop.ui.compare.axes import DIMENSIONS, MAX_VALUES, TITLES, Context, Grid
 
 __all__ = ["AxisPicker", "CompareControls", "StayOpenMenu"]
 

@@ -1,6 +1,6 @@
 """Folder triage wired into the main window: its dock, its menu entries, its job and its row clicks.
 
-File → Open Labelled Folder… (or Open Labelled CSV…) opens the Triage dock (``triage_view``)
+File → Open Labelled Folder… (or Open Labelled CSV…) opens the Triage dock (``triage.view``)
 under the picture and starts a ``triage_job.TriageJob`` on the worker: rows stream into the
 table batch by batch, with progress and Cancel. A click on a row shows that picture in the main
 view with the map of its predicted or true class (the view's toggle): a picture already open is
@@ -24,7 +24,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QMenu
 from gradcam_desktop.core.errors import GradCamError
 from gradcam_desktop.core.files import atomic_write_bytes
 from gradcam_desktop.session.triage_job import BATCH, TriageRequest
-from gradcam_desktop.ui.triage_view import TriageView
+from gradcam_desktop.ui.triage.view import TriageView
 
 __all__ = ["TriageController", "attach", "export_matrix", "export_table"]
 

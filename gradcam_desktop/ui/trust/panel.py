@@ -11,7 +11,7 @@ itself and its numbers:
 * **sanity check**: the map on screen, then the map after each step that re-draws more of the
   model's weights at random, with its rank correlation (ρ) with the map on screen.
 
-The widget only shows what it is given (``show_outcome``); ``trust_wiring`` asks the worker and
+The widget only shows what it is given (``show_outcome``); ``trust.wiring`` asks the worker and
 decides what to show. pyqtgraph is imported here, so this module is imported when the panel is
 first opened, not when the window starts.
 """
@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (QFrame, QGridLayout, QHBoxLayout, QLabel, QProgre
 
 from gradcam_desktop.core.trust import TrustReport
 from gradcam_desktop.core.verdicts import BETTER, Verdict, as_evidence, drop_figure, quantity, verdicts
-from gradcam_desktop.ui.trust_figures import CurvePlot, Light, SanityMap, SanityRow
+from gradcam_desktop.ui.trust.figures import CurvePlot, Light, SanityMap, SanityRow
 from gradcam_desktop.session.trust_job import TrustOutcome
 
 __all__ = ["FIGURES", "TrustCard", "TrustPanel", "card_titles", "figure_numbers", "sanity_maps"]
@@ -157,7 +157,7 @@ class TrustPanel(QWidget):
     ``show_pending()`` while the report is computed (``set_progress``), ``show_outcome`` once it
     is there, ``show_message`` for a failure or a hint, ``set_look`` to follow the main view's
     opacity and colours. ``cards``, ``plots`` and ``sanity`` are there to be read. Which map it
-    is about is the dock's title (``trust_wiring``): the header row only shows while there is
+    is about is the dock's title (``trust.wiring``): the header row only shows while there is
     progress or a message, so the figures get the height.
     """
 

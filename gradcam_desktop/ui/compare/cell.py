@@ -13,7 +13,7 @@ from PySide6.QtCore import QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (QColor, QFocusEvent, QImage, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPalette, QPen)
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from .compare_model import CellKey
+from gradcam_desktop.ui.compare.axes import CellKey
 
 __all__ = ["CompareCell"]
 

@@ -1,4 +1,4 @@
-"""The compare grid (``compare_view.CompareView``) wired into the main window.
+"""The compare grid (``compare.view.CompareView``) wired into the main window.
 
 View → Compare swaps the picture for the grid (``ui.view_stack``); the grid follows the main
 view's opacity, colours, zoom and pan, compares maps around the map the main view shows (its
@@ -14,7 +14,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 
 from gradcam_desktop.core.types import MapResult
-from gradcam_desktop.ui.layer_tree import nodes_by_path
+from gradcam_desktop.ui.explore.layer_tree import nodes_by_path
 from gradcam_desktop.session.requests import MapSpec
 
 __all__ = ["attach"]
