@@ -21,11 +21,11 @@ Rules the window relies on (the ordering ones are ``scheduler.py``'s, tested wit
   generation, so the window's maps stay valid), the same picture keys, the custom-layer files
   the user had run.
 
-Events (``EVENTS``): ready(versions), modelLoaded(id, info), modelRefused(id, message, trustable),
+Events (``EVENTS``): ready(versions), modelLoaded(id, records.ModelInfo), modelRefused(id, message, trustable),
 imagesLoaded(id, [item]), imageFailed(name, message), mapReady(id, MapResult),
 cellReady(grid id, index, MapResult | str), failed(id, message), progress(text, done, total),
 busy(text), jobProgress, jobPartial, jobFinished, trustReady(id, TrustOutcome),
-restored(info | None), answer(id, value) (a diagnostic query's reply), working(text) (what runs
+restored(ModelInfo | None), answer(id, value) (a diagnostic query's reply), working(text) (what runs
 now, in words: kept by the window's side for the line it shows if the engine dies).
 """
 
@@ -51,6 +51,7 @@ from gradcam_desktop.session.map_cache import MapCache
 from gradcam_desktop.session.maps import MapMaker
 from gradcam_desktop.session.requests import (CancelJob, Explain, ExplainGrid, ExportAll, LoadImages, LoadModel,
                                               Precompute, Shutdown, _next_id, decode_source, expand_sources)
+from gradcam_desktop.session.records import ModelInfo
 from gradcam_desktop.session.results import failure_message, image_item, model_info, trust_would_help, versions
 from gradcam_desktop.session.scheduler import Job, Run, Scheduler, Wait
 from gradcam_desktop.session.trust_job import TrustJob, TrustRequest, supersede_trust
@@ -347,7 +348,7 @@ class Engine:
         self._emit("failed", request.id, self._import_error or failure_message(exc, self._log_hint))
 
     # -- requests ------------------------------------------------------------------------------
-    def _load_model(self, request: LoadModel, generation: int | None = None) -> dict:
+    def _load_model(self, request: LoadModel, generation: int | None = None) -> ModelInfo:
         models = self._modules["models"]
         gradcam = self._modules["gradcam"]
         from gradcam_desktop.core.layers import eligible_paths, layer_tree

@@ -20,6 +20,7 @@ import numpy as np
 from gradcam_desktop import __version__
 from gradcam_desktop.core.errors import GradCamError, unexpected_message
 from gradcam_desktop.session.picture_cache import thumbnail_rgb
+from gradcam_desktop.session.records import ModelInfo
 
 __all__ = ["display_uint8", "failure_message", "image_item", "map_result", "model_info", "trust_would_help", "versions"]
 
@@ -45,23 +46,15 @@ def versions(modules: dict[str, Any], error: str | None) -> dict:
     return out
 
 
-def model_info(request_id: int, generation: int, loaded: Any, engine: Any, layers: list, trusted: bool) -> dict:
+def model_info(request_id: int, generation: int, loaded: Any, engine: Any, layers: list, trusted: bool) -> ModelInfo:
     """``modelLoaded``'s payload: names, layer tree, default layer, classes and input of a loaded model."""
-    return {
-        "id": request_id,
-        "generation": generation,
-        "source": loaded.source,
-        "display_name": loaded.display_name,
-        "layers": layers,
-        "default_layer": engine.default_layer,
-        "class_names": list(loaded.class_names),
-        "input_size": tuple(loaded.input_size),
-        "channels": loaded.channels,
-        "preprocess": loaded.preprocess,
-        "sha256": loaded.sha256,
-        "head": getattr(getattr(loaded, "head", None) or getattr(engine, "head", None), "kind", None),
-        "trusted": trusted,
-    }
+    height, width = (int(side) for side in loaded.input_size)
+    return ModelInfo(request_id=request_id, generation=generation, source=str(loaded.source),
+                     display_name=str(loaded.display_name), layers=list(layers), default_layer=engine.default_layer,
+                     class_names=tuple(str(name) for name in loaded.class_names), input_size=(height, width),
+                     channels=int(loaded.channels), preprocess=str(loaded.preprocess), sha256=loaded.sha256,
+                     head=getattr(getattr(loaded, "head", None) or getattr(engine, "head", None), "kind", None),
+                     trusted=bool(trusted))
 
 
 def image_item(key: str, image: Any, source: Any) -> dict:

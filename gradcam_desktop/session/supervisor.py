@@ -74,7 +74,7 @@ class Supervisor:
             self._deaths = 0  # the engine answered: it works
             if name == "modelLoaded" and isinstance(request, LoadModel):
                 info = args[1]
-                self.model = _Model(request.spec, request.trust, int(info["generation"]), str(info["display_name"]))
+                self.model = _Model(request.spec, request.trust, info.generation, info.display_name)
             elif name == "jobFinished" and isinstance(request, CustomLayersRequest):
                 self.custom_layers.append(request.path)
         elif name == "restored":

@@ -23,6 +23,7 @@ from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.errors import OutputError
 from gradcam_desktop.core.overlay import blend
 from gradcam_desktop.core.types import MapResult
+from gradcam_desktop.session.records import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,11 @@ def export_paths(path: str | Path) -> dict[str, Path]:
     }
 
 
-def output_style(alpha: float, colormap: str, *, burn_in: bool, model: dict | None, versions: dict) -> OutputStyle:
+def output_style(alpha: float, colormap: str, *, burn_in: bool, model: ModelInfo | None, versions: dict) -> OutputStyle:
     """The window's look of an exported picture, as ``core.batch`` takes it (Export and Export All)."""
-    model = model or {}
     return OutputStyle(alpha=alpha, colormap=colormap, decorate=annotate.decorator(colormap) if burn_in else None,
-                       sidecar_extra={"model_name": model.get("display_name"), "model_sha256": model.get("sha256"),
-                                      "versions": dict(versions)})
+                       sidecar_extra={"model_name": model.display_name if model else None,
+                                      "model_sha256": model.sha256 if model else None, "versions": dict(versions)})
 
 
 def picture(rgb: np.ndarray, result: MapResult, style: OutputStyle) -> np.ndarray:

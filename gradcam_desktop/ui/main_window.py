@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QApplication, QMainWindow, QWidget
 from gradcam_desktop import __version__
 from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.types import MapResult, ModelSpec
+from gradcam_desktop.session.records import ModelInfo
 from gradcam_desktop.ui import actions, clipboard, dialogs, dnd, export, layout, status_text
 from gradcam_desktop.ui.explore import caption
 from gradcam_desktop.ui.compare import wiring as compare_wiring
@@ -58,7 +59,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self.versions: dict = {"app": __version__, "python": platform.python_version(),
                                "qt": qVersion(), "pyside": PySide6.__version__}
         self._ready = False
-        self._model: dict | None = None
+        self._model: ModelInfo | None = None
         self._nodes: dict = {}
         self._images: list[dict] = []
         self._index = -1
@@ -161,7 +162,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
     def current_image(self) -> dict | None:
         return self._images[self._index] if 0 <= self._index < len(self._images) else None
 
-    def model_info(self) -> dict | None:
+    def model_info(self) -> ModelInfo | None:
         """The open model's description (source, display_name, layers, class_names, ...), or None."""
         return self._model
 
@@ -284,20 +285,20 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         if "error" in versions:
             self.show_error(versions["error"])
 
-    def _on_model(self, request: int, info: dict) -> None:
+    def _on_model(self, request: int, info: ModelInfo) -> None:
         if not self._opener.loaded(request):
             return  # a newer model was asked for meanwhile
         self._model = info
-        self._nodes = nodes_by_path(info["layers"])
-        self._layer, self._class, self._probabilities_for = info["default_layer"], None, None
+        self._nodes = nodes_by_path(info.layers)
+        self._layer, self._class, self._probabilities_for = info.default_layer, None, None
         self._show_model(info)
-        self.choice.set_classes(info["class_names"])
-        self.settings.add_recent_model(info["source"])
+        self.choice.set_classes(info.class_names)
+        self.settings.add_recent_model(info.source)
         self._fill_recent_menu()
         self.set_status(status_text.model_ready(info, bool(self._images)))
         self._request_map()
 
-    def _show_model(self, info: dict | None) -> None:
+    def _show_model(self, info: ModelInfo | None) -> None:
         """The model's layers, classes and name in the views (None: no model); its map comes when asked."""
         ui = self.ui
         self._show_result(None)  # also takes "Opening model …" off the caption
@@ -307,13 +308,13 @@ class MainWindow(dnd.DropTarget, QMainWindow):
             self.setWindowTitle("Grad-CAM Desktop")
             ui.layers_dock.setWindowTitle("Layers")
             return
-        ui.layer_tree.set_layers(info["layers"], info["default_layer"])
-        if self._layer is not None and self._layer != info["default_layer"]:
+        ui.layer_tree.set_layers(info.layers, info.default_layer)
+        if self._layer is not None and self._layer != info.default_layer:
             ui.layer_tree.show_path(self._layer)
-        ui.class_list.set_classes(info["class_names"])
+        ui.class_list.set_classes(info.class_names)
         ui.class_list.set_kept(self._class is not None)
-        self.setWindowTitle(f"{info['display_name']} — Grad-CAM Desktop")
-        ui.layers_dock.setWindowTitle(f"Layers of {info['display_name']}")
+        self.setWindowTitle(f"{info.display_name} — Grad-CAM Desktop")
+        ui.layers_dock.setWindowTitle(f"Layers of {info.display_name}")
         self._fit_docks_later()
 
     def _model_requested(self, label: str) -> None:
@@ -361,14 +362,15 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         if self.choice.learned(result):
             self._request_map()  # it told the picture's top class: now the "rather than" map can be asked for
             return
-        model = self._model or {}
-        result = result.with_(image=image.get("path") or image["name"], model=result.model or model.get("source"),
-                              preprocess=result.preprocess or model.get("preprocess"))
+        model = self._model
+        result = result.with_(image=image.get("path") or image["name"],
+                              model=result.model or (model.source if model else None),
+                              preprocess=result.preprocess or (model.preprocess if model else None))
         ui = self.ui
         ui.view.set_map(result.display)
         self.map_progress.clear()
         note = self.choice.shown(result)  # e.g. the runner-up stands in for the "rather than" class
-        names = model.get("class_names", [])
+        names = list(model.class_names) if model else []
         if (result.image_key, result.generation) != self._probabilities_for and len(names) == len(result.probabilities):
             self._probabilities_for = (result.image_key, result.generation)
             ui.class_list.set_classes(names, result.probabilities)
@@ -393,7 +395,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
                 self.ui.layer_tree.show_path(self._layer)
             if self._shown is None and self._model is not None:  # no map of this picture: no other's predictions
                 self._probabilities_for = None
-                self.ui.class_list.set_classes(self._model["class_names"])
+                self.ui.class_list.set_classes(self._model.class_names)
                 self.ui.prediction_label.setText("")
             self.show_error(message)
         else:
@@ -408,15 +410,15 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self.set_status(line)
         self.engineLost.emit(line)
 
-    def _on_engine_restored(self, info: dict | None) -> None:
+    def _on_engine_restored(self, info: ModelInfo | None) -> None:
         """A new engine took over: with the same model (nothing changes on screen) or without one."""
         if info is None and self._model is not None:
-            name = self._model["display_name"]
+            name = self._model.display_name
             self._model, self._nodes, self._layer, self._class = None, {}, None, None
             self._show_model(None)
             self.set_status(f"{name} could not be opened again after the engine stopped; open a model to go on.")
         elif info is not None:
-            self.set_status(f"The engine started again with {info['display_name']}. {self._idle_text}".strip())
+            self.set_status(f"The engine started again with {info.display_name}. {self._idle_text}".strip())
 
     def _on_progress(self, text: str, done: int, total: int) -> None:
         amount = status_text.progress_amount(text, done, total)
@@ -432,7 +434,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         if node is None or path == self._layer:
             return
         if not node.eligible:
-            self.set_status(status_text.layer_refused(node, self._model["default_layer"], self._layer))
+            self.set_status(status_text.layer_refused(node, self._model.default_layer, self._layer))
             # After the click has finished selecting the greyed row: select the shown layer again.
             QTimer.singleShot(0, lambda: self._layer is not None and self.ui.layer_tree.show_path(self._layer))
             return

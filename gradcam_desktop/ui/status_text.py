@@ -14,6 +14,7 @@ from gradcam_desktop.core import annotate
 from gradcam_desktop.core.annotate import format_probability
 from gradcam_desktop.core.types import MapResult
 from gradcam_desktop.ui.explore.layer_tree import describe
+from gradcam_desktop.session.records import ModelInfo
 
 
 def image_shown(image: dict, index: int, count: int) -> str:
@@ -28,9 +29,9 @@ def with_note(note: str, text: str) -> str:
     return f"{note} {text}" if note else text
 
 
-def model_ready(info: dict, has_images: bool) -> str:
+def model_ready(info: ModelInfo, has_images: bool) -> str:
     """A model has opened; without pictures, say how to open some."""
-    return (f"Model {info['display_name']} ready: {len(info['class_names'])} classes."
+    return (f"Model {info.display_name} ready: {len(info.class_names)} classes."
             + ("" if has_images else " Open pictures (Ctrl+O) or drop them here."))
 
 

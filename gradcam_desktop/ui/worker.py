@@ -75,7 +75,7 @@ class GradCamWorker(QThread):
     """
 
     ready = Signal(dict)  # versions (and zoo names) once TensorFlow is imported
-    modelLoaded = Signal(int, dict)
+    modelLoaded = Signal(int, object)  # request id, session.records.ModelInfo
     modelRefused = Signal(int, str, bool)  # id, message, whether trusting the file would help
     imagesLoaded = Signal(int, list)
     imageFailed = Signal(str, str)
@@ -89,7 +89,7 @@ class GradCamWorker(QThread):
     jobFinished = Signal(int, dict)  # job id, summary ({"written", "failures", "cancelled", …})
     trustReady = Signal(int, object)  # request id, trust_job.TrustOutcome
     engineLost = Signal(str)  # one line: what the engine was doing when it died, what happens now
-    engineRestored = Signal(object)  # the model info the new engine opened (None: no model)
+    engineRestored = Signal(object)  # the ModelInfo the new engine opened (None: no model)
 
     def __init__(self, parent=None, *, cache_entries: int = CACHE_ENTRIES, precompute: bool = True,
                  modules: dict[str, Any] | None = None, in_process: bool = False) -> None:

@@ -12,6 +12,7 @@ from gradcam_desktop.core.types import MapResult, Prediction
 from gradcam_desktop.session import transport
 from gradcam_desktop.session.custom_layers import CustomLayersRequest
 from gradcam_desktop.session.engine import Restore
+from gradcam_desktop.session.records import ModelInfo
 from gradcam_desktop.session.host import describe_exit
 from gradcam_desktop.session.requests import Explain, LoadModel
 from gradcam_desktop.session.supervisor import MAX_RESTORES, MAX_STARTS, Supervisor
@@ -65,7 +66,10 @@ def test_exit_codes_in_words():
 def _loaded(supervisor: Supervisor, spec: str = "demo", generation: int = 4) -> LoadModel:
     load = LoadModel(spec)
     supervisor.sent(load)
-    supervisor.received("modelLoaded", (load.id, {"generation": generation, "display_name": "Demo shapes"}))
+    info = ModelInfo(request_id=load.id, generation=generation, source=spec, display_name="Demo shapes",
+                     default_layer="conv", class_names=("a", "b"), input_size=(8, 8), channels=3, preprocess="raw",
+                     sha256=None, head="softmax", trusted=False)
+    supervisor.received("modelLoaded", (load.id, info))
     return load
 
 

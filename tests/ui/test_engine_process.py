@@ -92,7 +92,7 @@ def test_sigkill_in_the_middle_of_a_map_keeps_pictures_choices_and_the_map_shown
     window.keep_class(2)
     kept = _map_of(qtbot, window, lambda: None)
     assert kept.class_index == 2 and kept.image_key == first.image_key
-    generation = window.model_info()["generation"]
+    generation = window.model_info().generation
 
     # Score-CAM is made in steps: the first progress of its job is the middle of a map.
     _map_of(qtbot, window, lambda: window.choice.set_method("scorecam"))
@@ -110,7 +110,7 @@ def test_sigkill_in_the_middle_of_a_map_keeps_pictures_choices_and_the_map_shown
 
     # Nothing the user had is lost: pictures (same keys), model (same generation), class, method.
     assert [image["key"] for image in window.images()] == keys
-    assert window.model_info()["generation"] == generation
+    assert window.model_info().generation == generation
     assert window.kept_class() == 2 and window.map_choice()["method"] == "scorecam"
     again = _map_of(qtbot, window, lambda: window.step_image(1), key=keys[2])
     assert again.method == "scorecam" and again.class_index == 2 and again.generation == generation
@@ -130,7 +130,7 @@ def test_sigkill_while_a_model_opens_brings_back_the_model_that_worked(qtbot, pi
     assert "while opening tiny.keras" in error.args[0] and "Demo" in error.args[0]
     _wait_engine_back(qtbot, window, pid)
     qtbot.waitUntil(lambda: window.model_info() is not None and not window.model_pending(), timeout=TIMEOUT)
-    assert window.model_info()["source"] == "demo"
+    assert window.model_info().source == "demo"
     assert window.ui.layer_tree.current_path() == shown.layer  # the demo's tree is back, not emptied
     after = _map_of(qtbot, window, lambda: window.step_image(1))
     assert after.model == "demo" and after.image_key == window.images()[1]["key"]

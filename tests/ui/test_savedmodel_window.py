@@ -112,7 +112,7 @@ def test_paths_sort_into_a_savedmodel_and_pictures(saved_model, tmp_path):
 def test_dropped_savedmodel_folder_opens_as_the_model_and_explains_a_dropped_picture(
         qtbot, window, saved_model, picture):
     info = _loaded(qtbot, window, lambda: _drop(window, [saved_model]))
-    assert info["source"] == str(saved_model) and info["display_name"] == saved_model.name
+    assert info.source == str(saved_model) and info.display_name == saved_model.name
     assert window.ui.strip.count() == 0  # a model, not a folder of pictures
     tree = window.ui.layer_tree
     paths = [path for path, _eligible in tree.layer_model().all_paths()]
@@ -133,7 +133,7 @@ def test_dropped_savedmodel_folder_opens_as_the_model_and_explains_a_dropped_pic
 
 def test_dropping_saved_model_pb_opens_its_folder(qtbot, window, saved_model):
     info = _loaded(qtbot, window, lambda: _drop(window, [saved_model / "saved_model.pb"]))
-    assert info["source"] == str(saved_model) and info["display_name"] == saved_model.name
+    assert info.source == str(saved_model) and info.display_name == saved_model.name
     assert window.ui.strip.count() == 0
 
 
@@ -151,7 +151,7 @@ def test_open_model_dialog_takes_a_savedmodel_through_its_saved_model_pb(qtbot, 
     first = filters.split(";;")[0]
     assert "saved_model.pb" in first and "*.keras" in first and "*.h5" in first  # one filter for both kinds
     assert "SavedModel" in caption
-    assert info["source"] == str(saved_model) and window.model_info()["display_name"] == saved_model.name
+    assert info.source == str(saved_model) and window.model_info().display_name == saved_model.name
     assert window.settings.folder("models") == str(saved_model.parent)  # the next dialog starts beside it
 
 
@@ -159,7 +159,7 @@ def test_open_savedmodel_folder_action_uses_a_directory_dialog(qtbot, window, sa
     assert window.acts.open_savedmodel in window.menuBar().actions()[0].menu().actions()
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(saved_model))
     info = _loaded(qtbot, window, window.acts.open_savedmodel.trigger)
-    assert info["source"] == str(saved_model)
+    assert info.source == str(saved_model)
     assert [p for p, _e in window.ui.layer_tree.layer_model().all_paths()][-1] == "probabilities"
     # A folder that is no SavedModel: one line that says what to choose, the model stays.
     plain = tmp_path / "not_a_model"
@@ -168,7 +168,7 @@ def test_open_savedmodel_folder_action_uses_a_directory_dialog(qtbot, window, sa
     with qtbot.waitSignal(window.errorShown, timeout=TIMEOUT) as blocker:
         window.acts.open_savedmodel.trigger()
     assert "SavedModel" in blocker.args[0] and "\n" not in blocker.args[0]
-    assert window.model_info()["source"] == str(saved_model)
+    assert window.model_info().source == str(saved_model)
     # Cancelled: nothing happens.
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: "")
     with qtbot.assertNotEmitted(window.worker.modelLoaded, wait=200):

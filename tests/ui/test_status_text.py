@@ -6,6 +6,7 @@ import numpy as np
 
 from gradcam_desktop.core.types import LayerNode, MapResult, Prediction
 from gradcam_desktop.ui import status_text
+from gradcam_desktop.session.records import ModelInfo
 
 
 def result(**changes) -> MapResult:
@@ -37,7 +38,9 @@ def test_image_and_model_lines():
     image = {"name": "a.png", "notices": ["rotated by EXIF", "reduced to 12 megapixels"]}
     assert status_text.image_shown(image, 1, 3) == "a.png (2 of 3) — rotated by EXIF; reduced to 12 megapixels"
     assert status_text.image_shown({"name": "b.png"}, 0, 1) == "b.png (1 of 1)"
-    info = {"display_name": "tiny", "class_names": ["a", "b", "c"]}
+    info = ModelInfo(request_id=1, generation=1, source="tiny.keras", display_name="tiny", default_layer="conv",
+                     class_names=("a", "b", "c"), input_size=(8, 8), channels=3, preprocess="raw", sha256=None,
+                     head="softmax", trusted=False)
     assert status_text.model_ready(info, True) == "Model tiny ready: 3 classes."
     assert status_text.model_ready(info, False).endswith("Open pictures (Ctrl+O) or drop them here.")
 

@@ -81,10 +81,10 @@ def _explain(qtbot, worker, key, layer, class_index):
 
 def test_model_info_and_images(qtbot, worker, model_file, image_files):
     info, images = _load(qtbot, worker, model_file, image_files)
-    assert info["class_names"] == ["cat", "dog", "bird", "fish"]
-    assert info["default_layer"] == "backbone/last_conv"
-    assert info["input_size"] == (32, 32) and info["sha256"] and info["head"] == "softmax"
-    assert [node.path for node in info["layers"]][0] == "backbone"
+    assert info.class_names == ("cat", "dog", "bird", "fish")
+    assert info.default_layer == "backbone/last_conv"
+    assert info.input_size == (32, 32) and info.sha256 and info.head == "softmax"
+    assert [node.path for node in info.layers][0] == "backbone"
     assert [i["name"] for i in images] == ["a.png", "b.png", "c.png"]
     assert images[1]["rgb"].shape == (36, 30, 3)
 

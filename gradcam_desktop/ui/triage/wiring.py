@@ -132,7 +132,7 @@ class TriageController(QObject):
         if not self.sized:  # the first time: a good share of the window (later: where the user left it)
             self.sized = True
             self.window.resizeDocks([self.dock], [int(self.window.height() * FIRST_SHARE)], Qt.Orientation.Vertical)
-        self.view.start(info["class_names"])
+        self.view.start(list(info.class_names))
         self.view.set_status(f"Reading the labels of {Path(source).name}…")
         self.dock.setWindowTitle(f"Triage — {Path(source).name}")
         self._job = self.window.worker.start_job(TriageRequest(str(source), batch))
@@ -197,14 +197,15 @@ class TriageController(QObject):
         """Another model is opening: this run's table and matrix are the old model's, so they go at once."""
         if self._job is None and not self.view.rows():
             return
-        info = self.window.model_info() or {}
+        info = self.window.model_info()
         self.cancel()
         self._job = None  # its last rows and its end are dropped
         self._chosen = self._compare_for = None
         name = f"“{Path(self._source).name}”" if self._source else "these pictures"
         self.view.clear_for_model(f"Cleared: the results for {name} came from the model "
-                                  f"{info.get('display_name', 'open before')}. Run again to check the model now open.")
+                                  f"{info.display_name if info else 'open before'}. Run again to check the model now open.")
         self.dock.setWindowTitle("Triage")
+
     def _on_started(self, job_id: int, info: dict) -> None:
         if job_id != self._job:
             return
