@@ -373,7 +373,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         names = list(model.class_names) if model else []
         if (result.image_key, result.generation) != self._probabilities_for and len(names) == len(result.probabilities):
             self._probabilities_for = (result.image_key, result.generation)
-            ui.class_list.set_classes(names, result.probabilities)
+            ui.class_list.set_classes(names, result.probabilities.tolist())
         ui.class_list.show_explained(result.class_index)
         if ui.layer_tree.current_path() != result.layer:
             ui.layer_tree.show_path(result.layer)  # the tree names the layer the map comes from
@@ -431,7 +431,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
     # -- user changes --------------------------------------------------------------------------
     def _on_layer(self, path: str) -> None:
         node = self._nodes.get(path)
-        if node is None or path == self._layer:
+        if node is None or path == self._layer or self._model is None:
             return
         if not node.eligible:
             self.set_status(status_text.layer_refused(node, self._model.default_layer, self._layer))

@@ -83,7 +83,7 @@ def open_failures(failures: list[tuple[str, str]]) -> tuple[str, str] | None:
     return None
 
 
-def no_pictures(model: dict | None) -> str:
+def no_pictures(model: ModelInfo | None) -> str:
     """The status line once the last picture is closed."""
     return ("No pictures open. Open some (Ctrl+O) or drop them here." if model is not None else
             "Ready. Open a model and pictures, or drop them here.")

@@ -263,21 +263,27 @@ class GradCamWorker(QThread):
                 request = Reset()  # the engine is parked, not stopped, once this is answered
                 self._parking = request.id
             try:
-                transport.send(self.host.connection, request)
+                transport.send(self._live().connection, request)
             except (OSError, EOFError):
                 for unsent in waiting[index:]:  # the engine is gone: sent to the next one
                     self._outbox.put(unsent)
                 return
             self.supervisor.sent(request)
 
+    def _live(self) -> EngineHost:
+        """The engine being talked to (run() sets it before anything else and leaves once it is parked)."""
+        if self.host is None:
+            raise RuntimeError("no engine: the worker has not started or has handed its engine on")
+        return self.host
+
     def _receive(self) -> bool:
         """Handle one event; False when the engine has gone."""
         try:
-            name, args = transport.receive(self.host.connection)
+            name, args = transport.receive(self._live().connection)
         except (EOFError, OSError):
             return False
         self.supervisor.received(name, args)
-        if name == "ready" and self._parking is not None:
+        if name == "ready" and self._parking is not None and isinstance(self.host, ProcessHost):
             park(self.host)
             self.host = None
         elif name == "answer":
@@ -307,10 +313,11 @@ class GradCamWorker(QThread):
         """The engine died: tell the window in one line, start a new one with what the old one had.
 
         False when engines keep dying before they answer anything (no new one is started)."""
-        how = self.host.ended() or "stopped answering"
-        if self.host.ended() is None:
-            self.host.wait(5.0)
-            how = self.host.ended() or how
+        dead = self._live()
+        how = dead.ended() or "stopped answering"
+        if dead.ended() is None:
+            dead.wait(5.0)
+            how = dead.ended() or how
         line, lost, reopen = self.supervisor.lost(how)
         log.error("%s", line)
         self._close_host()

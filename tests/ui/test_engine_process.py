@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -196,3 +197,43 @@ def test_the_window_process_never_imports_tensorflow(tmp_path, pictures):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_engine_ends_when_the_window_process_is_killed(tmp_path):
+    """No orphan holding a model's memory: the engine leaves when its pipe to the window closes."""
+    script = textwrap.dedent(f'''
+        import time
+        from PySide6.QtWidgets import QApplication
+        app = QApplication([])
+        from gradcam_desktop.ui import MainWindow
+        window = MainWindow(); window.show()
+        end = time.time() + {WINDOW_TIMEOUT / 1000}
+        while not window.engine_ready() and time.time() < end:
+            app.processEvents(); time.sleep(0.01)
+        print(window.worker.engine_pid(), flush=True)
+        time.sleep(600)
+    ''')
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "GRADCAM_DESKTOP_REUSE_ENGINE": "0"}
+    window = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, env=env)
+    try:
+        engine = int(window.stdout.readline())
+    finally:
+        window.kill()
+        window.wait()
+
+    def gone() -> bool:
+        try:
+            os.kill(engine, 0)
+        except ProcessLookupError:
+            return True
+        try:  # a zombie is gone too (its parent, the window, was killed; init reaps it)
+            with open(f"/proc/{engine}/stat", encoding="ascii") as stat:
+                return stat.read().split(")")[-1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    deadline = time.monotonic() + 60
+    while not gone() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone()
