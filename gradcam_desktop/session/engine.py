@@ -98,7 +98,8 @@ class Restore:
     """Take over from an engine that died: the custom-layer files, then the model, then the pictures.
 
     ``model`` None: no model was open. ``generation`` is the dead engine's, so the window's maps and
-    keys stay valid; ``pictures`` are (key, path or encoded bytes, name), decoded when first asked.
+    keys stay valid; ``pictures`` are (key, path or encoded bytes, name), decoded when first asked;
+    ``maps`` the maps the window had received (its bounded copy): the new engine's cache starts with them.
     Answered by ``restored(model info or None)``, or ``failed(id, message)`` if the model no longer opens.
     """
 
@@ -107,6 +108,7 @@ class Restore:
     generation: int
     pictures: list[tuple[str, Any, str]]
     custom_layers: list[str] = field(default_factory=list)
+    maps: list[Any] = field(default_factory=list)
     id: int = field(default_factory=_next_id)
 
 
@@ -392,6 +394,8 @@ class Engine:
         info = None
         if request.model is not None:
             info = self._load_model(LoadModel(request.model, request.trust, request.id), request.generation)
+            for result in request.maps:
+                self._maps.remember(result)
         self._emit("restored", info)
 
     def _load_images(self, request: LoadImages) -> None:

@@ -34,6 +34,12 @@ def map_key(image_key: str, generation: int, layer: str, class_index: int, metho
     return (image_key, int(generation), layer, int(class_index), method, score_key(versus, counterfactual))
 
 
+def result_key(result: Any) -> tuple:
+    """``map_key`` of a finished ``MapResult`` (its picture key and generation set)."""
+    return map_key(result.image_key, result.generation, result.layer, result.class_index, result.method,
+                   result.versus_index, result.counterfactual)
+
+
 def result_bytes(result: Any) -> int:
     """Bytes a cached result holds: its ``raw`` map plus its ``display`` map if it has one."""
     display = getattr(result, "display", None)

@@ -25,7 +25,7 @@ from gradcam_desktop.session import gc_policy
 from gradcam_desktop.core import cams
 from gradcam_desktop.core.errors import ImageLoadError
 from gradcam_desktop.core.types import MapResult
-from gradcam_desktop.session.map_cache import MapCache, map_key
+from gradcam_desktop.session.map_cache import MapCache, result_key
 from gradcam_desktop.session.picture_cache import PictureCache
 from gradcam_desktop.session.requests import MapSpec, Precompute
 from gradcam_desktop.session.results import display_uint8, map_result
@@ -130,10 +130,15 @@ class MapMaker:
         result = map_result(explanation, image_key=image_key, generation=generation, display=display, flat=flat,
                             seconds=seconds)
         if generation == self.generation:
-            self._predictions[(image_key, generation)] = explanation.prediction
-            self.cache.put(map_key(image_key, generation, result.layer, result.class_index, result.method,
-                                   result.versus_index, result.counterfactual), result)
+            self.remember(result)
         return result
+
+    def remember(self, result: MapResult) -> None:
+        """Keep a finished map of this model (and its picture's prediction): made here, or by an engine
+        that died (``Restore.maps``)."""
+        if result.generation == self.generation and result.image_key is not None:
+            self._predictions[(result.image_key, result.generation)] = result.prediction
+            self.cache.put(result_key(result), result)
 
     def precompute(self, plan: Precompute, class_index: int) -> None:
         """PrecomputeJob's step: one map into the cache, unless the model or the picture is gone."""

@@ -34,9 +34,11 @@ from typing import Any
 
 from PySide6.QtCore import QThread, Signal
 
+from gradcam_desktop.core.types import MapResult
 from gradcam_desktop.session import transport
 from gradcam_desktop.session.engine import CACHE_ENTRIES, EVENTS, CachedKeys, ForgetImages, Reset
 from gradcam_desktop.session.engine_main import CancelDownload, StopEngine
+from gradcam_desktop.session.map_cache import MapCache, result_key
 from gradcam_desktop.session.host import (EngineHost, ProcessHost, ThreadHost, adopt, park, process_supported,
                                           reuse_enabled)
 from gradcam_desktop.session.picture_cache import PictureCache, PictureItem
@@ -53,6 +55,10 @@ log = logging.getLogger(__name__)
 
 #: How long a stopping engine may take to finish its step before it is killed.
 STOP_SECONDS = 20.0
+#: The maps the window keeps a copy of, for a new engine if this one dies (the engine's own cache
+#: is larger; these are the most recent ones, so what the user just saw comes back at once).
+KEPT_MAPS = 48
+KEPT_MAP_BYTES = 96 * 1024 * 1024
 
 
 def engine_log_path() -> Path:
@@ -110,6 +116,7 @@ class GradCamWorker(QThread):
         self._answers: dict[int, Any] = {}
         self._answered = threading.Condition()
         self.supervisor = Supervisor()
+        self._kept = MapCache(KEPT_MAPS, KEPT_MAP_BYTES)  # maps received, for a new engine (worker thread only)
         self.host: EngineHost | None = None
         self.restarts = 0
         self._parking: int | None = None  # the Reset that readies the engine for the next window
@@ -292,6 +299,11 @@ class GradCamWorker(QThread):
                 self._answered.notify_all()
         elif name == "imagesLoaded":
             self.imagesLoaded.emit(args[0], self._items(args[1]))
+        elif name in ("mapReady", "cellReady"):
+            result = args[-1]
+            if isinstance(result, MapResult) and result.image_key in self.pictures:
+                self._kept.put(result_key(result), result.with_(cached=False))
+            getattr(self, name).emit(*args)
         elif name == "restored":
             self.engineRestored.emit(args[0])
         elif name in EVENTS and name != "working":
@@ -334,6 +346,8 @@ class GradCamWorker(QThread):
                     if (source := self.pictures.source_of(key)) is not None]
         self.host = self._start_host()
         request = self.supervisor.restore(pictures, reopen)
+        request.maps = [result for key in self._kept.keys() if key[0] in self.pictures
+                        and (result := self._kept.get(key)) is not None]
         transport.send(self.host.connection, request)
         self._send_outbox()
         return True

@@ -96,7 +96,7 @@ def test_sigkill_in_the_middle_of_a_map_keeps_pictures_choices_and_the_map_shown
     generation = window.model_info().generation
 
     # Score-CAM is made in steps: the first progress of its job is the middle of a map.
-    _map_of(qtbot, window, lambda: window.choice.set_method("scorecam"))
+    before = _map_of(qtbot, window, lambda: window.choice.set_method("scorecam"))
     pid = window.worker.engine_pid()
     killed = _kill_when(qtbot, window, window.worker.jobProgress, lambda _id, done, total, _what: done < total)
     lines, errors = [], []
@@ -115,6 +115,9 @@ def test_sigkill_in_the_middle_of_a_map_keeps_pictures_choices_and_the_map_shown
     assert window.kept_class() == 2 and window.map_choice()["method"] == "scorecam"
     again = _map_of(qtbot, window, lambda: window.step_image(1), key=keys[2])
     assert again.method == "scorecam" and again.class_index == 2 and again.generation == generation
+    # A map made before the crash comes back from the new engine's cache, not computed again.
+    back = _map_of(qtbot, window, lambda: window.show_image(0), key=keys[0])
+    assert back.cached and back.method == "scorecam" and np.array_equal(back.raw, before.raw)
     assert window.worker.restarts == 1
 
 
