@@ -219,7 +219,10 @@ def add_panel_toggles(window: MainWindow) -> None:
             if isinstance(widget, (QMenu, QToolBar)):
                 entries = widget.actions()
                 index = entries.index(anchor) + 1 if anchor in entries else len(entries)
-                widget.insertAction(entries[index] if index < len(entries) else None, action)
+                if index < len(entries):
+                    widget.insertAction(entries[index], action)
+                else:
+                    widget.addAction(action)  # what insertAction(None, action) does: append
         anchor = action
     # A toggle inserted after Compare into every widget showing Compare also lands in Compare's
     # toolbar button, which then grows a menu arrow and a press-and-hold menu: one action a button.

@@ -28,8 +28,9 @@ def read() -> list[str] | bytes | None:
     if mime is not None and mime.hasImage():
         buffer = QBuffer()
         buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-        clipboard.image().save(buffer, "PNG")
-        return bytes(buffer.data())
+        # PySide6's stub wants the format as bytes, yet the binding takes only a str (bytes raise ValueError).
+        clipboard.image().save(buffer, "PNG")  # type: ignore[call-overload]
+        return bytes(buffer.data().data())
     return None
 
 

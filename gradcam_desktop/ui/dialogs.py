@@ -122,7 +122,7 @@ def show_message(parent: QWidget, title: str, text: str, *,
     return box
 
 
-def ask_trust(parent: QWidget, file_name: str, reason: str, on_trust: Callable[[], None]) -> QMessageBox | None:
+def ask_trust(parent: QWidget, file_name: str, reason: str, on_trust: Callable[[], object]) -> QMessageBox | None:
     """Explain a refused model and offer "Trust this file" (calls ``on_trust`` if chosen)."""
     if not dialogs_enabled():
         return None
@@ -306,8 +306,8 @@ def export_all_dialog(window: MainWindow) -> None:
     if not folder:
         return
     window.settings.set_folder("export", folder)
-    existing = [Path(folder, Path(i["name"]).stem + ".png") for i in window.images()]
-    existing = [p.name for p in existing if p.exists()]
+    targets = [Path(folder, Path(i["name"]).stem + ".png") for i in window.images()]
+    existing = [p.name for p in targets if p.exists()]
     if existing and not confirm(window, "Replace files?", f"{len(existing)} file(s) in this folder will "
                                 f"be replaced, for example {existing[0]}. Continue?"):
         return

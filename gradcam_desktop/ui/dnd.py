@@ -76,7 +76,12 @@ class DropTarget:
     lock, which the worker may hold) for every event the window gets.
     """
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+    def open_paths(self, paths: list[str]) -> None:
+        """Open the dropped paths: the window defines it (``MainWindow.open_paths``)."""
+        raise NotImplementedError
+
+    def dragEnterEvent(self, event: QDragEnterEvent | QDragMoveEvent) -> None:
+        # Qt passes a QDragEnterEvent; dragMoveEvent hands over its QDragMoveEvent (the base class).
         if has_local_files(event.mimeData()):
             event.acceptProposedAction()
 

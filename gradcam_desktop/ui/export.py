@@ -38,7 +38,7 @@ def rgb_to_qimage(rgb: np.ndarray) -> QImage:
 
 def encode_png(image: np.ndarray) -> bytes:
     """PNG bytes of an RGB (HxWx3) or grayscale (HxW) uint8 array."""
-    array = np.ascontiguousarray(image, dtype=np.uint8)
+    array: np.ndarray = np.ascontiguousarray(image, dtype=np.uint8)
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
     ok, buffer = cv2.imencode(".png", array)
@@ -86,6 +86,7 @@ def output_style(alpha: float, colormap: str, *, burn_in: bool, model: ModelInfo
 
 def picture(rgb: np.ndarray, result: MapResult, style: OutputStyle) -> np.ndarray:
     """The overlay at the picture's own size, whatever the view's zoom or mode, decorated if asked."""
+    assert result.display is not None, "the worker sends every map with its display map"
     overlay = blend(rgb, result.display, style.alpha, style.colormap)
     return style.decorate(overlay, result) if style.decorate is not None else overlay
 
@@ -97,6 +98,7 @@ def write_export(path: str | Path, rgb: np.ndarray, result: MapResult, style: Ou
     """
     paths = export_paths(path)
     overlay = picture(rgb, result, style)
+    assert result.display is not None  # picture() checked it
     display_png = encode_png(display_bytes(result.display))
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(result.raw, dtype=np.float32))

@@ -140,8 +140,12 @@ def start_export_all(window: Any, folder: str | Path, *, layer: str | None, clas
     if progress is not None:
         progress.setRange(0, len(images))
         progress.setLabelText("Exporting…")
-        run.progressed.connect(lambda done, _total, name: (progress.setValue(done),
-                                                           progress.setLabelText(f"Exporting {name}…")))
+
+        def show_progress(done: int, _total: int, name: str) -> None:
+            progress.setValue(done)
+            progress.setLabelText(f"Exporting {name}…")
+
+        run.progressed.connect(show_progress)
 
     def report(summary: dict) -> None:
         if progress is not None:

@@ -232,6 +232,7 @@ def _central(ui: Widgets) -> QWidget:
     opacity.setBuddy(ui.alpha_slider)
     colours = QLabel("Colours")
     colours.setBuddy(ui.colormap_box)
+    widget: QWidget
     for widget in (opacity, ui.alpha_slider, ui.alpha_label):
         controls.addWidget(widget)
     controls.addSpacing(12)
@@ -293,7 +294,12 @@ class _AnalysisSizer(QObject):
         self._window, self._views = window, views
         self._height = window.height()
         for dock in views:
-            dock.visibilityChanged.connect(lambda visible, dock=dock: visible and self.fit_later(dock))
+
+            def fit_if_shown(visible: bool, dock: QDockWidget = dock) -> None:
+                if visible:
+                    self.fit_later(dock)
+
+            dock.visibilityChanged.connect(fit_if_shown)
         window.installEventFilter(self)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
@@ -341,7 +347,9 @@ def _front_on_toggle(dock: QDockWidget) -> None:
 
 def _tab_together(window: QMainWindow, views: list[QDockWidget]) -> None:
     """The analysis views as tabs of one area (unless the user moved one to another side)."""
-    first = views[0] if views else None
+    if not views:
+        return
+    first = views[0]
     for dock in views[1:]:
         if window.dockWidgetArea(dock) == window.dockWidgetArea(first) and dock not in window.tabifiedDockWidgets(first):
             window.tabifyDockWidget(first, dock)

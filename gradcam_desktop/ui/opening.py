@@ -17,6 +17,8 @@ from gradcam_desktop.ui import dialogs, status_text
 from gradcam_desktop.ui.dnd import model_location
 
 if TYPE_CHECKING:
+    from PySide6.QtWidgets import QProgressDialog
+
     from gradcam_desktop.ui.main_window import MainWindow
 
 __all__ = ["ModelOpener", "PictureOpener"]
@@ -33,7 +35,7 @@ class ModelOpener:
         self._requested, self._not_opened = requested, not_opened
         self._pending: tuple[int, ModelSpec] | None = None
         self._refused: dict[int, bool] = {}
-        self._dialog = None
+        self._dialog: QProgressDialog | None = None
 
     def open(self, spec: str | Path | ModelSpec, trust: bool = False) -> int:
         """Ask the worker for ``spec``; returns the request id. A SavedModel's ``saved_model.pb``

@@ -213,7 +213,8 @@ class Grid:
             return replace(self, rows=self.columns, row_values=self.column_values, auto_rows=self.auto_columns,
                            columns=self.rows, column_values=self.row_values, auto_columns=self.auto_rows)
         values = "row_values" if axis == "rows" else "column_values"
-        return replace(self, **{axis: dimension, values: context.defaults(dimension), f"auto_{axis}": True})
+        changes: dict[str, Any] = {axis: dimension, values: context.defaults(dimension), f"auto_{axis}": True}
+        return replace(self, **changes)
 
     def with_values(self, axis: str, values, context: Context) -> Grid:
         """``axis`` shows ``values`` (in the order of the dimension's choices, at most ``MAX_VALUES``)."""
@@ -221,7 +222,8 @@ class Grid:
         order = context.choices(dimension)
         chosen = tuple(v for v in order if v in set(values))[:MAX_VALUES]
         name = "row_values" if axis == "rows" else "column_values"
-        return replace(self, **{name: chosen, f"auto_{axis}": False})
+        changes: dict[str, Any] = {name: chosen, f"auto_{axis}": False}
+        return replace(self, **changes)
 
     def adapted(self, context: Context) -> Grid:
         """This grid for a new context: automatic axes take the new defaults, chosen values that no
@@ -234,7 +236,8 @@ class Grid:
                 choices = set(context.choices(dimension))
                 values = tuple(v for v in values if v in choices)
             if getattr(self, f"auto_{axis}") or not values:
-                out = replace(out, **{name: context.defaults(dimension), f"auto_{axis}": True})
+                changes: dict[str, Any] = {name: context.defaults(dimension), f"auto_{axis}": True}
             else:
-                out = replace(out, **{name: values})
+                changes = {name: values}
+            out = replace(out, **changes)
         return out

@@ -13,6 +13,7 @@ from PySide6.QtCore import QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (QColor, QFocusEvent, QImage, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPalette, QPen)
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from gradcam_desktop.core.types import MapResult
 from gradcam_desktop.ui.compare.axes import CellKey
 
 __all__ = ["CompareCell"]
@@ -41,7 +42,7 @@ class CompareCell(QWidget):
         super().__init__(parent)
         self.setObjectName("compareCell")
         self.key = key
-        self.result = None
+        self.result: MapResult | None = None
         self._caption = caption
         self._detail = ""
         self._warning = ""

@@ -149,11 +149,12 @@ class CompareGrid(QWidget):
         """``result``'s map in ``cell``, with its probability and time (``render``: composite it now)."""
         cell.set_result(result)
         detail = format_probability(result.score)
-        if not getattr(result, "cached", False) and getattr(result, "seconds", 0.0):
-            detail += f" · {duration(result.seconds)}"
+        seconds: float = getattr(result, "seconds", 0.0)
+        if not getattr(result, "cached", False) and seconds:
+            detail += f" · {duration(seconds)}"
         cell.set_detail(detail, "flat map" if getattr(result, "flat", False) else "")
         if render:
-            self.render(cell)
+            self.render_cell(cell)
 
     # -- view state ------------------------------------------------------------------------------
     def set_state(self, *, alpha: float | None = None, colormap: str | None = None,
@@ -225,14 +226,16 @@ class CompareGrid(QWidget):
     def recomposite(self) -> None:
         self._level = self._wanted_level()
         for cell in self.all_cells():
-            self.render(cell)
+            self.render_cell(cell)
 
-    def render(self, cell: CompareCell) -> None:
+    # Not named render: that would hide QWidget.render(target), which paints the whole widget.
+    def render_cell(self, cell: CompareCell) -> None:
         """The cell's frame: its map as the main view would show it, or the plain picture until it comes."""
         if self.pixels.rgb is None:
             return
         if cell.state() == "ready":
-            self.pixels.set_map(cell.result.display)
+            result: Any = cell.result  # a MapResult once the cell is ready
+            self.pixels.set_map(result.display)
             frame = self.pixels.frames(self._level, self.mode)[0]
         else:
             frame = self.pixels.frames(self._level, "original")[0]
@@ -242,7 +245,8 @@ class CompareGrid(QWidget):
         """What ``cell`` shows at full size as HxWx3 uint8 RGB (the main view's ``composited()``)."""
         if cell.state() != "ready":
             return self.pixels.composited("original")
-        self.pixels.set_map(cell.result.display)
+        result: Any = cell.result  # a MapResult once the cell is ready
+        self.pixels.set_map(result.display)
         return self.pixels.composited(self.mode)
 
     # -- spinner ---------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ class CompareView(QWidget):
         self._grid = Grid()
         self._results: dict[tuple[CellKey, Score], Any] = {}
         self._failures: dict[tuple[CellKey, Score], str] = {}
-        self._pending: dict[int, tuple[CellKey, Score]] = {}
+        self._pending: dict[int | tuple[int, int], tuple[CellKey, Score]] = {}  # request id or (grid id, cell index)
         self._cell_size: int | None = None
         self._dirty = False
         self._view: Any = None
@@ -102,15 +102,11 @@ class CompareView(QWidget):
         layout.addWidget(line)
         layout.addWidget(self._scroll, 1)
         layout.addWidget(self._placeholder, 1)
-        self.rows_picker.dimensionChosen.connect(lambda d: self._change(self._grid.with_dimension("rows", d, self._context)))
-        self.columns_picker.dimensionChosen.connect(
-            lambda d: self._change(self._grid.with_dimension("columns", d, self._context)))
-        self.rows_picker.valuesChosen.connect(
-            lambda v: self._change(self._grid.with_values("rows", v, self._context), keep="rows"))
-        self.columns_picker.valuesChosen.connect(
-            lambda v: self._change(self._grid.with_values("columns", v, self._context), keep="columns"))
-        self.swap_button.clicked.connect(
-            lambda: self._change(self._grid.with_dimension("rows", self._grid.columns, self._context)))
+        self.rows_picker.dimensionChosen.connect(lambda d: self._pick_dimension("rows", d))
+        self.columns_picker.dimensionChosen.connect(lambda d: self._pick_dimension("columns", d))
+        self.rows_picker.valuesChosen.connect(lambda v: self._pick_values("rows", v))
+        self.columns_picker.valuesChosen.connect(lambda v: self._pick_values("columns", v))
+        self.swap_button.clicked.connect(lambda: self._pick_dimension("rows", self._grid.columns))
         self._show_placeholder(True)
         self._update_controls()
 
@@ -187,8 +183,8 @@ class CompareView(QWidget):
         """The column headers' plain texts."""
         return [label.property("plainText") for label in self.canvas.column_labels]
 
-    def pending(self) -> list[int]:
-        """The ids of the requests whose answers the grid waits for."""
+    def pending(self) -> list[int | tuple[int, int]]:
+        """The ids of the requests whose answers the grid waits for ((grid id, cell index) with ``request_grid``)."""
         return list(self._pending)
 
     def composited(self, cell: CompareCell) -> np.ndarray:
@@ -298,6 +294,14 @@ class CompareView(QWidget):
             self._view = None
 
     # -- grid ------------------------------------------------------------------------------------
+    def _pick_dimension(self, axis: str, dimension: str) -> None:
+        if self._context is not None:  # no picture, no grid to change (as in _change)
+            self._change(self._grid.with_dimension(axis, dimension, self._context))
+
+    def _pick_values(self, axis: str, values: Sequence) -> None:
+        if self._context is not None:
+            self._change(self._grid.with_values(axis, values, self._context), keep=axis)
+
     def _change(self, grid: Grid, keep: str | None = None) -> None:
         if self._context is None or grid == self._grid:
             return
@@ -350,8 +354,10 @@ class CompareView(QWidget):
                 grid_id = self._request_grid(calls)
                 self._pending.update({(grid_id, index): entry for index, entry in enumerate(entries)})
                 return
+            request = self._request
+            assert request is not None  # set_current takes either request or request_grid
             for entry, (layer, class_index, method, score) in zip(entries, calls):
-                self._pending[self._request(layer, class_index, method, **score)] = entry
+                self._pending[request(layer, class_index, method, **score)] = entry
         except Exception as exc:  # noqa: BLE001 - the cells say it; the view goes on
             log.exception("compare request failed")
             asked = set(self._pending.values())

@@ -44,10 +44,13 @@ class ClassListModel(QAbstractListModel):
         if probabilities is not None and len(probabilities) != len(names):
             raise ValueError(f"{len(names)} class names but {len(probabilities)} probabilities")
         self.beginResetModel()
-        probs = [None] * len(names) if probabilities is None else [float(p) for p in probabilities]
-        rows = [(i, str(n), p) for i, (n, p) in enumerate(zip(names, probs))]
-        if probabilities is not None:
-            rows.sort(key=lambda r: -r[2])  # stable: equal probabilities keep index order
+        rows: list[tuple[int, str, float | None]]
+        if probabilities is None:
+            rows = [(i, str(n), None) for i, n in enumerate(names)]
+        else:
+            ranked = [(i, str(n), float(p)) for i, (n, p) in enumerate(zip(names, probabilities))]
+            ranked.sort(key=lambda r: -r[2])  # stable: equal probabilities keep index order
+            rows = list(ranked)
         self._rows = rows
         self._row_of = {cls: row for row, (cls, _, _) in enumerate(rows)}
         self.endResetModel()

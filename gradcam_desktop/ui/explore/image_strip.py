@@ -58,7 +58,7 @@ class ImageStrip(QListWidget):
         self.remove_action.setStatusTip("Close this picture (the file stays where it is)")
         self.remove_action.triggered.connect(lambda _checked=False: self._remove(self._menu_row))
         self.context_menu.addAction(self.remove_action)
-        self._menu_row = -1
+        self._menu_row: int = -1
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._show_menu)
 

@@ -93,7 +93,9 @@ class ImageView(QGraphicsView):
         """Show ``rgb`` (HxWx3 uint8) without a map."""
         old = self._pixels.rgb
         self._pixels.set_image(rgb)  # checks rgb first: a bad one changes nothing
-        if old is None or old.shape != self._pixels.rgb.shape:
+        new = self._pixels.rgb
+        assert new is not None  # set_image either kept the image or raised
+        if old is None or old.shape != new.shape:
             self._auto_fit = True  # same size keeps the zoom, so a set of images can be compared
         self._render()
 
@@ -200,6 +202,7 @@ class ImageView(QGraphicsView):
             # No copy: Qt keeps RGB32 as is and shares the buffer, so later writes to it would show
             # on screen: cached frames are never written in place, and _keep holds them alive.
             item.setPixmap(QPixmap.fromImage(QImage(frame.data, w, h, 4 * w, QImage.Format.Format_RGB32)))
+            assert rgb is not None  # the compositor makes no frames without an image
             full_h, full_w = rgb.shape[:2]
             item.setTransform(QTransform.fromScale(full_w / w, full_h / h))
             item.show()

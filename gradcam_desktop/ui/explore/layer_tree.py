@@ -304,7 +304,7 @@ class LayerTreeView(QTreeView):
         if event.type() == QEvent.Type.PaletteChange:  # e.g. the desktop switched to a dark theme
             self._model.refresh_colours()
 
-    def currentChanged(self, current: QModelIndex, previous: QModelIndex) -> None:
+    def currentChanged(self, current: _Index, previous: _Index) -> None:
         super().currentChanged(current, previous)
         path = current.data(Qt.ItemDataRole.UserRole) if current.isValid() else None
         if path is None or path == self._current:

@@ -100,7 +100,7 @@ class MapChoice(QObject):
         compared with (or would be). Returns a note for the status bar when the runner-up stands in
         for the class the user picked ("" otherwise)."""
         self._remember(result)
-        ranked = self._ranked.get(result.image_key, [])
+        ranked = self._ranked.get(result.image_key, []) if result.image_key is not None else []
         picked = self.score.picked()
         if result.versus_index is not None:
             self.score.set_explained(result.class_index, [result.versus_index])

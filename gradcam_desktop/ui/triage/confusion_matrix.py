@@ -206,7 +206,7 @@ class ConfusionMatrixView(QTableView):
             for index in chosen:
                 selection.select(index, QItemSelectionModel.SelectionFlag.Select)
             if current.isValid():
-                selection.setCurrentIndex(QModelIndex(current), QItemSelectionModel.SelectionFlag.NoUpdate)
+                selection.setCurrentIndex(current, QItemSelectionModel.SelectionFlag.NoUpdate)
             selection.blockSignals(blocked)
             self._delegate.plain = False
             self.viewport().update()

@@ -42,10 +42,10 @@ def make_thumbnail(path: str, side: int = THUMB_SIDE) -> QImage:
             img.draft("RGB", (side * 2, side * 2))  # JPEG: decode at 1/2…1/8 scale, far less work
             if images.decode_bytes(*img.size, img.mode, img.format, len(data)) > images.MAX_DECODED_BYTES:
                 return QImage()
-            img = ImageOps.exif_transpose(img).convert("RGB")
-            img.thumbnail((side, side), Image.Resampling.BILINEAR)
-            data = img.tobytes()
-            return QImage(data, img.width, img.height, 3 * img.width, QImage.Format.Format_RGB888).copy()
+            small = ImageOps.exif_transpose(img).convert("RGB")
+            small.thumbnail((side, side), Image.Resampling.BILINEAR)
+            data = small.tobytes()
+            return QImage(data, small.width, small.height, 3 * small.width, QImage.Format.Format_RGB888).copy()
     except Exception as exc:  # noqa: BLE001 - a thumbnail is decoration; the row says what is wrong
         log.debug("no thumbnail for %s: %s", path, exc)
         return QImage()

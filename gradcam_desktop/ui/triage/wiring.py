@@ -63,8 +63,10 @@ def attach(window: Any) -> TriageController:
     for menu in anchor.associatedObjects():
         if isinstance(menu, QMenu):
             entries = menu.actions()
-            after = entries[entries.index(anchor) + 1] if anchor in entries[:-1] else None
-            menu.insertActions(after, [folder, table])
+            if anchor in entries[:-1]:
+                menu.insertActions(entries[entries.index(anchor) + 1], [folder, table])
+            else:
+                menu.addActions([folder, table])  # what insertActions(None, …) does: append at the end
     window.acts.needs_engine.extend([folder, table])
     return controller
 

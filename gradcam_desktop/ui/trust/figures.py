@@ -116,8 +116,9 @@ class CurvePlot(pg.PlotWidget):
         self._legend_texts: list[str] = []
         self._follow_palette()
 
-    def set_curves(self, curve: Sequence[float] | None, random: Sequence[float] | None, *, class_name: str = "",
-                   area: float | None = None, random_area: float | None = None, label: str = "") -> None:
+    def set_curves(self, curve: Sequence[float] | np.ndarray | None, random: Sequence[float] | np.ndarray | None, *,
+                   class_name: str = "", area: float | None = None, random_area: float | None = None,
+                   label: str = "") -> None:
         """Draw p_0 … p_n at x = i / n (None: no curve); the legend gives each line's area.
 
         ``label`` names p on the left axis (``core.verdicts.quantity``); else p('class_name').
@@ -126,8 +127,8 @@ class CurvePlot(pg.PlotWidget):
             if values is None or len(values) < 2:
                 item.setData([], [])
             else:
-                values = np.asarray(values, np.float64)
-                item.setData(np.arange(len(values)) / (len(values) - 1), values)  # x_i = i / n
+                ys = np.asarray(values, np.float64)
+                item.setData(np.arange(len(ys)) / (len(ys) - 1), ys)  # x_i = i / n
         self.setLabel("left", label or (f"p('{class_name}')" if class_name else "probability"))
         self.legend.clear()
         self._legend_texts = []
@@ -301,5 +302,5 @@ class SanityRow(QWidget):
         # The height the rows need at this width, as a minimum: a scroll area does not ask
         # height-for-width, and less would squeeze each caption over its map.
         rows = math.ceil(len(self._cells) / columns)
-        cell = max(c.sizeHint().height() for c in self._cells)
-        self.setMinimumHeight(rows * cell + (rows - 1) * self._grid.verticalSpacing())
+        cell_h = max(c.sizeHint().height() for c in self._cells)
+        self.setMinimumHeight(rows * cell_h + (rows - 1) * self._grid.verticalSpacing())

@@ -177,8 +177,8 @@ class TrustPanel(QWidget):
                       "insertion": CurvePlot("share of pixels shown", "bottom")}
         self.drop = _Numbers()
         self.sanity = SanityRow()
-        figures = {"deletion": self.plots["deletion"], "insertion": self.plots["insertion"],
-                   "average_drop": self.drop, "sanity": self.sanity}
+        figures: dict[str, QWidget] = {"deletion": self.plots["deletion"], "insertion": self.plots["insertion"],
+                                       "average_drop": self.drop, "sanity": self.sanity}
         self.cards = {key: TrustCard(key, figures[key]) for key in FIGURES}
         self._outcome: TrustOutcome | None = None
         self._look = (0.5, "jet")

@@ -67,7 +67,10 @@ def attach(window: Any) -> TrustController:
 def _insert_after(widget: QWidget, anchor: Any, action: Any) -> None:
     actions = widget.actions()
     index = actions.index(anchor) + 1 if anchor in actions else len(actions)
-    widget.insertAction(actions[index] if index < len(actions) else None, action)
+    if index < len(actions):
+        widget.insertAction(actions[index], action)
+    else:
+        widget.addAction(action)  # what insertAction(None, action) does: append
 
 
 class TrustController(QObject):
@@ -203,8 +206,11 @@ class TrustController(QObject):
             self._job = self._job_key = None
 
     def _remember(self, outcome: TrustOutcome) -> None:
-        self._cache[outcome.key] = outcome
-        self._cache.move_to_end(outcome.key)
+        key = outcome.key
+        if key is None:
+            return  # a map still to be resolved: no shown map has its key (the worker's reports are resolved)
+        self._cache[key] = outcome
+        self._cache.move_to_end(key)
         while len(self._cache) > CACHE_REPORTS:
             self._cache.popitem(last=False)
 
@@ -234,5 +240,6 @@ class TrustController(QObject):
 
 
 def _key(result: MapResult) -> tuple:
+    assert result.image_key is not None, "the worker's maps carry their picture's key"
     return map_key(result.image_key, result.generation, result.layer, result.class_index, result.method,
                    result.versus_index, result.counterfactual)
