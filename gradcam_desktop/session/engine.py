@@ -21,12 +21,14 @@ Rules the window relies on (the ordering ones are ``scheduler.py``'s, tested wit
   generation, so the window's maps stay valid), the same picture keys, the custom-layer files
   the user had run.
 
-Events (``EVENTS``): ready(versions), modelLoaded(id, records.ModelInfo), modelRefused(id, message, trustable),
-imagesLoaded(id, [item]), imageFailed(name, message), mapReady(id, MapResult),
-cellReady(grid id, index, MapResult | str), failed(id, message), progress(text, done, total),
-busy(text), jobProgress, jobPartial, jobFinished, trustReady(id, TrustOutcome),
-restored(ModelInfo | None), answer(id, value) (a diagnostic query's reply), working(text) (what runs
-now, in words: kept by the window's side for the line it shows if the engine dies).
+Events (``EVENTS``): ready(versions), modelLoaded(id, records.ModelInfo), modelRefused(id, message,
+trustable), imagesLoaded(id, [item]), imageFailed(name, message), mapReady(id, MapResult) (the answer
+to a map query, made at once or by a Score-CAM job), failed(id, message), progress(text, done,
+total), busy(text), restored(ModelInfo | None), answer(id, value) (a diagnostic query's reply),
+working(text) (what runs now, in words: kept by the window's side for the line it shows if the
+engine dies), and every job's three: jobProgress(id, done, total, what), jobPartial(id, (kind,
+*data)) — ("cell", index, MapResult | message) of a compare grid, ("trust", TrustOutcome),
+("started" | "rows" | "failed", data) of triage — and jobFinished(id, summary).
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ __all__ = ["EVENTS", "CachedKeys", "Engine", "ForgetImages", "Reset", "Restore"]
 log = logging.getLogger(__name__)
 
 #: The names an engine may emit; the window's worker has one signal of each name.
-EVENTS = frozenset({"ready", "modelLoaded", "modelRefused", "imagesLoaded", "imageFailed", "mapReady", "cellReady",
-                    "failed", "progress", "busy", "jobProgress", "jobPartial", "jobFinished", "trustReady",
+EVENTS = frozenset({"ready", "modelLoaded", "modelRefused", "imagesLoaded", "imageFailed", "mapReady",
+                    "failed", "progress", "busy", "jobProgress", "jobPartial", "jobFinished",
                     "restored", "answer", "working"})
 
 #: Classes whose maps are precomputed when idle (the top of the prediction).
@@ -282,7 +284,7 @@ class Engine:
                 # The job keeps this engine: a model opened meanwhile does not change what it exports.
                 self._start_job(export_job(request, self._engine(), self._maps.images, log_hint=self._log_hint))
             elif isinstance(request, TrustRequest):
-                self._start_job(TrustJob(request, self._maps, self._sender("trustReady"), self._sender("failed"),
+                self._start_job(TrustJob(request, self._maps, self._partial("trust"), self._sender("failed"),
                                          log_hint=self._log_hint))
             elif isinstance(request, CancelJob):
                 self._scheduler.cancel_job(request.job_id)
@@ -318,6 +320,10 @@ class Engine:
 
     def _sender(self, name: str) -> Callable[..., None]:
         return lambda *args: self._emit(name, *args)
+
+    def _partial(self, kind: str) -> Callable[..., None]:
+        """A job's partial result, the one way every job answers: ``jobPartial(job id, (kind, *data))``."""
+        return lambda job_id, *data: self._emit("jobPartial", job_id, (kind, *data))
 
     def _step(self, job: Job) -> None:
         """One step of a background job; a visible job's progress and end go to the window."""
@@ -465,8 +471,8 @@ class Engine:
     def _explain_grid(self, request: ExplainGrid) -> None:
         self._engine()
         # A newer grid cancels the older one (same group); a failed cell is its message.
-        self._start_job(MapJob(request.id, request.cells, self._maps, self._sender("cellReady"),
-                               self._sender("cellReady"), group="grid" if request.supersedable else None,
+        self._start_job(MapJob(request.id, request.cells, self._maps, self._partial("cell"), self._partial("cell"),
+                               group="grid" if request.supersedable else None,
                                log_hint=self._log_hint))
 
     def _start_job(self, job: Job) -> None:

@@ -104,7 +104,7 @@ class Explain:
 class ExplainGrid:
     """Maps for several ``MapSpec``s at once (the compare grid); a newer grid supersedes it.
 
-    Each map arrives as ``cellReady(id, cell index, MapResult)``, in order; the grid's progress as
+    Each map arrives as ``jobPartial(id, ("cell", cell index, MapResult))``, in order; the grid's progress as
     ``jobProgress`` and its end as ``jobFinished`` with this id.
     """
 

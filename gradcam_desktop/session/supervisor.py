@@ -31,7 +31,7 @@ MAX_STARTS = 4
 
 #: Events that answer the request whose id is their first argument, for good.
 _UNANSWERED = frozenset({"CancelJob", "ForgetImages", "CachedKeys", "Shutdown", "Restore"})
-_ANSWERS = frozenset({"modelLoaded", "imagesLoaded", "mapReady", "failed", "jobFinished", "trustReady"})
+_ANSWERS = frozenset({"modelLoaded", "imagesLoaded", "mapReady", "failed", "jobFinished"})
 
 
 @dataclass

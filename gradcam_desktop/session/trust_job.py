@@ -62,7 +62,7 @@ class TrustRequest:
 
 @dataclass(frozen=True)
 class TrustOutcome:
-    """What ``trustReady`` carries: the report of the map ``spec`` (model ``generation``).
+    """What a trust job's ``jobPartial(id, ("trust", outcome))`` carries: the report of the map ``spec`` (model ``generation``).
 
     ``random_deletion``/``random_insertion`` are the random-order curves (p_0 … p_n) when the
     report has them, for drawing; ``seconds`` is the time the job's steps took.

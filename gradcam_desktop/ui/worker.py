@@ -86,14 +86,12 @@ class GradCamWorker(QThread):
     imagesLoaded = Signal(int, list)
     imageFailed = Signal(str, str)
     mapReady = Signal(int, object)  # request id, core.types.MapResult (display, image_key, generation set)
-    cellReady = Signal(int, int, object)  # grid id, cell index, MapResult (or a str: why that map failed)
     failed = Signal(int, str)
     progress = Signal(str, int, int)  # text, done, total (0 = unknown)
     busy = Signal(str)  # what is being computed; "" when idle
     jobProgress = Signal(int, int, int, str)  # job id, done, total, what is being worked on
-    jobPartial = Signal(int, object)  # job id, a part of its result (triage: ("rows", [...]), …)
+    jobPartial = Signal(int, object)  # job id, (kind, *data): ("cell", index, MapResult | message), ("trust", outcome), …
     jobFinished = Signal(int, dict)  # job id, summary ({"written", "failures", "cancelled", …})
-    trustReady = Signal(int, object)  # request id, trust_job.TrustOutcome
     engineLost = Signal(str)  # one line: what the engine was doing when it died, what happens now
     engineRestored = Signal(object)  # the ModelInfo the new engine opened (None: no model)
 
@@ -151,7 +149,7 @@ class GradCamWorker(QThread):
     def explain_grid(self, cells: list[MapSpec], *, supersedable: bool = True) -> int:
         """Queue maps for several ``MapSpec``s (the compare grid); returns the id.
 
-        Each map arrives as ``cellReady(id, index, result)``, in order, from the cache when it can;
+        Each map arrives as ``jobPartial(id, ("cell", index, result))``, in order, from the cache when it can;
         progress as ``jobProgress``, the end as ``jobFinished``. A newer grid cancels this one.
         """
         return self._put(ExplainGrid(list(cells), supersedable))
@@ -168,7 +166,8 @@ class GradCamWorker(QThread):
                                    counterfactual))
 
     def trust(self, result: Any) -> int:
-        """Queue the trust report of ``result`` (a map sent here): a job, ends in ``trustReady`` or ``failed``."""
+        """Queue the trust report of ``result`` (a map sent here): a job whose ``jobPartial(id, ("trust", outcome))``
+        is the report (or ``failed``)."""
         return self._put(TrustRequest(result))
 
     def start_job(self, request: Any) -> int:
@@ -299,8 +298,8 @@ class GradCamWorker(QThread):
                 self._answered.notify_all()
         elif name == "imagesLoaded":
             self.imagesLoaded.emit(args[0], self._items(args[1]))
-        elif name in ("mapReady", "cellReady"):
-            result = args[-1]
+        elif name in ("mapReady", "jobPartial"):
+            result = args[1] if name == "mapReady" else args[1][-1]
             if isinstance(result, MapResult) and result.image_key in self.pictures:
                 self._kept.put(result_key(result), result.with_(cached=False))
             getattr(self, name).emit(*args)

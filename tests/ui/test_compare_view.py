@@ -348,7 +348,7 @@ def test_classes_follow_a_new_picture_until_the_user_picks_them():
 
 class FakeGridWorker:
     """``request_grid([(layer, class, method, score), …]) -> id`` as the worker's ``explain_grid``:
-    a newer grid cancels the older one; ``answer(id, index)`` sends ``cellReady``'s arguments."""
+    a newer grid cancels the older one; ``answer(id, index)`` sends the grid job's cell (``on_cell``)."""
 
     def __init__(self, engine, picture, view: CompareView) -> None:
         self.engine, self.picture, self.view = engine, picture, view
@@ -364,7 +364,7 @@ class FakeGridWorker:
         layer, class_index, method, score = self.grids[gid][index]
         try:
             result = shown_map(self.engine, self.picture, layer, class_index, method, **score)
-        except Exception as exc:  # noqa: BLE001 - cellReady carries the message instead of a map
+        except Exception as exc:  # noqa: BLE001 - a failed cell carries the message instead of a map
             self.view.on_cell(gid, index, str(exc))
             return
         self.view.on_cell(gid, index, result.with_(request_id=gid))

@@ -305,7 +305,7 @@ def test_explain_grid_sends_each_cell_in_order_from_the_shared_cache(demo, qtbot
     cells = [MapSpec(image_key, None, None, "gradcam"), MapSpec(image_key, LAYER, 3, "layercam"),
              MapSpec(image_key, LAYER, 0, "gradcam", versus=0)]
     got = {}
-    demo.worker.cellReady.connect(lambda gid, index, result: got.__setitem__(index, (gid, result)))
+    demo.worker.jobPartial.connect(lambda gid, part: part[0] == "cell" and got.__setitem__(part[1], (gid, part[2])))
     grid = demo.worker.explain_grid(cells)
     qtbot.waitUntil(lambda: len(got) == 3, timeout=TIMEOUT)
     assert {gid for gid, _r in got.values()} == {grid}

@@ -199,7 +199,7 @@ class CompareView(QWidget):
             self._answer(entry, result)
 
     def on_cell(self, grid_id: int, index: int, result: Any) -> None:
-        """Cell ``index`` of a ``request_grid`` call (``cellReady``): a MapResult, or a str saying why it failed."""
+        """Cell ``index`` of a ``request_grid`` call (the grid job's ``jobPartial``): a MapResult, or why it failed."""
         entry = self._pending.pop((grid_id, index), None)
         if entry is None:
             return

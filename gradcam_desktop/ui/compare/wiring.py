@@ -3,8 +3,8 @@
 View → Compare swaps the picture for the grid (``ui.view_stack``); the grid follows the main
 view's opacity, colours, zoom and pan, compares maps around the map the main view shows (its
 picture, layer, class, method and score), asks the worker for them with one ``explain_grid``
-per grid (answers on ``cellReady``), and a click on a cell opens that map in the main view.
-Kept apart from main_window.py, which stays the wiring of the single view.
+per grid (answers as the grid job's ``jobPartial(id, ("cell", index, map))``), and a click on a
+cell opens that map in the main view.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def attach(window: Any) -> None:
     # The main view is hidden behind the grid, so it no longer repaints on these: tell the grid.
     ui.alpha_slider.valueChanged.connect(lambda value: ui.compare.set_view_state(alpha=value / 100))
     ui.colormap_box.currentTextChanged.connect(lambda name: ui.compare.set_view_state(colormap=name))
-    worker.cellReady.connect(ui.compare.on_cell, Qt.ConnectionType.QueuedConnection)
+    worker.jobPartial.connect(lambda job, part: _on_partial(ui.compare, job, part), Qt.ConnectionType.QueuedConnection)
     worker.modelLoaded.connect(lambda *_args: ui.compare.clear(), Qt.ConnectionType.QueuedConnection)
     window.resultShown.connect(lambda result: _show_current(window, result))
     ui.compare.cellActivated.connect(window.open_map)
@@ -48,3 +48,9 @@ def _show_current(window: Any, result: MapResult) -> None:
 
     window.ui.compare.set_current(image["rgb"], result, request_grid=request_grid,
                                   class_names=list(info.class_names), layers=layers)
+
+
+def _on_partial(compare: Any, job_id: int, part: tuple) -> None:
+    """A grid job's cell (``("cell", index, MapResult | message)``); other jobs' parts are not the grid's."""
+    if part[0] == "cell":
+        compare.on_cell(job_id, part[1], part[2])

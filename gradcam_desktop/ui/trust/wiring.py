@@ -96,7 +96,7 @@ class TrustController(QObject):
         self._shown_key: tuple | None = None
         self._sized = sized
         worker = window.worker
-        worker.trustReady.connect(self._on_report, _Q)
+        worker.jobPartial.connect(self._on_partial, _Q)
         worker.failed.connect(self._on_failed, _Q)
         worker.jobProgress.connect(self._on_progress, _Q)
         worker.jobFinished.connect(self._on_finished, _Q)
@@ -140,6 +140,10 @@ class TrustController(QObject):
         if self.panel is not None:
             self.panel.clear("")
         self._set_title(None)
+
+    def _on_partial(self, job_id: int, part: tuple) -> None:
+        if part[0] == "trust":
+            self._on_report(job_id, part[1])
 
     def _on_report(self, job_id: int, outcome: TrustOutcome) -> None:
         self._remember(outcome)  # a finished report is right for its map, wanted or not
