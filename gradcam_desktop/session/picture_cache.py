@@ -6,9 +6,9 @@ as long as it is open, and its decoded pixels only while they fit in ``max_bytes
 recently used are dropped, and a later ``get`` decodes them again from the source. The picture
 just opened or asked for is always kept, even alone above the bound.
 
-The window reads pictures through the same cache: ``image_item`` gives it ``PictureItem`` dicts
-whose ``"rgb"`` is looked up here when read (not held), with a small thumbnail for the strip made
-on the worker thread, so the window's list of pictures holds no pixels either. Thread-safe (the
+The window keeps a cache of its own (in ``ui.worker``, filled from the sources the engine sends):
+its ``records.Picture``s look their ``rgb`` up there when read (not held), with a small thumbnail
+for the strip made by the engine, so the window's list of pictures holds no pixels either. Thread-safe (the
 worker thread and the UI thread both read it); decoding happens outside the lock.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["PICTURE_BYTES", "PictureCache", "PictureItem", "thumbnail_rgb"]
+__all__ = ["PICTURE_BYTES", "PictureCache", "thumbnail_rgb"]
 
 log = logging.getLogger(__name__)
 
@@ -190,24 +190,3 @@ class PictureCache:
 
 def _nbytes(image: Any) -> int:
     return int(image.rgb.nbytes)
-
-
-class PictureItem(dict):
-    """One entry of ``imagesLoaded``: key, name, path, notices, thumb — and ``"rgb"`` read from the cache.
-
-    ``item["rgb"]`` asks the worker's ``PictureCache`` (decoding again after a miss), so the
-    window's list of pictures holds no pixels; ``None`` once the picture's file is gone.
-    """
-
-    def __init__(self, pictures: PictureCache, **fields: Any) -> None:
-        super().__init__(**fields)
-        self.pictures = pictures  # the cache it reads from (tests measure it)
-
-    def __missing__(self, name: str) -> Any:
-        if name == "rgb":
-            image = self.pictures.get(self["key"])
-            return None if image is None else image.rgb
-        raise KeyError(name)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self[name] if name == "rgb" or name in self else default

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from gradcam_desktop.core.types import LayerNode
 
-__all__ = ["ModelInfo"]
+if TYPE_CHECKING:
+    from gradcam_desktop.session.picture_cache import PictureCache
+
+__all__ = ["ModelInfo", "Picture"]
 
 
 @dataclass(frozen=True)
@@ -30,3 +36,31 @@ class ModelInfo:
     head: str | None
     trusted: bool
     layers: list[LayerNode] = field(default_factory=list, compare=False)
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A picture the window has open (``imagesLoaded``): the engine's ``key`` for it, its name, its file
+    (None for a pasted one), what was done to it on opening (``notices``), a small ``thumb``.
+
+    ``rgb`` is read from the window's ``PictureCache`` when asked (decoded again from the source after
+    the cache dropped it; None once the file is gone), so a list of pictures holds no pixels.
+    """
+
+    key: str
+    name: str
+    path: str | None = None
+    notices: tuple[str, ...] = ()
+    thumb: np.ndarray | None = field(default=None, compare=False, repr=False)
+    pictures: PictureCache | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def rgb(self) -> np.ndarray | None:
+        """The decoded pixels (H, W, 3) uint8, or None when they cannot be had any more."""
+        image = None if self.pictures is None else self.pictures.get(self.key)
+        return None if image is None else image.rgb
+
+    @property
+    def label(self) -> str:
+        """How captions and sidecars name it: its path, else its name."""
+        return self.path or self.name

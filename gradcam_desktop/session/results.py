@@ -61,7 +61,7 @@ def image_item(key: str, image: Any, source: Any) -> dict:
     """One entry of ``imagesLoaded``'s list: the engine's key for the picture, a thumbnail, and its source.
 
     No pixels: the window decodes the picture itself from ``source`` (its path, or the encoded bytes of a
-    pasted picture) into its own bounded cache (``picture_cache.PictureItem``), and a new engine after a
+    pasted picture) into its own bounded cache (``records.Picture``), and a new engine after a
     crash gets the same sources back.
     """
     return {"key": key, "name": image.name, "path": image.path, "notices": list(image.notices),

@@ -285,7 +285,7 @@ def open_folder_dialog(window: MainWindow) -> None:
 
 def export_dialog(window: MainWindow) -> None:
     image = window.current_image()
-    stem = Path(image["name"]).stem if image else "overlay"
+    stem = Path(image.name).stem if image else "overlay"
     start = str(Path(window.settings.folder("export") or Path.home()) / f"{stem}_gradcam.png")
     # QFileDialog asks before replacing the PNG itself; the companion files are asked about here.
     path, _ = QFileDialog.getSaveFileName(window, "Export Overlay", start, "PNG image (*.png)")
@@ -306,7 +306,7 @@ def export_all_dialog(window: MainWindow) -> None:
     if not folder:
         return
     window.settings.set_folder("export", folder)
-    targets = [Path(folder, Path(i["name"]).stem + ".png") for i in window.images()]
+    targets = [Path(folder, Path(i.name).stem + ".png") for i in window.images()]
     existing = [p.name for p in targets if p.exists()]
     if existing and not confirm(window, "Replace files?", f"{len(existing)} file(s) in this folder will "
                                 f"be replaced, for example {existing[0]}. Continue?"):

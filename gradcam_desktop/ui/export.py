@@ -23,7 +23,8 @@ from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.errors import OutputError
 from gradcam_desktop.core.overlay import blend
 from gradcam_desktop.core.types import MapResult
-from gradcam_desktop.session.records import ModelInfo
+from gradcam_desktop.session.records import ModelInfo, Picture
+from gradcam_desktop.ui import status_text
 
 log = logging.getLogger(__name__)
 
@@ -121,25 +122,33 @@ def display_bytes(display: np.ndarray) -> np.ndarray:
     return np.round(np.clip(display, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def copy_shown(window, image: dict | None, result: MapResult | None, style: OutputStyle) -> None:
+def copy_shown(window, image: Picture | None, result: MapResult | None, style: OutputStyle) -> None:
     """Put the map on ``window``'s screen on the clipboard at the picture's size (decorated if asked)."""
     from gradcam_desktop.ui import clipboard  # here: clipboard imports this module
 
     if result is None or image is None:
         window.set_status("There is no map to copy yet.")
         return
-    clipboard.put_picture(picture(image["rgb"], result, style))
+    rgb = image.rgb
+    if rgb is None:
+        window.show_error(status_text.picture_gone(image))
+        return
+    clipboard.put_picture(picture(rgb, result, style))
     window.set_status("Overlay copied to the clipboard.")
 
 
-def export_shown(window, path: str | Path, image: dict | None, result: MapResult | None,
+def export_shown(window, path: str | Path, image: Picture | None, result: MapResult | None,
                  style: OutputStyle) -> Path | None:
     """Write the map on ``window``'s screen (``write_export``); errors go to the user, not up. The overlay's path."""
     if result is None or image is None:
         window.show_error("There is no map to export yet: open a model and a picture first.")
         return None
+    rgb = image.rgb
+    if rgb is None:
+        window.show_error(status_text.picture_gone(image))
+        return None
     try:
-        paths = write_export(path, image["rgb"], result, style)
+        paths = write_export(path, rgb, result, style)
     except OutputError as exc:
         window.show_error(str(exc))
         return None

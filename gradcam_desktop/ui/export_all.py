@@ -160,6 +160,6 @@ def start_export_all(window: Any, folder: str | Path, *, layer: str | None, clas
 
     run.progressed.connect(lambda done, total, _name: window.set_status(f"Exporting {done} of {total}…"))
     run.finished.connect(report)
-    run.start([image["key"] for image in images], layer=layer, class_index=class_index, style=style, method=method,
+    run.start([image.key for image in images], layer=layer, class_index=class_index, style=style, method=method,
               versus=versus, counterfactual=counterfactual)
     return run

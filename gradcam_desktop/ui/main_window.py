@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QApplication, QMainWindow, QWidget
 from gradcam_desktop import __version__
 from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.types import MapResult, ModelSpec
-from gradcam_desktop.session.records import ModelInfo
+from gradcam_desktop.session.records import ModelInfo, Picture
 from gradcam_desktop.ui import actions, clipboard, dialogs, dnd, export, layout, status_text
 from gradcam_desktop.ui.explore import caption
 from gradcam_desktop.ui.compare import wiring as compare_wiring
@@ -61,7 +61,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self._ready = False
         self._model: ModelInfo | None = None
         self._nodes: dict = {}
-        self._images: list[dict] = []
+        self._images: list[Picture] = []
         self._index = -1
         self._layer: str | None = None
         self._class: int | None = None  # None: each picture's top class
@@ -151,15 +151,15 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self._batch = start_export_all(self, folder, layer=self._layer, class_index=self._class, **self.choice.options())
         return self._batch
 
-    def images(self) -> list[dict]:
-        """The loaded pictures (dicts with key, name, path, rgb, notices)."""
+    def images(self) -> list[Picture]:
+        """The open pictures (key, name, path, notices, thumb; rgb read when asked)."""
         return list(self._images)
 
     def shown_result(self) -> MapResult | None:
         """The result of the map on screen (raw, display, layer, class, prediction, ...), or None."""
         return self._shown
 
-    def current_image(self) -> dict | None:
+    def current_image(self) -> Picture | None:
         return self._images[self._index] if 0 <= self._index < len(self._images) else None
 
     def model_info(self) -> ModelInfo | None:
@@ -187,10 +187,14 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         """Show picture ``index`` and ask for its map with the current layer and class."""
         if not 0 <= index < len(self._images):
             return
-        self._index = index
         image = self._images[index]
+        rgb = image.rgb
+        if rgb is None:  # its file was moved or deleted since it was opened, and the cache had let it go
+            self.show_error(status_text.picture_gone(image))
+            return
+        self._index = index
         self._show_result(None)
-        self.ui.view.set_image(image["rgb"])
+        self.ui.view.set_image(rgb)
         self.ui.strip.set_current(index)
         self.set_status(status_text.image_shown(image, index, len(self._images)))
         self._request_map()
@@ -202,7 +206,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
             return
         removed = self._images.pop(index)
         self.ui.strip.remove_row(index)
-        self.worker.forget_images([removed["key"]])
+        self.worker.forget_images([removed.key])
         if not self._images:
             self._index, self._want = -1, None
             self._show_result(None)
@@ -357,13 +361,13 @@ class MainWindow(dnd.DropTarget, QMainWindow):
 
     def _on_map(self, request: int, result: MapResult) -> None:
         image = self.current_image()
-        if request != self._want or image is None or result.image_key != image["key"]:
+        if request != self._want or image is None or result.image_key != image.key:
             return  # superseded: only the newest request is shown
         if self.choice.learned(result):
             self._request_map()  # it told the picture's top class: now the "rather than" map can be asked for
             return
         model = self._model
-        result = result.with_(image=image.get("path") or image["name"],
+        result = result.with_(image=image.label,
                               model=result.model or (model.source if model else None),
                               preprocess=result.preprocess or (model.preprocess if model else None))
         ui = self.ui
@@ -380,7 +384,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self._show_result(result)
         ui.prediction_label.setText(status_text.prediction(result))
         ui.time_label.setText(status_text.map_time(result))
-        self.set_status(" ".join(filter(None, (note, status_text.map_shown(image["name"], result)))))
+        self.set_status(" ".join(filter(None, (note, status_text.map_shown(image.name, result)))))
         self.resultShown.emit(result)
 
     def _on_failed(self, request: int, message: str) -> None:
@@ -446,8 +450,8 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         image = self.current_image()
         if self._model is None or image is None or self._opener.waiting():
             return  # while another model opens, the old one would answer
-        self._want = self.worker.explain(image["key"], self._layer, self._class,
-                                         **self.choice.request(image["key"], self._class))
+        self._want = self.worker.explain(image.key, self._layer, self._class,
+                                         **self.choice.request(image.key, self._class))
 
     def _show_result(self, result: MapResult | None) -> None:
         """The map's words: the caption above the picture and the titles of side-by-side panes."""

@@ -14,13 +14,18 @@ from gradcam_desktop.core import annotate
 from gradcam_desktop.core.annotate import format_probability
 from gradcam_desktop.core.types import MapResult
 from gradcam_desktop.ui.explore.layer_tree import describe
-from gradcam_desktop.session.records import ModelInfo
+from gradcam_desktop.session.records import ModelInfo, Picture
 
 
-def image_shown(image: dict, index: int, count: int) -> str:
+def picture_gone(image: Picture) -> str:
+    """A picture whose pixels can no longer be read (its file moved or deleted after it was opened)."""
+    return f"{image.name} can no longer be read: was its file moved or deleted? Open it again from where it is now."
+
+
+def image_shown(image: Picture, index: int, count: int) -> str:
     """Which picture is shown, and its notices (rotated, reduced, …)."""
-    notices = "; ".join(image.get("notices") or [])
-    return f"{image['name']} ({index + 1} of {count})" + (f" — {notices}" if notices else "")
+    notices = "; ".join(image.notices or [])
+    return f"{image.name} ({index + 1} of {count})" + (f" — {notices}" if notices else "")
 
 
 def with_note(note: str, text: str) -> str:

@@ -41,7 +41,8 @@ from gradcam_desktop.session.engine_main import CancelDownload, StopEngine
 from gradcam_desktop.session.map_cache import MapCache, result_key
 from gradcam_desktop.session.host import (EngineHost, ProcessHost, ThreadHost, adopt, park, process_supported,
                                           reuse_enabled)
-from gradcam_desktop.session.picture_cache import PictureCache, PictureItem
+from gradcam_desktop.session.picture_cache import PictureCache
+from gradcam_desktop.session.records import Picture
 from gradcam_desktop.session.requests import (CancelJob, Explain, ExplainGrid, ExportAll, LoadImages, LoadModel,
                                               MapSpec, Precompute, Shutdown)
 from gradcam_desktop.session.supervisor import Supervisor
@@ -309,15 +310,14 @@ class GradCamWorker(QThread):
             getattr(self, name).emit(*args)
         return True
 
-    def _items(self, items: list[dict]) -> list[PictureItem]:
-        """The engine's picture entries as the window's: pixels from this side's cache, decoded from the source."""
+    def _items(self, items: list[dict]) -> list[Picture]:
+        """The engine's picture entries as the window's records: pixels from this side's cache, decoded from the source."""
         out = []
         for item in items:
-            source = item.pop("source")
-            self.pictures.add_source(item["key"], source, item["name"])
-            out.append(PictureItem(self.pictures, **item))
+            self.pictures.add_source(item["key"], item["source"], item["name"])
+            out.append(Picture(item["key"], item["name"], item["path"], tuple(item["notices"]), item["thumb"], self.pictures))
         if out:
-            self.pictures.get(out[0]["key"])  # the picture the window shows first: decoded here, not on the UI thread
+            self.pictures.get(out[0].key)  # the picture the window shows first: decoded here, not on the UI thread
         return out
 
     def _recover(self) -> bool:

@@ -34,12 +34,12 @@ def test_worker_sends_the_core_map_as_read_only_uint8(qtbot, model_file, image_f
         image = loaded.args[1][1]
         ids = []
         with qtbot.waitSignal(worker.mapReady, timeout=TIMEOUT, check_params_cb=lambda rid, _r: rid in ids) as got:
-            ids.append(worker.explain(image["key"], "backbone/conv2", 2))
+            ids.append(worker.explain(image.key, "backbone/conv2", 2))
         result = got.args[1]
     finally:
         worker.stop()
         assert worker.wait(20_000)
-    want, flat = display_map(result.raw, image["rgb"].shape[:2])
+    want, flat = display_map(result.raw, image.rgb.shape[:2])
     assert result.display.dtype == np.uint8 and not result.display.flags.writeable
     np.testing.assert_array_equal(result.display, np.round(want * 255.0).astype(np.uint8))
     assert result.flat == flat

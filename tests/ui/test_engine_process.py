@@ -89,7 +89,7 @@ def test_sigkill_in_the_middle_of_a_map_keeps_pictures_choices_and_the_map_shown
     with qtbot.waitSignal(window.worker.modelLoaded, timeout=TIMEOUT):
         window.open_model("demo")
     first = _map_of(qtbot, window, lambda: window.open_images([str(p) for p in pictures]))
-    keys = [image["key"] for image in window.images()]
+    keys = [image.key for image in window.images()]
     window.keep_class(2)
     kept = _map_of(qtbot, window, lambda: None)
     assert kept.class_index == 2 and kept.image_key == first.image_key
@@ -110,7 +110,7 @@ def test_sigkill_in_the_middle_of_a_map_keeps_pictures_choices_and_the_map_shown
     _wait_engine_back(qtbot, window, pid)
 
     # Nothing the user had is lost: pictures (same keys), model (same generation), class, method.
-    assert [image["key"] for image in window.images()] == keys
+    assert [image.key for image in window.images()] == keys
     assert window.model_info().generation == generation
     assert window.kept_class() == 2 and window.map_choice()["method"] == "scorecam"
     again = _map_of(qtbot, window, lambda: window.step_image(1), key=keys[2])
@@ -137,7 +137,7 @@ def test_sigkill_while_a_model_opens_brings_back_the_model_that_worked(qtbot, pi
     assert window.model_info().source == "demo"
     assert window.ui.layer_tree.current_path() == shown.layer  # the demo's tree is back, not emptied
     after = _map_of(qtbot, window, lambda: window.step_image(1))
-    assert after.model == "demo" and after.image_key == window.images()[1]["key"]
+    assert after.model == "demo" and after.image_key == window.images()[1].key
 
 
 def test_a_trusted_layer_that_aborts_on_one_picture_costs_that_picture_only(qtbot, tmp_path, pictures):

@@ -23,6 +23,7 @@ from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.types import CSV_FIELDS
 from gradcam_desktop.ui import MainWindow
 from gradcam_desktop.ui.export_all import ExportAllRun, report_text, start_export_all
+from gradcam_desktop.session.records import Picture
 
 TIMEOUT = 60_000
 SAMPLES = Path(__file__).resolve().parents[2] / "images"
@@ -217,7 +218,7 @@ class FakeWindow(QWidget):
         return OutputStyle(alpha=0.3, colormap="turbo", sidecar_extra={"versions": {"app": "1.0"}})
 
     def images(self):
-        return [{"key": "img1", "name": "a.png"}, {"key": "img2", "name": "b.png"}]
+        return [Picture("img1", "a.png"), Picture("img2", "b.png")]
 
     def show_error(self, message, title="Grad-CAM Desktop"):
         self.errors.append((title, message))

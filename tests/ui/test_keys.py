@@ -95,7 +95,7 @@ def test_left_right_and_letters_stay_in_the_class_filter_box(demo, qtbot):
         assert box.cursorPosition() == 1
         QTest.keyClick(box, Qt.Key.Key_Right)
         assert box.cursorPosition() == 2
-    assert w.current_image()["name"] == "circle.png" and w.ui.strip.currentRow() == 0
+    assert w.current_image().name == "circle.png" and w.ui.strip.currentRow() == 0
     # Out of the box (a click on the picture), Right is the picture key again.
     QTest.mouseClick(w.ui.view.viewport(), Qt.MouseButton.LeftButton)
     result = _shown(qtbot, w, lambda: QTest.keyClick(w.focusWidget() or w, Qt.Key.Key_Right))

@@ -95,7 +95,7 @@ def test_layer_tree_selection_changes_the_map_layer(qtbot, qtmodeltester, loaded
     index = tree.model().index_for_path("backbone/conv2")
     result = _shown(qtbot, loaded, lambda: tree.setCurrentIndex(index))
     assert isinstance(result, MapResult) and result.layer == "backbone/conv2"
-    assert result.image == str(loaded.images()[0]["path"]) and result.model.endswith("tiny.keras")
+    assert result.image == str(loaded.images()[0].path) and result.model.endswith("tiny.keras")
     assert loaded.ui.layer_tree.current_path() == "backbone/conv2"
 
 
@@ -130,7 +130,7 @@ def test_alpha_and_colormap_change_pixels_without_recomputing(qtbot, loaded, mon
 
 def test_view_modes_and_zoom(loaded):
     w = loaded
-    rgb = w.current_image()["rgb"]
+    rgb = w.current_image().rgb
     overlay = w.ui.view.composited()
     w.acts.modes["original"].trigger()
     assert w.ui.view.mode() == "original" and np.array_equal(w.ui.view.composited(), rgb)
@@ -179,7 +179,7 @@ def test_minus_plus_in_the_layer_tree_fold_and_left_right_step_pictures(qtbot, l
     with qtbot.assertNotEmitted(loaded.resultShown, wait=200):
         QTest.keyClick(tree, Qt.Key.Key_Minus)
     assert not tree.isExpanded(tree.model().index_for_path("backbone"))
-    assert loaded.current_image()["name"] == "a.png"
+    assert loaded.current_image().name == "a.png"
     QTest.keyClick(tree, Qt.Key.Key_Plus)
     assert tree.isExpanded(tree.model().index_for_path("backbone"))
     result = _shown(qtbot, loaded, lambda: QTest.keyClick(tree, Qt.Key.Key_Right))
@@ -223,7 +223,7 @@ def test_export_overlay_writes_image_sized_png_and_sidecar(loaded, tmp_path):
     assert sidecar["model"].endswith("tiny.keras") and len(sidecar["model_sha256"]) == 64
     assert sidecar["class_name"] == CLASS_NAMES[sidecar["class_index"]]
     assert sidecar["preprocess"] and sidecar["versions"]["tensorflow"] and sidecar["versions"]["keras"]
-    assert sidecar["image"] == str(loaded.images()[0]["path"]) and sidecar["image_size"] == {"height": 40, "width": 48}
+    assert sidecar["image"] == str(loaded.images()[0].path) and sidecar["image_size"] == {"height": 40, "width": 48}
     assert sidecar["files"] == {"overlay": "result.png", "raw": "result.npy", "display": "result_map.png"}
     assert sidecar["scale"].startswith("each map is scaled to its own maximum")
     raw = np.load(tmp_path / "result.npy")
@@ -250,7 +250,7 @@ def test_copy_and_paste(qtbot, loaded):
     image.fill(Qt.GlobalColor.darkCyan)
     QGuiApplication.clipboard().setImage(image)
     result = _shown(qtbot, loaded, loaded.paste)
-    assert Path(result.image).name == "clipboard" and loaded.current_image()["rgb"].shape == (10, 20, 3)
+    assert Path(result.image).name == "clipboard" and loaded.current_image().rgb.shape == (10, 20, 3)
 
 
 # -- bad input ---------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def test_switching_method_on_the_same_picture_does_not_run_the_model_again(qtbot
             worker.load_model(str(model_file))
         with qtbot.waitSignal(worker.imagesLoaded, timeout=TIMEOUT) as loaded:
             worker.load_images([str(image_files[0])])
-        key = loaded.args[1][0]["key"]
+        key = loaded.args[1][0].key
         results = []
         for method in ("gradcam", *[m for m in cams.METHODS if m != "gradcam"]):
             with qtbot.waitSignal(worker.mapReady, timeout=TIMEOUT) as answer:

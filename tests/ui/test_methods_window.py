@@ -300,7 +300,7 @@ def test_help_explains_each_method_and_when_to_distrust_a_map():
 
 # -- the compare grid's worker call ---------------------------------------------------------------
 def test_explain_grid_sends_each_cell_in_order_from_the_shared_cache(demo, qtbot):
-    image_key = demo.current_image()["key"]
+    image_key = demo.current_image().key
     shown = demo.shown_result()
     cells = [MapSpec(image_key, None, None, "gradcam"), MapSpec(image_key, LAYER, 3, "layercam"),
              MapSpec(image_key, LAYER, 0, "gradcam", versus=0)]

@@ -62,7 +62,7 @@ def _no_old_data(w) -> None:
     ui = w.ui
     assert w.shown_result() is None
     assert ui.caption.caption() == "" and "last_conv" not in ui.caption.text() and "triangle" not in ui.caption.text()
-    assert np.array_equal(ui.view.composited(), w.current_image()["rgb"])  # the picture, no map over it
+    assert np.array_equal(ui.view.composited(), w.current_image().rgb)  # the picture, no map over it
     assert ui.class_list.model.names() == [] and ui.layer_tree.layer_model().rowCount() == 0
     assert ui.prediction_label.text() == "" and ui.time_label.text() == ""
     assert "Demo" not in w.windowTitle() and ui.layers_dock.windowTitle() == "Layers"

@@ -6,7 +6,7 @@ import numpy as np
 
 from gradcam_desktop.core.types import LayerNode, MapResult, Prediction
 from gradcam_desktop.ui import status_text
-from gradcam_desktop.session.records import ModelInfo
+from gradcam_desktop.session.records import ModelInfo, Picture
 
 
 def result(**changes) -> MapResult:
@@ -35,9 +35,9 @@ def test_map_shown_says_class_probability_layer_and_warnings():
 
 
 def test_image_and_model_lines():
-    image = {"name": "a.png", "notices": ["rotated by EXIF", "reduced to 12 megapixels"]}
+    image = Picture("img1", "a.png", notices=("rotated by EXIF", "reduced to 12 megapixels"))
     assert status_text.image_shown(image, 1, 3) == "a.png (2 of 3) — rotated by EXIF; reduced to 12 megapixels"
-    assert status_text.image_shown({"name": "b.png"}, 0, 1) == "b.png (1 of 1)"
+    assert status_text.image_shown(Picture("img2", "b.png"), 0, 1) == "b.png (1 of 1)"
     info = ModelInfo(request_id=1, generation=1, source="tiny.keras", display_name="tiny", default_layer="conv",
                      class_names=("a", "b", "c"), input_size=(8, 8), channels=3, preprocess="raw", sha256=None,
                      head="softmax", trusted=False)

@@ -32,7 +32,7 @@ def window(qtbot):
 
 
 def _names(w) -> list[str]:
-    return [image["name"] for image in w.images()]
+    return [image.name for image in w.images()]
 
 
 def _click_thumbnail(qtbot, w, row: int):
@@ -45,13 +45,13 @@ def _click_thumbnail(qtbot, w, row: int):
 def test_delete_removes_the_selected_picture_and_shows_the_next(qtbot, window):
     w = window
     assert _click_thumbnail(qtbot, w, 1).image.endswith("circle.png")
-    key = w.current_image()["key"]
+    key = w.current_image().key
     pictures = w.current_image().pictures
     assert key in pictures and any(k[0] == key for k in w.worker.cached_keys())
     w.ui.strip.setFocus()
     with qtbot.waitSignal(w.resultShown, timeout=TIMEOUT) as shown:
         QTest.keyClick(w.ui.strip, Qt.Key.Key_Delete)
-    assert Path(shown.args[0].image).name == "square.png" == w.current_image()["name"]  # the next one
+    assert Path(shown.args[0].image).name == "square.png" == w.current_image().name  # the next one
     assert _names(w) == ["triangle.png", "square.png", "star.png"] and w.ui.strip.count() == 3
     assert w.ui.strip.currentRow() == 1 and w.ui.strip.item(1).text() == "square.png"
     qtbot.waitUntil(lambda: key not in pictures and all(k[0] != key for k in w.worker.cached_keys()))
@@ -66,7 +66,7 @@ def test_context_menu_remove_and_removing_the_last_clears_the_view(qtbot, window
     w = window
     strip = w.ui.strip
     shown = w.current_image()
-    assert shown["name"] == "triangle.png"
+    assert shown.name == "triangle.png"
     # Remove a picture that is not the one shown: the shown one stays, without a new map.
     pos = strip.visualItemRect(strip.item(2)).center()
     QApplication.sendEvent(strip.viewport(), QContextMenuEvent(QContextMenuEvent.Reason.Mouse, pos,
@@ -76,15 +76,15 @@ def test_context_menu_remove_and_removing_the_last_clears_the_view(qtbot, window
     assert [a.text() for a in menu.actions()] == ["Remove"]
     with qtbot.assertNotEmitted(w.resultShown, wait=300):
         QTest.mouseClick(menu, Qt.MouseButton.LeftButton, pos=menu.actionGeometry(strip.remove_action).center())
-    assert _names(w) == ["triangle.png", "circle.png", "star.png"] and w.current_image()["name"] == "triangle.png"
+    assert _names(w) == ["triangle.png", "circle.png", "star.png"] and w.current_image().name == "triangle.png"
     assert strip.currentRow() == 0 and [strip.item(r).text() for r in range(strip.count())] == _names(w)
     # Remove them all, by the key: each time the next one shows, then nothing.
     strip.setFocus()
     for left in (["circle.png", "star.png"], ["star.png"]):
         with qtbot.waitSignal(w.resultShown, timeout=TIMEOUT):
             QTest.keyClick(strip, Qt.Key.Key_Delete)
-        assert _names(w) == left and w.current_image()["name"] == left[0]
-    key = w.current_image()["key"]
+        assert _names(w) == left and w.current_image().name == left[0]
+    key = w.current_image().key
     pictures = w.current_image().pictures
     QTest.keyClick(strip, Qt.Key.Key_Delete)
     assert w.images() == [] and strip.count() == 0 and w.current_image() is None

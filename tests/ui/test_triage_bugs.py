@@ -72,7 +72,7 @@ def test_a_double_click_on_a_row_opens_its_picture_once(qtbot, triaged):
         QTest.mouseDClick(table, Qt.MouseButton.LeftButton, pos=_row_point(view, first))
         QTest.mouseRelease(table, Qt.MouseButton.LeftButton, pos=_row_point(view, first))
     qtbot.wait(300)  # a second copy would be decoded by now
-    assert [Path(i["path"]).name for i in w.images()] == [Path(first.image).name]
+    assert [Path(i.path).name for i in w.images()] == [Path(first.image).name]
     assert w.ui.strip.count() == 1
     # Another row, then the first again: the first is selected in the strip, not added.
     with qtbot.waitSignal(w.resultShown, timeout=TIMEOUT, check_params_cb=lambda r: r.image == second.image):
@@ -80,7 +80,7 @@ def test_a_double_click_on_a_row_opens_its_picture_once(qtbot, triaged):
     with qtbot.waitSignal(w.resultShown, timeout=TIMEOUT, check_params_cb=lambda r: r.image == first.image):
         QTest.mouseClick(table, Qt.MouseButton.LeftButton, pos=_row_point(view, first))
     assert len(w.images()) == w.ui.strip.count() == 2
-    assert w.ui.strip.currentRow() == 0 and w.current_image()["path"] == w.images()[0]["path"]
+    assert w.ui.strip.currentRow() == 0 and w.current_image().path == w.images()[0].path
 
 
 # -- §5: Export matrix… writes the matrix without the selection ----------------------------------------

@@ -12,6 +12,8 @@ section, the matrix cell and the table row.
 
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import math
 from pathlib import Path
@@ -297,9 +299,9 @@ def test_clicking_a_row_shows_its_picture_and_map(window, qtbot, labelled):
                           check_params_cb=lambda r: r.class_index == row.predicted_index) as shown:
         QTest.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     image = window.current_image()
-    assert Path(image["path"]).resolve() == Path(row.image).resolve()
+    assert Path(image.path).resolve() == Path(row.image).resolve()
     result = shown.args[0]
-    assert result.display.shape == image["rgb"].shape[:2]
+    assert result.display.shape == image.rgb.shape[:2]
     assert window.ui.view.has_image()
     # The toggle: the map of the true class of the same picture.
     with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT,
@@ -310,7 +312,7 @@ def test_clicking_a_row_shows_its_picture_and_map(window, qtbot, labelled):
     rect = table.visualRect(view.proxy.index(view.visible_rows().index(row), 1))  # the window's layout may have moved
     with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT):
         QTest.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-    assert len(window.images()) == count, [i["path"] for i in window.images()]
+    assert len(window.images()) == count, [i.path for i in window.images()]
 
 
 # -- decoded pictures: a cache bounded by bytes ----------------------------------------------------
@@ -359,15 +361,17 @@ def test_window_keeps_decoded_pictures_under_the_bound(window, qtbot, tmp_path):
     with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT):
         window.open_images([folder])
     images = window.images()
-    assert len(images) == 61 and window.current_image()["key"] == images[1]["key"]
+    assert len(images) == 61 and window.current_image().key == images[1].key
     assert pictures.nbytes <= 8 * size and len(pictures.decoded_keys()) <= 8
-    assert all("rgb" not in dict.keys(image) for image in images)  # the window's list holds no pixels
-    assert images[1]["thumb"].shape[:2] == (48, 64)
+    # The window's list holds no pixels: a picture record's only array is its thumbnail.
+    assert all([f.name for f in dataclasses.fields(image) if isinstance(getattr(image, f.name), np.ndarray)] == ["thumb"]
+               for image in images)
+    assert images[1].thumb.shape[:2] == (48, 64)
     decodes = pictures.decodes
     with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT):
         window.show_image(5)  # long dropped: decoded again from its file, shown with its map
     assert pictures.decodes > decodes
     expected = cv2.cvtColor(cv2.imread(str(folder / "p04.png")), cv2.COLOR_BGR2RGB)
-    assert np.array_equal(window.current_image()["rgb"], expected)
+    assert np.array_equal(window.current_image().rgb, expected)
     assert window.shown_result().display.shape == expected.shape[:2]
     assert pictures.nbytes <= 8 * size

@@ -265,7 +265,7 @@ def test_the_plots_and_small_maps_follow_the_palette_and_the_colours(demo, qtbot
 def test_a_newer_picture_cancels_the_running_report(demo, qtbot):
     _press_ctrl_t(demo)
     first = _running_job(qtbot, demo)
-    keys = [image["key"] for image in demo.images()]
+    keys = [image.key for image in demo.images()]
     ended: list[float] = []
     demo.worker.jobFinished.connect(lambda job, _s: job == first and ended.append(time.perf_counter()))
     with _finished(qtbot, demo, first) as finished:

@@ -177,7 +177,7 @@ def test_caption_pane_titles_legend_and_unlikely_class_warning(qtbot, demo):
 
 def test_burnt_in_caption_on_export_is_remembered(qtbot, demo, tmp_path):
     w = demo
-    rgb = w.current_image()["rgb"]
+    rgb = w.current_image().rgb
     assert not w.acts.burn_in.isChecked()
     plain = w.export_overlay(tmp_path / "plain.png")
     assert cv2.imread(str(plain)).shape[:2] == rgb.shape[:2]
@@ -207,4 +207,4 @@ def test_opening_the_images_folder_opens_only_the_samples(qtbot):
     w = _window(qtbot)
     with qtbot.waitSignal(w.worker.imagesLoaded, timeout=TIMEOUT):
         w.open_images([SAMPLES])
-    assert sorted(image["name"] for image in w.images()) == listed
+    assert sorted(image.name for image in w.images()) == listed

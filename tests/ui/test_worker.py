@@ -85,8 +85,8 @@ def test_model_info_and_images(qtbot, worker, model_file, image_files):
     assert info.default_layer == "backbone/last_conv"
     assert info.input_size == (32, 32) and info.sha256 and info.head == "softmax"
     assert [node.path for node in info.layers][0] == "backbone"
-    assert [i["name"] for i in images] == ["a.png", "b.png", "c.png"]
-    assert images[1]["rgb"].shape == (36, 30, 3)
+    assert [i.name for i in images] == ["a.png", "b.png", "c.png"]
+    assert images[1].rgb.shape == (36, 30, 3)
 
 
 def test_hundred_back_to_back_requests_with_mixed_layers(qtbot, worker, model_file, image_files):
@@ -95,19 +95,19 @@ def test_hundred_back_to_back_requests_with_mixed_layers(qtbot, worker, model_fi
     for i in range(120):
         image = images[i % len(images)]
         layer = LAYERS[i % len(LAYERS)]
-        result = _explain(qtbot, worker, image["key"], layer, i % 4)
+        result = _explain(qtbot, worker, image.key, layer, i % 4)
         assert isinstance(result, MapResult)
-        assert result.layer == layer and result.class_index == i % 4 and result.image_key == image["key"]
-        assert result.display.shape == image["rgb"].shape[:2] and result.method == "gradcam"
+        assert result.layer == layer and result.class_index == i % 4 and result.image_key == image.key
+        assert result.display.shape == image.rgb.shape[:2] and result.method == "gradcam"
         assert not result.cached  # cache off: every request really ran TensorFlow
 
 
 def test_newest_request_wins(qtbot, worker, model_file, image_files):
     _info, images = _load(qtbot, worker, model_file, image_files)
-    _explain(qtbot, worker, images[0]["key"], LAYERS[0], 0)  # warm up (tracing)
+    _explain(qtbot, worker, images[0].key, LAYERS[0], 0)  # warm up (tracing)
     emitted = []
     worker.mapReady.connect(lambda rid, _r: emitted.append(rid))
-    ids = [worker.explain(images[i % 3]["key"], LAYERS[i % len(LAYERS)], i % 4) for i in range(20)]
+    ids = [worker.explain(images[i % 3].key, LAYERS[i % len(LAYERS)], i % 4) for i in range(20)]
     qtbot.waitUntil(lambda: ids[-1] in emitted, timeout=TIMEOUT)
     qtbot.wait(300)
     # At most the one already running when the others arrived, then only the newest.
@@ -123,7 +123,7 @@ def test_errors_arrive_as_failed(qtbot, model_file, image_files, caplog):
     worker = _started(qtbot, cache_entries=0, precompute=False, modules={"gradcam": _engine_module(boom)})
     try:
         _info, images = _load(qtbot, worker, model_file, image_files)
-        key = images[0]["key"]
+        key = images[0].key
         for layer, class_index, words in (("nope", None, "No layer"), ("gap", None, "no spatial grid"),
                                           (None, 99, "out of range")):
             message = _wait_for(qtbot, worker.failed, lambda: worker.explain(key, layer, class_index))
@@ -148,7 +148,7 @@ def test_bad_images_and_empty_folder(qtbot, worker, tmp_path, image_files):
     worker.imageFailed.connect(lambda name, message: failures.append((name, message)))
     with qtbot.waitSignal(worker.imagesLoaded, timeout=TIMEOUT) as loaded:
         worker.load_images([str(image_files[0]), str(tmp_path / "notes.png")])
-    assert [i["name"] for i in loaded.args[1]] == ["a.png"]
+    assert [i.name for i in loaded.args[1]] == ["a.png"]
     qtbot.waitUntil(lambda: bool(failures), timeout=5000)
     assert failures[0][0] == "notes.png"
     empty = tmp_path / "empty"
@@ -163,7 +163,7 @@ def test_cache_and_precompute(qtbot, model_file, image_files):
         w.start()
     try:
         _info, images = _load(qtbot, w, model_file, image_files)
-        key = images[0]["key"]
+        key = images[0].key
         first = _explain(qtbot, w, key, None, None)
         assert not first.cached
         again = _explain(qtbot, w, key, None, first.class_index)
@@ -182,7 +182,7 @@ def test_stop_during_work_returns_promptly(qtbot, worker, model_file, image_file
     done = []
     worker.mapReady.connect(lambda rid, _r: done.append(rid))
     for i in range(60):  # not supersedable: all of them would run
-        worker.explain(images[i % 3]["key"], LAYERS[i % len(LAYERS)], i % 4, supersedable=False)
+        worker.explain(images[i % 3].key, LAYERS[i % len(LAYERS)], i % 4, supersedable=False)
     qtbot.waitUntil(lambda: bool(done), timeout=TIMEOUT)
     start = time.monotonic()
     worker.stop()
@@ -238,7 +238,7 @@ def slow_worker(qtbot, model_file, image_files):
     w = _started(qtbot, cache_entries=0, precompute=False,
                  modules={"gradcam": _engine_module(lambda *_a: time.sleep(STEP_SECONDS))})
     _info, images = _load(qtbot, w, model_file, image_files * 3)
-    yield w, [image["key"] for image in images]
+    yield w, [image.key for image in images]
     w.stop()
     assert w.wait(20_000)
 

@@ -39,14 +39,14 @@ def _show_current(window: Any, result: MapResult) -> None:
     image, info = window.current_image(), window.model_info()
     if image is None or info is None:
         return
-    key = image["key"]
+    key = image.key
     layers = [path for path, node in nodes_by_path(info.layers).items() if node.eligible]
 
     def request_grid(cells: list) -> int:
         return window.worker.explain_grid([MapSpec(key, layer, class_index, method, **score)
                                            for layer, class_index, method, score in cells])
 
-    window.ui.compare.set_current(image["rgb"], result, request_grid=request_grid,
+    window.ui.compare.set_current(image.rgb, result, request_grid=request_grid,
                                   class_names=list(info.class_names), layers=layers)
 
 

@@ -10,6 +10,7 @@ from PySide6.QtGui import QAction, QIcon, QKeyEvent, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWidgetItem, QMenu, QWidget
 
 from gradcam_desktop.ui.export import rgb_to_qimage
+from gradcam_desktop.session.records import Picture
 
 THUMB = 64
 
@@ -62,12 +63,14 @@ class ImageStrip(QListWidget):
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._show_menu)
 
-    def add_images(self, images: list[dict]) -> None:
-        """Append thumbnails for image dicts ({name, path, rgb, ...})."""
+    def add_images(self, images: list[Picture]) -> None:
+        """Append the pictures' thumbnails (made by the engine: no decoding here)."""
         for image in images:
-            small = image.get("thumb")  # made on the worker thread: no decoding here
-            item = QListWidgetItem(thumbnail(small if small is not None else image["rgb"]), image["name"])
-            item.setToolTip(image.get("path") or image["name"])
+            small = image.thumb if image.thumb is not None else image.rgb
+            if small is None:  # neither a thumbnail nor the pixels: an empty tile, the name still says which
+                small = np.zeros((1, 1, 3), np.uint8)
+            item = QListWidgetItem(thumbnail(small), image.name)
+            item.setToolTip(image.path or image.name)
             item.setSizeHint(self.gridSize())
             self.addItem(item)
 

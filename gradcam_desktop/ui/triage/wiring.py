@@ -25,6 +25,7 @@ from gradcam_desktop.core.errors import GradCamError
 from gradcam_desktop.core.files import atomic_write_bytes
 from gradcam_desktop.session.triage_job import BATCH, TriageRequest
 from gradcam_desktop.ui.triage.view import TriageView
+from gradcam_desktop.session.records import Picture
 
 __all__ = ["TriageController", "attach", "export_matrix", "export_table"]
 
@@ -176,7 +177,7 @@ class TriageController(QObject):
         self.window.acts.compare.setChecked(True)
         shown = self.window.shown_result()
         image = self.window.current_image()
-        if shown is not None and image is not None and _norm(image.get("path") or "") == self._compare_for:
+        if shown is not None and image is not None and _norm(image.path or "") == self._compare_for:
             self._set_compare_columns()
 
     def export_csv(self, path: str | os.PathLike[str]) -> None:
@@ -236,7 +237,7 @@ class TriageController(QObject):
 
     def _on_result(self, result: Any) -> None:
         image = self.window.current_image()
-        if self._compare_for is not None and image is not None and _norm(image.get("path") or "") == self._compare_for:
+        if self._compare_for is not None and image is not None and _norm(image.path or "") == self._compare_for:
             self._set_compare_columns()
 
     def _set_compare_columns(self) -> None:
@@ -305,10 +306,10 @@ def _norm(path: str) -> str:
     return os.path.normcase(os.path.realpath(path)) if path else ""
 
 
-def _index_of(images: list[dict], path: str) -> int | None:
+def _index_of(images: list[Picture], path: str) -> int | None:
     wanted = _norm(path)
     for index, image in enumerate(images):
-        if image.get("path") and _norm(image["path"]) == wanted:
+        if image.path and _norm(image.path) == wanted:
             return index
     return None
 

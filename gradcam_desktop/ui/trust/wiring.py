@@ -119,7 +119,7 @@ class TrustController(QObject):
     # -- events ------------------------------------------------------------------------------------
     def _on_result(self, result: MapResult) -> None:
         image = self.window.current_image()
-        self._result, self._picture = result, image["rgb"] if image is not None else None
+        self._result, self._picture = result, image.rgb if image is not None else None
         self._update()
 
     def _on_visible(self, visible: bool) -> None:
@@ -237,7 +237,7 @@ class TrustController(QObject):
     def _set_title(self, result: MapResult | None) -> None:
         """The dock's title: which map the panel is about (the picture may have changed since)."""
         image = self.window.current_image()
-        name = image["name"] if image is not None and result is not None and image["key"] == result.image_key else ""
+        name = image.name if image is not None and result is not None and image.key == result.image_key else ""
         about = [pane_title(result), f"layer {result.layer}", name] if result is not None else []
         self.dock.setWindowTitle(" · ".join([TITLE] + [part for part in about if part]))
         self.dock.toggleViewAction().setText(TITLE)  # the dock gave the action its new title: the action keeps its words
