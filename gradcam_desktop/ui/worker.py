@@ -217,7 +217,12 @@ class GradCamWorker(QThread):
     def run(self) -> None:
         """Start the engine, then pass requests to it and its events to the window until stopped."""
         self.busy.emit("Starting TensorFlow…")
-        self.host = self._start_host()
+        try:
+            self.host = self._start_host()
+        except OSError as exc:  # no process could be started (no memory, no file descriptors, …)
+            log.exception("the engine could not be started")
+            self.ready.emit({"error": f"The engine could not be started ({exc}); see the log at {log_path()}."})
+            return
         deadline: float | None = None
         try:
             while True:
@@ -249,8 +254,12 @@ class GradCamWorker(QThread):
         host = adopt() if reuse_enabled() else None
         if host is not None:
             self._adopting.environment = dict(os.environ)  # what a new process would inherit now
-            transport.send(host.connection, self._adopting)  # answered by ready
-            return host
+            try:
+                transport.send(host.connection, self._adopting)  # answered by ready
+                return host
+            except (OSError, EOFError):  # it died while parked: a new one
+                host.kill()
+                host.close()
         return ProcessHost({**self._options, "log_file": str(engine_log_path())})
 
     def _send_outbox(self) -> None:
@@ -343,11 +352,19 @@ class GradCamWorker(QThread):
         self.restarts += 1
         pictures = [(key, *source) for key in self.pictures.keys()
                     if (source := self.pictures.source_of(key)) is not None]
-        self.host = self._start_host()
+        try:
+            self.host = self._start_host()
+        except OSError as exc:
+            log.exception("no new engine could be started")
+            self.engineLost.emit(f"The engine could not be started again ({exc}); see the log at {log_path()}.")
+            return False
         request = self.supervisor.restore(pictures, reopen)
         request.maps = [result for key in self._kept.keys() if key[0] in self.pictures
                         and (result := self._kept.get(key)) is not None]
-        transport.send(self.host.connection, request)
+        try:
+            transport.send(self.host.connection, request)
+        except (OSError, EOFError):
+            return True  # it died at once: the loop sees its end and counts another death
         self._send_outbox()
         return True
 
