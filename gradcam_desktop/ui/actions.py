@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
-from PySide6.QtWidgets import QMenu, QToolBar, QToolButton
+from PySide6.QtWidgets import QMenu, QToolBar, QToolButton, QWidget
 
 from gradcam_desktop.core.types import DEMO, ModelSpec
 from gradcam_desktop.ui import custom_layers, dialogs, layout
@@ -196,6 +196,16 @@ PANEL_TOGGLES = {
 }
 
 
+def insert_after(widget: QWidget, anchor: QAction, action: QAction) -> None:
+    """Put ``action`` right after ``anchor`` in ``widget`` (a menu, a toolbar); at the end if ``anchor`` is not there."""
+    entries = widget.actions()
+    index = entries.index(anchor) + 1 if anchor in entries else len(entries)
+    if index < len(entries):
+        widget.insertAction(entries[index], action)
+    else:
+        widget.addAction(action)  # what insertAction(None, action) does: append
+
+
 def add_panel_toggles(window: MainWindow) -> None:
     """View → Triage (and on the toolbar) after Trust: the analysis views' toggles, in tab order.
 
@@ -217,12 +227,7 @@ def add_panel_toggles(window: MainWindow) -> None:
         dock.windowTitleChanged.connect(lambda _title, action=action, text=text: action.setText(text))
         for widget in anchor.associatedObjects():
             if isinstance(widget, (QMenu, QToolBar)):
-                entries = widget.actions()
-                index = entries.index(anchor) + 1 if anchor in entries else len(entries)
-                if index < len(entries):
-                    widget.insertAction(entries[index], action)
-                else:
-                    widget.addAction(action)  # what insertAction(None, action) does: append
+                insert_after(widget, anchor, action)
         anchor = action
     # A toggle inserted after Compare into every widget showing Compare also lands in Compare's
     # toolbar button, which then grows a menu arrow and a press-and-hold menu: one action a button.

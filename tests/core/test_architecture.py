@@ -14,18 +14,23 @@ import gradcam_desktop.core
 CORE = Path(gradcam_desktop.core.__file__).parent
 
 
-def test_core_imports_no_qt():
-    modules = [f"gradcam_desktop.core.{m.name}" for m in pkgutil.iter_modules(gradcam_desktop.core.__path__)]
-    assert "gradcam_desktop.core.gradcam" in modules
+def _loaded_after_importing(modules: list[str], watched: tuple[str, ...]) -> list[str]:
+    """The ``watched`` top-level packages a fresh interpreter has loaded after importing ``modules``."""
     code = (
         "import sys, importlib\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"
-        "import gradcam_desktop.cli, gradcam_desktop.commands\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'shiboken6', 'PyQt5', 'PyQt6')))\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {watched!r}))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    return ast.literal_eval(result.stdout.strip().splitlines()[-1])
+
+
+def test_core_imports_no_qt():
+    modules = [f"gradcam_desktop.core.{m.name}" for m in pkgutil.iter_modules(gradcam_desktop.core.__path__)]
+    assert "gradcam_desktop.core.gradcam" in modules
+    modules += ["gradcam_desktop.cli", "gradcam_desktop.commands"]
+    assert _loaded_after_importing(modules, ("PySide6", "shiboken6", "PyQt5", "PyQt6")) == []
 
 
 def test_resources_ship_inside_the_package():
@@ -71,25 +76,11 @@ def test_session_imports_no_qt():
     session = CORE.parent / "session"
     modules = sorted(f"gradcam_desktop.session.{p.stem}" for p in session.glob("*.py") if p.stem != "__init__")
     assert "gradcam_desktop.session.engine" in modules
-    code = (
-        "import sys, importlib\n"
-        f"for name in {modules!r}: importlib.import_module(name)\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'shiboken6', 'tensorflow', 'keras')))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert _loaded_after_importing(modules, ("PySide6", "shiboken6", "tensorflow", "keras")) == []
 
 
 def test_the_core_modules_the_ui_may_import_load_no_tensorflow():
     modules = [f"gradcam_desktop.core.{name}" for name in sorted(UI_MAY_IMPORT)
                if (CORE / f"{name}.py").is_file()]
     assert "gradcam_desktop.core.types" in modules
-    code = (
-        "import sys, importlib\n"
-        f"for name in {modules!r}: importlib.import_module(name)\n"
-        "print(sorted(m for m in ('tensorflow', 'keras', 'PySide6') if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert _loaded_after_importing(modules, ("tensorflow", "keras", "PySide6")) == []

@@ -21,6 +21,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QWidget
 
 from gradcam_desktop.core.types import MapResult
+from gradcam_desktop.ui.actions import insert_after
 from gradcam_desktop.ui.explore.caption import pane_title
 from gradcam_desktop.session.map_cache import map_key
 from gradcam_desktop.session.trust_job import TrustOutcome
@@ -60,17 +61,8 @@ def attach(window: Any) -> TrustController:
     action.setStatusTip(tip)
     for widget in window.acts.compare.associatedObjects():  # beside Compare, in the View menu and the toolbar
         if isinstance(widget, QWidget):
-            _insert_after(widget, window.acts.compare, action)
+            insert_after(widget, window.acts.compare, action)
     return TrustController(window, dock, sized=restored)
-
-
-def _insert_after(widget: QWidget, anchor: Any, action: Any) -> None:
-    actions = widget.actions()
-    index = actions.index(anchor) + 1 if anchor in actions else len(actions)
-    if index < len(actions):
-        widget.insertAction(actions[index], action)
-    else:
-        widget.addAction(action)  # what insertAction(None, action) does: append
 
 
 class TrustController(QObject):
