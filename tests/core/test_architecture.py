@@ -6,6 +6,7 @@ import ast
 import pkgutil
 import subprocess
 import sys
+import tomllib
 from importlib import resources
 from pathlib import Path
 
@@ -31,6 +32,15 @@ def test_core_imports_no_qt():
     assert "gradcam_desktop.core.gradcam" in modules
     modules += ["gradcam_desktop.cli", "gradcam_desktop.commands"]
     assert _loaded_after_importing(modules, ("PySide6", "shiboken6", "PyQt5", "PyQt6")) == []
+
+
+def test_every_package_ships_in_the_wheel():
+    """pyproject lists the packages by name: a new folder missing there is missing from every install."""
+    project = tomllib.loads((CORE.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(project["tool"]["setuptools"]["packages"]) - {"gradcam_desktop.resources"}
+    root = CORE.parent
+    folders = {".".join(("gradcam_desktop", *p.parent.relative_to(root).parts)) for p in root.rglob("__init__.py")}
+    assert listed == folders
 
 
 def test_resources_ship_inside_the_package():
