@@ -36,9 +36,10 @@ def test_core_imports_no_qt():
 
 def test_every_package_ships_in_the_wheel():
     """pyproject lists the packages by name: a new folder missing there is missing from every install."""
-    project = tomllib.loads((CORE.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    repository = Path(__file__).resolve().parents[2]  # the checkout (CI tests an installed wheel)
+    project = tomllib.loads((repository / "pyproject.toml").read_text(encoding="utf-8"))
     listed = set(project["tool"]["setuptools"]["packages"]) - {"gradcam_desktop.resources"}
-    root = CORE.parent
+    root = repository / "gradcam_desktop"
     folders = {".".join(("gradcam_desktop", *p.parent.relative_to(root).parts)) for p in root.rglob("__init__.py")}
     assert listed == folders
 

@@ -110,9 +110,11 @@ def test_newest_request_wins(qtbot, worker, model_file, image_files):
     ids = [worker.explain(images[i % 3].key, LAYERS[i % len(LAYERS)], i % 4) for i in range(20)]
     qtbot.waitUntil(lambda: ids[-1] in emitted, timeout=TIMEOUT)
     qtbot.wait(300)
-    # At most the one already running when the others arrived, then only the newest.
+    # The newest is answered last, and of the 20 at most three ran: the one already running when the
+    # others came, one that reached the engine alone while it ran (requests cross a pipe, in the
+    # batches the worker thread found waiting: of each batch only the newest is sent), and the newest.
     assert emitted[-1] == ids[-1]
-    assert len(emitted) <= 2
+    assert len(emitted) <= 3
 
 
 def test_errors_arrive_as_failed(qtbot, model_file, image_files, caplog):
