@@ -81,10 +81,10 @@ def run(in_process: bool, model: Path, picture: Path, layers: list[str], maps: i
     app = QApplication.instance() or QApplication([])
     worker = GradCamWorker(in_process=in_process, precompute=False)
     got: dict[int, float] = {}
-    info: dict = {}
+    info: list = []
     items: list = []
     worker.mapReady.connect(lambda request, _r: got.__setitem__(request, time.perf_counter()))
-    worker.modelLoaded.connect(lambda _i, d: info.update(d))
+    worker.modelLoaded.connect(lambda _i, d: info.append(d))
     worker.imagesLoaded.connect(lambda _i, found: items.extend(found))
 
     def spin(condition, limit=600.0):
@@ -100,7 +100,7 @@ def run(in_process: bool, model: Path, picture: Path, layers: list[str], maps: i
     worker.load_model(str(model))
     worker.load_images([str(picture)])
     spin(lambda: info and items)
-    key, default = items[0]["key"], info["default_layer"]
+    key, default = items[0].key, info[0].default_layer
 
     def ask(layer, class_index):
         sent = time.perf_counter()

@@ -79,7 +79,7 @@ def main() -> int:
     rng = random.Random(0)
     for trial in range(args.trials):
         # Score-CAM of another class each trial, so that it is never a cache hit.
-        chosen = trial % len(window.model_info()["class_names"])
+        chosen = trial % len(window.model_info().class_names)
         window.keep_class(chosen)
         wait(lambda chosen=chosen: shown[-1][1].method == window.map_choice()["method"]
              and shown[-1][1].class_index == chosen)

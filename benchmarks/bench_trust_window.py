@@ -80,7 +80,7 @@ def main() -> int:
     window.open_model(args.model)
     window.open_images([str(p) for p in sample_pictures(REPO / "images")])
     wait(lambda: shown and window.model_info() is not None)
-    classes = len(window.model_info()["class_names"])
+    classes = len(window.model_info().class_names)
     combos = itertools.product(range(classes), range(len(window.images())))
 
     def show() -> float:
@@ -91,7 +91,7 @@ def main() -> int:
             start = time.perf_counter()
             window.keep_class(class_index)
             window.show_image(picture)
-            key = window.images()[picture]["key"]
+            key = window.images()[picture].key
             wait(lambda count=count, class_index=class_index, key=key: len(shown) > count
                  and shown[-1].class_index == class_index and shown[-1].image_key == key)
             if window.trust.cached(shown[-1]) is None:

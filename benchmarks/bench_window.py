@@ -284,7 +284,7 @@ class Bench:
         return self.class_widget().current_class()
 
     def cached(self, layer: str, class_index: int) -> bool:
-        key = self.win.current_image()["key"]
+        key = self.win.current_image().key
         return any(k[0] == key and k[2] == layer and k[3] == class_index for k in self.win.worker.cached_keys())
 
     def layers(self) -> list[str]:
@@ -295,7 +295,7 @@ class Bench:
 
     def current(self) -> tuple[str, int, str]:
         shown = self.win.shown_result()
-        return shown.layer, shown.class_index, self.win.current_image()["key"]
+        return shown.layer, shown.class_index, self.win.current_image().key
 
     # -- user actions
     def change_layer(self, layer: str):
@@ -310,7 +310,7 @@ class Bench:
                                 and d.image_key == key)
 
     def show_image(self, index: int):
-        key = self.win.images()[index]["key"]
+        key = self.win.images()[index].key
         return self.until_shown(lambda: self.win.show_image(index), lambda d: d.image_key == key)
 
     # -- heartbeat

@@ -108,7 +108,7 @@ def main() -> int:
         window.show_image(show)
         loop.exec()
     if args.class_name and not errors:
-        names = window.model_info()["class_names"]
+        names = window.model_info().class_names
         if args.class_name not in names:
             print(f"screenshot: no class {args.class_name!r}; the model has {', '.join(names)}", file=sys.stderr)
             window.close()
@@ -121,7 +121,7 @@ def main() -> int:
             window.close()
             return 1
         if args.versus or args.against:
-            names = window.model_info()["class_names"]
+            names = window.model_info().class_names
             window.ui.score_choice.set_score(names.index(args.versus) if args.versus in names else None, args.against)
             window.choice.changed.emit()
         loop.exec()
