@@ -70,6 +70,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self._probabilities_for: tuple | None = None
         self._idle_text = ""
         self._last_error = ""
+        self._restarting = False  # a new engine is starting after one died: the status keeps saying so
         self._batch: ExportAllRun | None = None
         self._closed = False
         self.ui = layout.build_widgets(self)
@@ -198,6 +199,8 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self.ui.strip.set_current(index)
         self.set_status(status_text.image_shown(image, index, len(self._images)))
         self._request_map()
+        # The pictures a step away: decoded off the UI thread now, so stepping to them does not decode here.
+        self.worker.prefetch([self._images[i].key for i in (index + 1, index - 1) if 0 <= i < len(self._images)])
 
     def remove_image(self, index: int) -> None:
         """Close picture ``index``: the next one (else the previous) is shown; none left, the view empties.
@@ -412,10 +415,12 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         if self._last_error != line:
             self.show_error(line, "The engine stopped")
         self.set_status(line)
+        self._restarting = True
         self.engineLost.emit(line)
 
     def _on_engine_restored(self, info: ModelInfo | None) -> None:
         """A new engine took over: with the same model (nothing changes on screen) or without one."""
+        self._restarting = False
         if info is None and self._model is not None:
             name = self._model.display_name
             self._model, self._nodes, self._layer, self._class = None, {}, None, None
@@ -430,7 +435,8 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self._opener.progress(text, amount, done, total)
 
     def _on_busy(self, what: str) -> None:
-        self.ui.status_label.setText(what or self._idle_text)
+        # While a new engine starts, its "Starting TensorFlow…" must not hide why it is starting.
+        self.ui.status_label.setText(self._idle_text if self._restarting else what or self._idle_text)
 
     # -- user changes --------------------------------------------------------------------------
     def _on_layer(self, path: str) -> None:

@@ -28,6 +28,7 @@ import queue
 import threading
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,7 @@ class GradCamWorker(QThread):
         super().__init__(parent)
         self.setObjectName("GradCamWorker")
         self.pictures = PictureCache()  # the window's decoded pictures (sources kept while open)
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="picture-prefetch")
         self._options: dict[str, Any] = {"cache_entries": int(cache_entries), "precompute": bool(precompute)}
         self._modules = dict(modules or {})
         self._in_process = (bool(modules) or in_process or not process_supported()
@@ -137,6 +139,15 @@ class GradCamWorker(QThread):
         for key in keys:
             self.pictures.forget(str(key))
         return self._put(ForgetImages([str(k) for k in keys]))
+
+    def prefetch(self, keys: list[str]) -> None:
+        """Decode these pictures into the window's cache on a helper thread (the neighbours of the one shown):
+        a step to them then reads pixels instead of decoding on the UI thread. Never delays an answer."""
+        try:
+            for key in keys:
+                self._decoder.submit(self.pictures.get, str(key))
+        except RuntimeError:  # the worker has stopped (the window is closing): nothing to prepare for
+            pass
 
     def explain(self, image_key: str, layer: str | None, class_index: int | None, *, method: str = "gradcam",
                 versus: int | None = None, counterfactual: bool = False, supersedable: bool = True) -> int:
@@ -244,6 +255,7 @@ class GradCamWorker(QThread):
                     if not alive and (self._stopping.is_set() or not self._recover()):
                         break
         finally:
+            self._decoder.shutdown(wait=False, cancel_futures=True)
             self._close_host()
             log.debug("worker leaves run()")
 

@@ -108,6 +108,9 @@ def test_sigkill_in_the_middle_of_a_map_keeps_pictures_choices_and_the_map_shown
     assert len(lines) == 1 and "killed" in lines[0] and "noise1.png" in lines[0] and "Demo" in lines[0]
     assert errors == lines  # said once (the map's failure), in one line
     _wait_engine_back(qtbot, window, pid)
+    # The status bar still says why the engine started again (its "Starting TensorFlow…" did not hide it).
+    qtbot.waitUntil(lambda: "started again" in window.ui.status_label.text(), timeout=TIMEOUT)
+    assert lines[0] in window.ui.status_label.text()
 
     # Nothing the user had is lost: pictures (same keys), model (same generation), class, method.
     assert [image.key for image in window.images()] == keys
