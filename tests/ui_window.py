@@ -18,6 +18,15 @@ def shown_window(qtbot, width: int, height: int):
     return window
 
 
+def demo_window(qtbot, width: int, height: int):
+    """``shown_window`` with the demo model open."""
+    window = shown_window(qtbot, width, height)
+    with qtbot.waitSignal(window.worker.modelLoaded, timeout=WINDOW_TIMEOUT):
+        window.open_model("demo")
+    qtbot.waitUntil(lambda: window.model_info() is not None, timeout=WINDOW_TIMEOUT)
+    return window
+
+
 def drop_paths(window, paths):
     """A real drag-enter + drop of local files or folders on ``window``; returns the drop event."""
     from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
@@ -48,3 +57,22 @@ def click_radio(window, name: str) -> None:
     assert button is not None and button.isVisible()
     QTest.mouseClick(button, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                      QPoint(button.height() // 2, button.height() // 2))
+
+
+def click_combo_row(qtbot, box, row: int) -> None:
+    """Open ``box``'s list with a click and click its row ``row``, as a user does."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    QTest.mouseClick(box, Qt.MouseButton.LeftButton)
+    view = box.view()
+    qtbot.waitUntil(view.isVisible)
+    index = view.model().index(row, 0)
+    view.scrollTo(index)
+    centre = view.visualRect(index).center()
+    # The pointer moves onto the row first (that is what makes it current in a combo's list), and
+    # a release right after the opening click would be taken as the end of that click.
+    QTest.mouseMove(view.viewport(), centre)
+    QTest.qWait(QApplication.doubleClickInterval() + 50)
+    QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, centre)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ui_window import shown_window
+from ui_window import click_combo_row, shown_window
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QComboBox, QProgressBar, QRadioButton
+from PySide6.QtWidgets import QComboBox, QProgressBar, QRadioButton
 
 import cam_reference as cr
 from gradcam_desktop.core import cams
@@ -82,17 +82,7 @@ def _key_to_method(window, name: str) -> None:
 def _click_method_in_popup(qtbot, window, name: str) -> None:
     """Open the method box's list with a click and click the method's row, as a user does."""
     box = _method_box(window)
-    QTest.mouseClick(box, Qt.MouseButton.LeftButton)
-    view = box.view()
-    qtbot.waitUntil(view.isVisible)
-    index = view.model().index(box.findData(name), 0)
-    view.scrollTo(index)
-    centre = view.visualRect(index).center()
-    # The pointer moves onto the row first (that is what makes it current in a combo's list), and
-    # a release right after the opening click would be taken as the end of that click.
-    QTest.mouseMove(view.viewport(), centre)
-    QTest.qWait(QApplication.doubleClickInterval() + 50)
-    QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, centre)
+    click_combo_row(qtbot, box, box.findData(name))
 
 
 def _click(window, name: str) -> None:

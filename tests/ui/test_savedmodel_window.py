@@ -13,8 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QFileDialog
 
-from gradcam_desktop.ui import MainWindow
-from ui_window import drop_paths
+from ui_window import drop_paths, shown_window
 from gradcam_desktop.ui.dnd import is_model_path, model_location, split_paths
 
 TIMEOUT = 60_000
@@ -43,13 +42,7 @@ def saved_model(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def window(qtbot):
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.resize(1280, 800)
-    w.show()
-    qtbot.waitExposed(w)
-    qtbot.waitUntil(w.engine_ready, timeout=TIMEOUT)
-    return w
+    return shown_window(qtbot, 1280, 800)
 
 
 @pytest.fixture

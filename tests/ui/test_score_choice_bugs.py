@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QComboBox
-from ui_window import click_radio, WINDOW_TIMEOUT, shown_window
+from PySide6.QtWidgets import QComboBox
+from ui_window import WINDOW_TIMEOUT, click_combo_row, click_radio, shown_window
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
@@ -50,22 +50,15 @@ def _versus_box(window) -> QComboBox:
     return box
 
 
+def _pick_versus(qtbot, window, name: str) -> None:
+    """Choose the "rather than" class in its list with real clicks."""
+    box = _versus_box(window)
+    click_combo_row(qtbot, box, box.findText(name))
+
+
 def _offered(window) -> list[str]:
     box = _versus_box(window)
     return [box.itemText(row) for row in range(box.count())]
-
-
-def _click_in_popup(qtbot, box: QComboBox, text: str) -> None:
-    """Open the box's list with a click and click the row ``text``, as a user does."""
-    QTest.mouseClick(box, Qt.MouseButton.LeftButton)
-    view = box.view()
-    qtbot.waitUntil(view.isVisible)
-    index = view.model().index(box.findText(text), 0)
-    view.scrollTo(index)
-    centre = view.visualRect(index).center()
-    QTest.mouseMove(view.viewport(), centre)
-    QTest.qWait(QApplication.doubleClickInterval() + 50)
-    QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, centre)
 
 
 def _step(qtbot, window, key):
@@ -97,7 +90,7 @@ def test_rather_than_the_top_class_falls_back_to_the_runner_up(qtbot, demo):
     assert "circle" not in _offered(w)  # the class explained is not offered
     versus = _shown(qtbot, w, lambda: _click_radio(w, "scoreVersus"), lambda r: r.score_kind == "versus")
     _assert_agree(w, versus)
-    picked = _shown(qtbot, w, lambda: _click_in_popup(qtbot, _versus_box(w), "star"), lambda r: r.versus_index == STAR)
+    picked = _shown(qtbot, w, lambda: _pick_versus(qtbot, w, "star"), lambda r: r.versus_index == STAR)
     _assert_agree(w, picked)
 
     with qtbot.assertNotEmitted(w.errorShown, wait=200):
@@ -126,7 +119,7 @@ def test_rather_than_the_top_class_falls_back_to_the_runner_up(qtbot, demo):
 def test_a_click_on_the_strip_to_a_star_picture_and_back_to_the_class(qtbot, demo):
     w = demo
     _shown(qtbot, w, lambda: _click_radio(w, "scoreVersus"), lambda r: r.score_kind == "versus")
-    _shown(qtbot, w, lambda: _click_in_popup(qtbot, _versus_box(w), "star"), lambda r: r.versus_index == STAR)
+    _shown(qtbot, w, lambda: _pick_versus(qtbot, w, "star"), lambda r: r.versus_index == STAR)
     view = w.ui.strip  # a QListWidget of thumbnails
     with qtbot.assertNotEmitted(w.errorShown, wait=200):
         index = view.model().index(1, 0)

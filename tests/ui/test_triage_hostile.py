@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from ui_window import shown_window
+from ui_window import demo_window
 
 from gradcam_desktop.core.triage import TRIAGE_FIELDS, TriageRow
 from gradcam_desktop.ui.triage.view import TriageView
@@ -56,11 +56,7 @@ def test_the_warning_and_the_counts_outlive_the_run(qtbot):
 
 @pytest.fixture
 def window(qtbot):
-    w = shown_window(qtbot, 1280, 900)
-    with qtbot.waitSignal(w.worker.modelLoaded, timeout=TIMEOUT):
-        w.open_model("demo")
-    qtbot.waitUntil(lambda: w.model_info() is not None, timeout=TIMEOUT)
-    return w
+    return demo_window(qtbot, 1280, 900)
 
 
 def test_a_run_with_skipped_pictures_and_an_unreadable_folder(window, qtbot, tmp_path):

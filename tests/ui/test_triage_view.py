@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from ui_window import shown_window
+from ui_window import demo_window
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
@@ -234,11 +234,7 @@ def labelled(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def window(qtbot):
-    w = shown_window(qtbot, 1280, 900)
-    with qtbot.waitSignal(w.worker.modelLoaded, timeout=TIMEOUT):
-        w.open_model("demo")
-    qtbot.waitUntil(lambda: w.model_info() is not None, timeout=TIMEOUT)
-    return w
+    return demo_window(qtbot, 1280, 900)
 
 
 def _run(window, qtbot, source, batch):
