@@ -327,6 +327,10 @@ class GradCamWorker(QThread):
             getattr(self, name).emit(*args)
         elif name == "restored":
             self.engineRestored.emit(args[0])
+        elif name == "failed" and args[0] == self.supervisor.restore_id:
+            # The new engine could not reopen the model (or rerun a custom-layer file): it runs without one.
+            log.error("the new engine could not take over: %s", args[1])
+            self.engineRestored.emit(None)
         elif name in EVENTS and name != "working":
             getattr(self, name).emit(*args)
         return True

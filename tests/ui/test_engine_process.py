@@ -243,3 +243,23 @@ def test_the_engine_ends_when_the_window_process_is_killed(tmp_path):
     while not gone() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert gone()
+
+
+def test_a_model_whose_file_is_gone_is_not_reopened_and_the_window_says_so(qtbot, tmp_path, model_file, pictures):
+    import shutil
+
+    copy = tmp_path / "gone.keras"
+    shutil.copy(model_file, copy)
+    shutil.copy(model_file.with_name(model_file.stem + ".labels.txt"), tmp_path / "gone.labels.txt")
+    window = shown_window(qtbot, 1280, 800)
+    with qtbot.waitSignal(window.worker.modelLoaded, timeout=TIMEOUT):
+        window.open_model(copy)
+    _map_of(qtbot, window, lambda: window.open_images([str(p) for p in pictures]))
+    copy.unlink()  # moved away while the window was open
+    pid = window.worker.engine_pid()
+    with qtbot.waitSignal(window.worker.engineRestored, timeout=TIMEOUT) as restored:
+        os.kill(pid, signal.SIGKILL)
+    assert restored.args[0] is None
+    qtbot.waitUntil(lambda: window.model_info() is None, timeout=TIMEOUT)
+    assert "gone.keras could not be opened again" in window.ui.status_label.text()
+    assert len(window.images()) == len(pictures)  # the pictures stay
