@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{', '.join(COLORMAPS)}", file=sys.stderr)
             return EXIT_USAGE
     try:
-        return getattr(commands, args.command)(args)
+        return commands.COMMANDS[args.command](args)
     except GradCamError as error:
         if args.debug:
             log.exception("failed")

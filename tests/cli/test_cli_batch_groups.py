@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradcam_desktop import commands
+from gradcam_desktop.commands import maps
 from gradcam_desktop.core.batch import explain_batch
 from gradcam_desktop.core.errors import MethodError
 from gradcam_desktop.core.gradcam import GradCam
@@ -92,7 +92,7 @@ def test_batch_scorecam_runs_per_picture_and_ctrl_c_keeps_the_table(setup, capsy
         if len([name for name, _, _ in recorded]) == 2:  # during the third picture
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(commands, "_batch_progress", lambda total, with_masks: (None, masks if with_masks else None))
+    monkeypatch.setattr(maps, "batch_progress", lambda total, with_masks: (None, masks if with_masks else None))
     out_dir = tmp_path / "out"
     code, _, err = run(capsys, "batch", "-m", setup["model"], "--method", "scorecam", "--max-channels", "4",
                        "--out-dir", out_dir, *setup["pictures"])

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from gradcam_desktop import commands
+from gradcam_desktop.commands import shared
 from gradcam_desktop.cli import main
 from gradcam_desktop.core.errors import GradCamError
 from hostile import limit_path_comparisons
@@ -57,7 +57,7 @@ def test_batch_expands_100000_files_without_comparing_pairs(tmp_path, monkeypatc
         def stop(args):
             raise _Expanded("the inputs are expanded")
 
-        monkeypatch.setattr(commands, "open_model", stop)
+        monkeypatch.setattr(shared, "open_model", stop)
         # De-duplicating against a list compares each new path with every one before it (5e9
         # comparisons: more than 5 minutes before the fix). A set compares a path only with one of
         # the same hash, i.e. once per path already seen. The folder given twice: at most one

@@ -14,7 +14,8 @@ import re
 import numpy as np
 import pytest
 
-from gradcam_desktop import cli, commands
+from gradcam_desktop import cli
+from gradcam_desktop.commands import shared
 from gradcam_desktop.core import cams
 from gradcam_desktop.core.images import load_image
 
@@ -136,7 +137,7 @@ def test_scorecam_max_channels_and_its_progress_reach_the_engine(setup, capsys, 
         def stop(self):
             Bar.stopped = True
 
-    monkeypatch.setattr(commands, "step_progress", lambda label: (lambda done, total: steps.append((done, total)),
+    monkeypatch.setattr(shared, "step_progress", lambda label: (lambda done, total: steps.append((done, total)),
                                                                     Bar()))
     code, out, err = run(capsys, "explain", "-m", setup["model"], "-i", picture, "--method", "scorecam",
                          "--max-channels", "4", "--class", "dog", "--heatmap", npy, "--json")
@@ -161,7 +162,7 @@ def test_ctrl_c_during_scorecam_stops_with_one_line_and_writes_nothing(setup, ca
     def interrupt(done, total):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(commands, "step_progress", lambda label: (interrupt, None))
+    monkeypatch.setattr(shared, "step_progress", lambda label: (interrupt, None))
     code, _, err = run(capsys, "explain", "-m", setup["model"], "-i", setup["pictures"][0], "--method", "scorecam",
                        "--heatmap", tmp_path / "raw.npy", "-o", tmp_path / "o.png")
     assert code == 130 and err.strip().splitlines() == ["Interrupted."]

@@ -95,3 +95,37 @@ def test_the_core_modules_the_ui_may_import_load_no_tensorflow():
                if (CORE / f"{name}.py").is_file()]
     assert "gradcam_desktop.core.types" in modules
     assert _loaded_after_importing(modules, ("tensorflow", "keras", "PySide6")) == []
+
+
+def _sibling_imports(package: Path) -> dict[str, set[str]]:
+    """For each module of ``package``: the sibling modules it imports (``from . import x``, ``from .x import …``)."""
+    names = {p.stem for p in package.glob("*.py")} - {"__init__"}
+    graph: dict[str, set[str]] = {}
+    for name in names:
+        tree = ast.parse((package / f"{name}.py").read_text(encoding="utf-8"))
+        found: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    found.add(node.module.split(".")[0])
+                else:
+                    found.update(alias.name for alias in node.names)
+        graph[name] = found & names
+    return graph
+
+
+def test_cli_sub_commands_import_no_cycle():
+    """commands/: every module may import shared.py (and maps.py trust.py's figures); nothing imports back."""
+    graph = _sibling_imports(Path(gradcam_desktop.__file__).parent / "commands")
+    assert graph["shared"] == set(), "shared.py is the bottom of the commands package"
+    visiting: list[str] = []
+
+    def visit(name: str) -> None:
+        assert name not in visiting, f"import cycle: {' → '.join([*visiting, name])}"
+        visiting.append(name)
+        for imported in graph[name]:
+            visit(imported)
+        visiting.pop()
+
+    for module in graph:
+        visit(module)

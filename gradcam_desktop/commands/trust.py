@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import math
 
-from .core import trust
-from .core.gradcam import GradCam
-from .core.verdicts import BETTER, GREEN, RED, YELLOW, drop_figure, quantity, verdicts
+from ..core import trust
+from ..core.gradcam import GradCam
+from ..core.verdicts import BETTER, GREEN, RED, YELLOW, drop_figure, quantity, verdicts
+from . import shared
 
 __all__ = ["TRUST_FIELDS", "figures", "run", "summary"]
 
@@ -24,16 +25,14 @@ MARKS = {GREEN: "✔", YELLOW: "•", RED: "✘"}
 
 def run(args) -> int:
     """``gradcam trust``: one picture's map, then its figures with one verdict each."""
-    from . import commands
-
-    options = commands.map_options(args)
-    loaded = commands.open_model(args)
+    options = shared.map_options(args)
+    loaded = shared.open_model(args)
     engine = GradCam(loaded)
-    class_index, versus = commands.target_of(engine, args)
-    image = commands.load_picture(args.image)
+    class_index, versus = shared.target_of(engine, args)
+    image = shared.load_picture(args.image)
     result = engine.explain(image, class_index=class_index, versus=versus, **options)
     task = trust.trust_task(engine, image, result, baseline=args.baseline, sanity=not args.no_sanity)
-    update, bar = commands.step_progress("Trust figures")
+    update, bar = shared.step_progress("Trust figures")
     try:
         while not task.step():
             if update is not None:
@@ -50,7 +49,7 @@ def run(args) -> int:
         record["verdicts"] = {name: {"light": v.light, "sentence": v.sentence} for name, v in found.items()}
         print(json.dumps(record, indent=2))
         return 0
-    print(f"Trust figures for {commands.describe(result)} (p = {result.score:.3f}) at layer {result.layer}, "
+    print(f"Trust figures for {shared.describe(result)} (p = {result.score:.3f}) at layer {result.layer}, "
           f"{report.steps} steps:")
     # The curves are of ``quantity`` (p of the class, or its share against the "rather than" one); an
     # "against" map wants them the other way round (core/verdicts.py).

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import annotate, cams, files, overlay
-from .core.batch import make_out_dir
-from .core.errors import GradCamError
-from .core.gradcam import GradCam
-from .core.images import load_image
-from .core.layers import check_eligible
-from .core.triage import (
+from ..core import annotate, cams, files, overlay
+from ..core.batch import make_out_dir
+from ..core.errors import GradCamError
+from ..core.gradcam import GradCam
+from ..core.images import load_image
+from ..core.layers import check_eligible
+from ..core.triage import (
     TriageRow,
     accuracy,
     confusion_matrix,
@@ -30,6 +30,7 @@ from .core.triage import (
     write_confusion_csv,
     write_triage_csv,
 )
+from . import shared
 
 __all__ = ["EXPLAIN_CHOICES", "run", "explained_picture"]
 
@@ -39,11 +40,11 @@ GUTTER = 12  # white pixels between the two halves of a mistake's picture
 
 
 def run(args) -> int:
-    """Predict every labelled picture, write triage.csv, confusion.csv and the maps asked for; print the summary."""
-    from . import commands
-
+    """Predict every labelled picture, write triage.csv, confusion.csv and the maps asked for; print the summary.
+    --out-dir is checked first and created once the model has opened."""
+    shared.check_output_path(args.out_dir, "--out-dir", folder=True)
     method = cams.method(args.method).name  # an unknown method fails before the model loads
-    loaded = commands.open_model(args)
+    loaded = shared.open_model(args)
     if args.layer:
         check_eligible(loaded.model, args.layer)
     labels = read_labels(args.source, loaded.class_names)
@@ -176,9 +177,8 @@ def _progress(total: int):
         return None
     from rich.progress import MofNCompleteColumn, Progress
 
-    from .commands import _stderr_console
 
-    progress = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=_stderr_console())
+    progress = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=shared.stderr_console())
     progress.add_task("Triage", total=total)
     progress.start()
     return progress

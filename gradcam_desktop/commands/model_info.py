@@ -1,0 +1,88 @@
+"""The sub-commands that describe rather than explain: ``layers`` (the layer tree), ``predict`` (the top
+classes), ``methods`` (what each method needs and costs) and ``zoo`` (the Keras Applications on offer)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..core import cams
+from ..core.gradcam import GradCam
+from ..core.layers import default_layer, iter_layers, layer_tree
+from . import shared
+
+# -- layers ------------------------------------------------------------------------------
+def layers(args) -> int:
+    loaded = shared.open_model(args)
+    nodes = layer_tree(loaded.model)
+    default = default_layer(loaded.model)
+    rows = [
+        {"path": node.path, "type": node.type, "output_shape": list(node.output_shape),
+         "eligible": node.eligible, "default": node.path == default}
+        for node in iter_layers(nodes)
+    ]
+    if args.json:
+        print(json.dumps({"model": loaded.source, "default_layer": default, "layers": rows}, indent=2))
+        return 0
+    width = max(len(row["path"]) for row in rows)
+    for row in rows:
+        mark = "*" if row["default"] else ("+" if row["eligible"] else " ")
+        shape = "×".join("?" if side is None else str(side) for side in row["output_shape"][1:])
+        print(f"{mark} {row['path']:<{width}}  {row['type']:<24} {shape}")
+    print(f"\n+ a map can be taken here   * default layer ({default})")
+    return 0
+
+
+# -- predict -----------------------------------------------------------------------------
+def predict(args) -> int:
+    loaded = shared.open_model(args)
+    engine = GradCam(loaded)
+    image = shared.load_picture(args.image)
+    prediction = engine.predict(image)
+    k = max(1, min(args.top, len(loaded.class_names)))
+    order = np.argsort(-prediction.probabilities, kind="stable")[:k]
+    rows = [{"class_index": int(i), "class_name": loaded.class_names[i],
+             "probability": float(prediction.probabilities[i])} for i in order]
+    if args.json:
+        print(json.dumps({"image": str(args.image), "model": loaded.source, "head": prediction.head,
+                          "predictions": rows}, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['probability'] * 100:6.2f} %  {row['class_name']} ({row['class_index']})")
+    return 0
+
+
+# -- methods ---------------------------------------------------------------------------
+def methods(args) -> int:
+    rows = [{"name": m.name, "title": m.title, "summary": m.summary, "class_specific": m.class_specific,
+             "uses_gradients": m.uses_gradients, "forward_passes": m.forward_passes} for m in cams.METHODS.values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(row["name"]) for row in rows) + 2
+    for row in rows:
+        marks = ["class-specific" if row["class_specific"] else "not class-specific (the same map for every class)",
+                 "a forward pass per feature map (slow; --max-channels N)" if row["forward_passes"]
+                 else "one forward + backward pass" if row["uses_gradients"] else "one forward pass, no gradients"]
+        print(f"{row['name']:<{width}}{row['title']} · {' · '.join(marks)}")
+        print(f"{'':<{width}}{row['summary']}")
+    print("\nUse one with --method NAME; explain another score with --versus CLASS or --counterfactual.")
+    return 0
+
+
+# -- zoo ---------------------------------------------------------------------------------
+def zoo(args) -> int:
+    from ..core import zoo as registry
+
+    rows = [{"name": name, "input_size": list(registry.entry(name).input_size),
+             "cached": registry.weights_path(name).is_file(), "weights": str(registry.weights_path(name))}
+            for name in registry.zoo_names()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        size = "×".join(map(str, row["input_size"]))
+        state = "cached" if row["cached"] else "downloads on first use"
+        print(f"zoo:{row['name']:<18} {size:<9} {state}")
+    return 0
