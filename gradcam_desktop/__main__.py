@@ -93,7 +93,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         description="See where a Keras image classifier looks (Grad-CAM). With no arguments, opens "
                     "the built-in demo model and a sample picture.")
     parser.add_argument("inputs", nargs="*", metavar="MODEL_OR_IMAGE",
-                        help='a model (.keras/.h5 file, SavedModel folder, "demo" or "zoo:Name") and/or pictures or folders')
+                        help='a model (.keras/.h5/.onnx/.tflite file, SavedModel folder, "demo" or "zoo:Name") '
+                        'and/or pictures or folders')
     parser.add_argument("--trust-model", action="store_true",
                         help="open a model with Lambda layers (runs code from the file: only for files you trust)")
     checks = parser.add_mutually_exclusive_group()

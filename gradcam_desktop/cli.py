@@ -15,7 +15,8 @@ from . import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: cams.METHODS' names, repeated here so that --help does not import NumPy and OpenCV; a test keeps them equal.
-METHOD_NAMES = ("gradcam", "gradcam++", "hirescam", "elementwise", "xgradcam", "layercam", "eigencam", "scorecam")
+METHOD_NAMES = ("gradcam", "gradcam++", "hirescam", "elementwise", "xgradcam", "layercam", "eigencam", "scorecam",
+                "saliency", "integrated-gradients", "smoothgrad", "guided-backprop", "guided-gradcam", "occlusion", "rise")
 log = logging.getLogger("gradcam_desktop")
 
 
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradcam",
         description="Grad-CAM for Keras image classifiers: see where the model looks.",
-        epilog="MODEL is a .keras/.h5 file (Keras 3, or Keras 2 / tf.keras), a SavedModel folder, 'demo' "
+        epilog="MODEL is a .keras/.h5 file (Keras 3, or Keras 2 / tf.keras), a SavedModel folder, an .onnx or "
+        ".tflite file, 'demo' "
         "(built in, offline) or 'zoo:NAME' (Keras Applications with ImageNet weights; `gradcam zoo` lists them).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -58,19 +60,30 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--preprocess", default="auto", metavar="MODE",
                          help="auto (default), raw, unit, symmetric, caffe or torch")
 
-    def add_map(sub: argparse.ArgumentParser) -> None:
+    def add_map(sub: argparse.ArgumentParser, *, fill: bool = True) -> None:
         sub.add_argument("--layer", "-l", action="append", metavar="PATH",
                          help="layer path (default: last eligible; see `gradcam layers`); give it more than once "
                          "to fuse the maps of several layers")
         sub.add_argument("--class", "-c", dest="cls", metavar="INDEX|NAME", help="class to explain (default: the top class)")
         sub.add_argument("--method", default="gradcam", metavar="NAME",
-                         help=f"CAM method: {', '.join(METHOD_NAMES)} (default gradcam; see `gradcam methods`)")
+                         help=f"method: {', '.join(METHOD_NAMES)} (default gradcam; see `gradcam methods`)")
         sub.add_argument("--versus", metavar="INDEX|NAME",
                          help="explain why the class rather than this one (the score y_class − y_versus)")
         sub.add_argument("--counterfactual", action="store_true",
                          help="explain what speaks against the class (the score −y_class)")
         sub.add_argument("--max-channels", type=int, metavar="N",
                          help="Score-CAM only: use the N feature maps of largest spatial variance (faster)")
+        sub.add_argument("--window", type=int, metavar="W",
+                         help="occlusion: the square's side in model-input pixels (default 16 at 224², scaled)")
+        sub.add_argument("--stride", type=int, metavar="S", help="occlusion: the square's step (default half the window)")
+        if fill:
+            sub.add_argument("--baseline", type=float, metavar="V", dest="fill_baseline",
+                             help="occlusion and integrated-gradients: the value hidden pixels take, in the model's "
+                             "input space (default 0)")
+        sub.add_argument("--steps", type=int, metavar="M", help="integrated-gradients: points on the path (default 50)")
+        sub.add_argument("--samples", type=int, metavar="N",
+                         help="smoothgrad: noisy copies (default 25); rise: random masks (default 4000)")
+        sub.add_argument("--seed", type=int, metavar="N", help="smoothgrad and rise: the random seed (repeatable maps)")
 
     sub = add("layers", "List the model's layers and where a map can be taken.")
     add_model(sub)
@@ -88,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_map(sub)
     sub.add_argument("--out", "-o", metavar="PNG", help="write the overlay (image-sized PNG)")
     sub.add_argument("--heatmap", metavar="NPY", help="write the raw map (float32 at the layer's resolution, or the "
-                     "model input size for fused layers; after the method's ReLU)")
+                     "model input size for fused layers; after the method's ReLU); a pixel method's signed attribution "
+                     "at the model input (H × W × C; occlusion and RISE: H × W)")
     sub.add_argument("--alpha", type=_alpha, default=0.5, metavar="A", help="overlay opacity 0–1 (default 0.5)")
     sub.add_argument("--colormap", default="jet", metavar="NAME", help="jet (default), turbo, viridis, inferno, …")
     sub.add_argument("--caption", action="store_true", help=_CAPTION_HELP)
@@ -110,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("trust", "Can this map be trusted? Deletion/insertion curves, Average Drop and a sanity check.")
     add_model(sub)
     sub.add_argument("--image", "-i", required=True, metavar="IMAGE")
-    add_map(sub)
+    add_map(sub, fill=False)  # trust's --baseline is the random-order curve
     sub.add_argument("--baseline", action="store_true",
                      help="also compute the curves with the pixels in random order, for comparison")
     sub.add_argument("--no-sanity", action="store_true",
@@ -132,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a folder with one subfolder per class (named by class name or index), or a CSV of "
                      "path,label")
 
-    sub = add("methods", "List the CAM methods, one sentence each.")
+    sub = add("methods", "List the methods: one sentence each, what they need of the model and what they cost.")
     sub.add_argument("--json", action="store_true", help="print JSON")
 
     sub = add("zoo", "List the Keras Applications models and whether their weights are cached.")

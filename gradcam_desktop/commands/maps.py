@@ -31,7 +31,8 @@ def explain(args) -> int:
     class_index, versus = shared.target_of(engine, args)
     notes = shared.method_notes(args)
     image = shared.load_picture(args.image)
-    update, bar = shared.step_progress("Score-CAM masks") if cams.method(args.method).forward_passes else (None, None)
+    chosen = options["method"]
+    update, bar = shared.step_progress(f"{chosen.title} passes") if chosen.stepwise else (None, None)
     try:
         result = engine.explain(image, class_index=class_index, versus=versus, progress=update, **options)
     finally:
@@ -45,7 +46,7 @@ def explain(args) -> int:
             picture = annotate.burn(picture, result, args.colormap)
         contents.append((args.out, files.png_bytes(args.out, picture)))
     if args.heatmap:
-        contents.append((args.heatmap, files.npy_bytes(result.raw)))
+        contents.append((args.heatmap, files.npy_bytes(result.raw if result.attribution is None else result.attribution)))
     files.atomic_write_all(contents)
     notes += [note for note in (shared.flat_note(result), shared.patch_note(engine, result)) if note]
     if args.json:
@@ -55,7 +56,7 @@ def explain(args) -> int:
         h, w = result.raw.shape
         y = f", score y = {result.target_score:.4g}" if np.isfinite(result.target_score) else ""
         print(f"{describe(result)} (class {result.class_index}, p = {result.score:.3f}{y}) "
-              f"at layer {result.layer}: {h}×{w} map in {result.seconds:.2f} s")
+              f"{annotate.where(result)}: {h}×{w} map in {result.seconds:.2f} s")
         for label, path in (("overlay", args.out), ("raw map", args.heatmap)):
             if path:
                 print(f"  {label} → {path}")
@@ -96,6 +97,7 @@ def batch(args) -> int:
     loaded = shared.open_model(args)
     engine = GradCam(loaded)
     layers = options["layer"]
+    engine.check_method(options["method"])  # a black box without layers or gradients: before any image
     for layer in [layers] if isinstance(layers, str) else layers or []:
         check_eligible(loaded.model, layer)  # fail before any image, not once per image
     class_index, versus = shared.target_of(engine, args)
@@ -110,7 +112,7 @@ def batch(args) -> int:
         from .trust import figures
 
         measure = figures(engine)
-    progress, masks = batch_progress(len(paths), cams.method(args.method).forward_passes)
+    progress, masks = batch_progress(len(paths), options["method"].stepwise)
     rows: list = []
     interrupted = False
     try:
@@ -158,7 +160,7 @@ def batch_progress(total: int, masks: bool):
     progress.add_task("Explaining", total=total)
     update = None
     if masks:
-        task = progress.add_task("Score-CAM masks", total=None)
+        task = progress.add_task("Model passes", total=None)
 
         def update(done: int, total_masks: int) -> None:
             progress.update(task, completed=done, total=total_masks)

@@ -55,19 +55,25 @@ def predict(args) -> int:
 
 # -- methods ---------------------------------------------------------------------------
 def methods(args) -> int:
+    """Every method with what it needs of the model (a layer? gradients? only its answers) and its cost."""
     rows = [{"name": m.name, "title": m.title, "summary": m.summary, "class_specific": m.class_specific,
-             "uses_gradients": m.uses_gradients, "forward_passes": m.forward_passes} for m in cams.METHODS.values()]
+             "needs": m.needs, "uses_layer": m.uses_layer, "uses_gradients": m.uses_gradients,
+             "stepwise": m.stepwise, "forward_passes": m.forward_passes, "cost": m.cost,
+             "options": ["--" + name.replace("_", "-") for name in m.options]} for m in cams.METHODS.values()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     width = max(len(row["name"]) for row in rows) + 2
     for row in rows:
         marks = ["class-specific" if row["class_specific"] else "not class-specific (the same map for every class)",
-                 "a forward pass per feature map (slow; --max-channels N)" if row["forward_passes"]
-                 else "one forward + backward pass" if row["uses_gradients"] else "one forward pass, no gradients"]
+                 f"needs {row['needs']}", row["cost"]]
         print(f"{row['name']:<{width}}{row['title']} · {' · '.join(marks)}")
         print(f"{'':<{width}}{row['summary']}")
-    print("\nUse one with --method NAME; explain another score with --versus CLASS or --counterfactual.")
+        if row["options"]:
+            print(f"{'':<{width}}options: {', '.join(row['options'])}")
+    print("\nUse one with --method NAME; explain another score with --versus CLASS or --counterfactual."
+          "\nA model file that shows no layers (ONNX, TensorFlow Lite, an exported SavedModel) runs the methods "
+          "that need no layer; one without gradients, those that need only answers.")
     return 0
 
 

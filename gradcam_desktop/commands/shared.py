@@ -104,13 +104,17 @@ def map_options(args) -> dict:
     chosen = cams.method(args.method)
     if args.versus is not None and args.counterfactual:
         raise MethodError("--versus and --counterfactual cannot be combined: a map explains one score.")
-    if args.max_channels is not None and not chosen.forward_passes:
-        raise MethodError(f"--max-channels only applies to Score-CAM (--method scorecam), not {chosen.title}.")
-    if args.max_channels is not None and args.max_channels < 1:
-        raise MethodError(f"--max-channels must be 1 or more, not {args.max_channels}.")
+    # --baseline is "fill_baseline" where it is the hidden pixels' value (trust's --baseline is a curve).
+    options = chosen.check_options({name: getattr(args, "fill_baseline" if name == "baseline" else name, None)
+                                    for name in cams.OPTION_NAMES})
+    for name in ("max_channels", "window", "stride", "steps", "samples"):
+        if name in options and options[name] < 1:
+            raise MethodError(f"--{name.replace('_', '-')} must be 1 or more, not {options[name]}.")
+    if chosen.uses_layer is False and args.layer:
+        raise MethodError(f"{chosen.title} works on the input pixels and takes no --layer.")
     layers = list(dict.fromkeys(args.layer or []))  # a layer named twice would only weigh double
-    return {"layer": None if not layers else layers[0] if len(layers) == 1 else layers, "method": chosen.name,
-            "counterfactual": bool(args.counterfactual), "max_channels": args.max_channels}
+    return {"layer": None if not layers else layers[0] if len(layers) == 1 else layers, "method": chosen,
+            "counterfactual": bool(args.counterfactual), "method_options": options}
 
 
 def target_of(engine: GradCam, args) -> tuple[int | None, int | None]:
@@ -157,6 +161,8 @@ def flat_note(result) -> str | None:
 
 def patch_note(engine: GradCam, result) -> str | None:
     """A Vision Transformer's token layer gives one value per patch: say so (issue 11)."""
+    if result.patch_grid is None:
+        return None
     grids = [engine.capture(layer).grid for layer in (result.layers or (result.layer,))]
     grid = next((grid for grid in grids if grid is not None), None)
     if grid is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 
-from ..core import trust
+from ..core import annotate, trust
 from ..core.gradcam import GradCam
 from ..core.verdicts import BETTER, GREEN, RED, YELLOW, drop_figure, quantity, verdicts
 from . import shared
@@ -49,7 +49,7 @@ def run(args) -> int:
         record["verdicts"] = {name: {"light": v.light, "sentence": v.sentence} for name, v in found.items()}
         print(json.dumps(record, indent=2))
         return 0
-    print(f"Trust figures for {shared.describe(result)} (p = {result.score:.3f}) at layer {result.layer}, "
+    print(f"Trust figures for {shared.describe(result)} (p = {result.score:.3f}) {annotate.where(result)}, "
           f"{report.steps} steps:")
     # The curves are of ``quantity`` (p of the class, or its share against the "rather than" one); an
     # "against" map wants them the other way round (core/verdicts.py).

@@ -60,10 +60,15 @@ def caption(result: MapResult) -> str:
             text += f" ({format_probability(float(result.probabilities[result.versus_index]))})"
     else:
         text = f"Evidence for '{result.class_name}' ({probability})"
-    text += f" · layer {result.layer}"
+    text += " · input pixels" if result.layer == cams.INPUT_LAYER else f" · layer {result.layer}"
     if result.patch_grid is not None:  # a transformer's tokens: one value per patch
         text += f" · patch resolution {result.patch_grid[0]}×{result.patch_grid[1]}"
     return text if result.method == "gradcam" else f"{method_title(result.method)} · {text}"
+
+
+def where(result: MapResult) -> str:
+    """"at layer last_conv", or "on the input pixels" for a map made there (pixel methods, occlusion, RISE)."""
+    return "on the input pixels" if result.layer == cams.INPUT_LAYER else f"at layer {result.layer}"
 
 
 def method_title(name: str) -> str:

@@ -131,7 +131,7 @@ def write_result(image: LoadedImage, result: MapResult, overlay_path: Path, styl
     contents = [(overlay_path, files.png_bytes(overlay_path, picture))]
     if style.heatmaps:
         written["raw"] = overlay_path.with_suffix(".npy")
-        contents.append((written["raw"], files.npy_bytes(result.raw)))
+        contents.append((written["raw"], files.npy_bytes(result.raw if result.attribution is None else result.attribution)))
     if style.sidecars:
         written["sidecar"] = overlay_path.with_suffix(".json")
         sidecar = result.sidecar(image_size=image.rgb.shape[:2], alpha=style.alpha, colormap=style.colormap,
@@ -244,14 +244,15 @@ def _explain_group(engine, images: list[LoadedImage], class_index: int | str | N
 
 def explain_batch(engine, sources: Sequence[str | os.PathLike[str] | LoadedImage], out_dir: str | os.PathLike[str], *,
                   layer: str | Sequence[str] | None = None, class_index: int | str | None = None,
-                  method: str = "gradcam", versus: int | str | None = None, counterfactual: bool = False,
-                  max_channels: int | None = None, style: OutputStyle | None = None, write_ahead: int | None = None,
+                  method: str | cams.Method = "gradcam", versus: int | str | None = None, counterfactual: bool = False,
+                  max_channels: int | None = None, method_options: dict | None = None,
+                  style: OutputStyle | None = None, write_ahead: int | None = None,
                   group_size: int = GROUP, progress: ProgressCallback | None = None,
                   measure: Callable[[LoadedImage, MapResult], dict] | None = None) -> Iterator[BatchRow]:
     """Explain and write every picture, yielding one ``BatchRow`` per picture in order.
 
     ``sources`` are paths (decoded here, ahead of the model) or already decoded pictures.
-    ``engine`` is a ``GradCam``; ``layer`` … ``max_channels`` are its ``explain`` options, the
+    ``engine`` is a ``GradCam``; ``layer`` … ``method_options`` are its ``explain`` options, the
     same for every picture (``class_index`` None: each picture's top class). ``progress(done,
     total)`` reports Score-CAM's mask batches within the current picture. ``write_ahead``: results
     that may wait to be written (default: one group). ``measure(image, result)`` adds columns to a
@@ -263,12 +264,12 @@ def explain_batch(engine, sources: Sequence[str | os.PathLike[str] | LoadedImage
     stems = files.unique_stems([s.name if isinstance(s, LoadedImage) else s for s in sources])
     # Score-CAM batches the masks of one picture: a group of pictures would only multiply its
     # memory. Its seconds per picture dwarf a write, so each row comes as soon as it is written.
-    one_by_one = cams.method(method).forward_passes
+    one_by_one = cams.method(method).stepwise
     group_size = 1 if one_by_one else max(1, group_size)
     if write_ahead is None:
         write_ahead = 0 if one_by_one else group_size
     options = {"layer": layer, "method": method, "versus": versus, "counterfactual": counterfactual,
-               "max_channels": max_channels}
+               "max_channels": max_channels, "method_options": method_options}
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gradcam-batch")
     pending: deque[_Item] = deque()
     batch_size = balanced_size(len(sources), group_size)  # every later group is this size or one less

@@ -3,10 +3,13 @@
 Every gradient method is one small function ``(A, g) -> raw map`` for ONE image: A and g are
 (h, w, K) float arrays, g = ∂y/∂A for the explained pre-softmax score y; the map is (h, w)
 float32 at the layer's resolution, after the method's final ReLU, unscaled. They follow
-pytorch-grad-cam's definitions, the library people compare against. Score-CAM needs the model
-(extra forward passes): it lives in scorecam.py and is only named here. ``METHODS`` names them
-all for the CLI and the window; adding a method is one function and one line in ``METHODS``.
-NaN/inf (a broken model) become 0.
+pytorch-grad-cam's definitions, the library people compare against. NaN/inf (a broken model) become 0.
+
+``METHODS`` is the one registry of every method the CLI and the window offer, CAMs and the
+others: Score-CAM (scorecam.py), the pixel-gradient methods (pixels.py) and the methods that need
+only the model's answers (perturbation.py) are named here with what they need of the model
+(a layer? gradients?), what they cost and which options they take; ``Method.family`` tells the
+engine how to compute each.
 
 Weights are accumulated in float64: a sum over h·w positions in float32 would lose ~h·w ulps.
 """
@@ -128,17 +131,71 @@ def fuse(maps: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
     return scale(np.maximum(np.mean(scaled, axis=0), 0.0))
 
 
+#: How the engine computes a method's map (gradcam.py dispatches on it):
+#: "cam"             a reduction of one layer's activations and gradients (or activations only: Eigen-CAM);
+#: "scorecam"        a layer's channels as masks, one forward pass each (scorecam.py);
+#: "gradient"        gradients of the score with respect to the input pixels (pixels.py);
+#: "guided-gradcam"  guided backprop times the Grad-CAM map of a layer (pixels.py);
+#: "perturbation"    the model's answers to altered copies of the picture (perturbation.py).
+FAMILIES = ("cam", "scorecam", "gradient", "guided-gradcam", "perturbation")
+
+#: ``MapResult.layer`` (and the cache key's layer) of a map made at the input's pixels, not at a layer.
+INPUT_LAYER = "input pixels"
+
+#: The options a method may take (the CLI's flags without "--", underscores for dashes).
+OPTION_NAMES = ("max_channels", "window", "stride", "baseline", "steps", "samples", "seed")
+
+
 @dataclass(frozen=True)
 class Method:
-    """A CAM method: its reduction (None: computed with the model, see scorecam.py) and what it is."""
+    """A method: what it computes, what it needs of the model and what it costs.
+
+    Requests, results and widgets carry these objects (``method(name)`` finds one by name); a
+    method's name is what files, settings and ``--method`` store.
+    """
 
     name: str
     title: str
     reduce: Callable[[np.ndarray, np.ndarray], np.ndarray] | None
     summary: str
     class_specific: bool = True
+    family: str = "cam"
+    uses_layer: bool = True
     uses_gradients: bool = True
-    forward_passes: bool = False  # needs extra forward passes of the model (slow)
+    stepwise: bool = False  # many model passes: computed in steps, as a cancellable job
+    cost: str = "one forward + backward pass"
+    options: tuple[str, ...] = ()  # of OPTION_NAMES
+
+    @property
+    def forward_passes(self) -> bool:
+        """Computed in steps (extra model passes): the older name of ``stepwise``."""
+        return self.stepwise
+
+    @property
+    def pixel(self) -> bool:
+        """The map is at the model's input resolution (not a layer's)."""
+        return self.family in ("gradient", "guided-gradcam", "perturbation")
+
+    @property
+    def needs(self) -> str:
+        """What the model must offer, in words: "a layer and gradients", "gradients", "only answers" …"""
+        if self.uses_layer:
+            return "a layer and gradients" if self.uses_gradients else "a layer"
+        return "gradients" if self.uses_gradients else "only answers"
+
+    def works_with(self, *, layers: bool, gradients: bool) -> bool:
+        """Whether a model that shows (or hides) its layers and gradients can run this method."""
+        return (layers or not self.uses_layer) and (gradients or not self.uses_gradients)
+
+    def check_options(self, options: dict | None) -> dict:
+        """The options given (None values dropped), refused with one line when this method takes none of them."""
+        given = {k: v for k, v in (options or {}).items() if v is not None}
+        for name in given:
+            if name not in self.options:
+                takers = [m.title for m in METHODS.values() if name in m.options]
+                flag = "--" + name.replace("_", "-")
+                raise MethodError(f"{flag} only applies to {' and '.join(takers) or 'no method'}, not to {self.title}.")
+        return given
 
 
 METHODS: dict[str, Method] = {
@@ -157,10 +214,37 @@ METHODS: dict[str, Method] = {
                "Keeps only positive gradients, per position: finer detail, good on earlier layers."),
         Method("eigencam", "Eigen-CAM", eigencam,
                "The main pattern of the feature maps, without gradients: the same map for every class.",
-               class_specific=False, uses_gradients=False),
+               class_specific=False, uses_gradients=False, cost="one forward pass"),
         Method("scorecam", "Score-CAM", None,
                "Masks the picture with each feature map and weighs it by how much the score stays: no gradients, slow.",
-               uses_gradients=False, forward_passes=True),
+               family="scorecam", uses_gradients=False, stepwise=True,
+               cost="a forward pass per feature map of the layer (--max-channels N: N)", options=("max_channels",)),
+        Method("saliency", "Saliency", None,
+               "How much each pixel's change moves the score (|gradient|): which pixels, not which region; noisy.",
+               family="gradient", uses_layer=False),
+        Method("integrated-gradients", "Integrated Gradients", None,
+               "Gradients summed along the path from a black picture to this one: each pixel's share of the score.",
+               family="gradient", uses_layer=False, stepwise=True,
+               cost="--steps forward + backward passes (50)", options=("steps", "baseline")),
+        Method("smoothgrad", "SmoothGrad", None,
+               "The saliency of many noisy copies of the picture, averaged: less noise than plain saliency.",
+               family="gradient", uses_layer=False, stepwise=True,
+               cost="--samples forward + backward passes (25)", options=("samples", "seed")),
+        Method("guided-backprop", "Guided Backprop", None,
+               "Gradients passed back only through positive activations: sharp edges, but hardly class-specific.",
+               family="gradient", uses_layer=False, cost="one forward + backward pass"),
+        Method("guided-gradcam", "Guided Grad-CAM", None,
+               "Guided backprop's pixels inside Grad-CAM's region: fine detail where the class is.",
+               family="guided-gradcam", cost="two forward + backward passes"),
+        Method("occlusion", "Occlusion", None,
+               "Hides one square at a time and measures how much the score drops: needs only the model's answers.",
+               family="perturbation", uses_layer=False, uses_gradients=False, stepwise=True,
+               cost="a forward pass per window position (730 at 224² with the defaults)",
+               options=("window", "stride", "baseline")),
+        Method("rise", "RISE", None,
+               "Thousands of random masks, each weighed by the score it leaves: needs only the model's answers.",
+               family="perturbation", uses_layer=False, uses_gradients=False, stepwise=True,
+               cost="--samples forward passes (4,000)", options=("samples", "seed")),
     )
 }
 
@@ -169,17 +253,19 @@ def method_names() -> list[str]:
     return list(METHODS)
 
 
-def method(name: str) -> Method:
-    """The method called ``name``; MethodError listing the known ones otherwise."""
+def method(name: str | Method) -> Method:
+    """The method called ``name`` (a ``Method`` is returned as it is); MethodError listing the known ones otherwise."""
+    if isinstance(name, Method):
+        return name
     try:
         return METHODS[name]
     except KeyError:
         raise MethodError(f"Unknown method '{name}'. Choose one of: {', '.join(METHODS)}.") from None
 
 
-def reduce(name: str, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+def reduce(name: str | Method, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
     """The raw map of gradient method ``name`` for one image's (h, w, K) activations and gradients."""
     chosen = method(name)
     if chosen.reduce is None:
-        raise MethodError(f"{chosen.title} needs the model's forward passes: use the engine (GradCam.explain).")
+        raise MethodError(f"{chosen.title} is not a reduction of a layer's activations: use the engine (GradCam.explain).")
     return chosen.reduce(activations, gradients)

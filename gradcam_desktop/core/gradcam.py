@@ -3,6 +3,15 @@
     capture (capture.py)   one compiled forward + backward per (model, layer): A, ∂y/∂A, logits
     reduce  (cams.py)      a pure function of A and ∂y/∂A: Grad-CAM's ReLU(Σ_k mean_ij(g_k) A_k), …
 
+The other families of ``cams.METHODS`` (``Method.family``): Score-CAM's masked passes
+(scorecam.py), gradients with respect to the input pixels (pixels.py: saliency, integrated
+gradients, SmoothGrad, guided backprop, and Guided Grad-CAM with a layer's Grad-CAM), and the
+model's answers to altered pictures (perturbation.py: occlusion, RISE).
+
+A black-box model (``LoadedModel.runtime``: ONNX, TFLite, a serving SavedModel; blackbox.py) has
+no layers: the engine gives it the methods it can run (``Method.works_with``), its scores from the
+runtime's ``predict`` and, where the file has them, input gradients from the runtime.
+
 y is the explained **pre-softmax** score (heads.py): the class logit, ±z for a binary head. The
 engine feeds pictures at the model's input size (preprocessed), batches them through a capture,
 and turns each row into a ``MapResult``. The class is a tensor argument (a score vector), so
@@ -15,15 +24,16 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Sequence
+from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
 
-from . import cams
+from . import cams, perturbation, pixels
 from . import preprocess as preprocessing
 from .capture import Capture, Captured
 from .class_names import class_by_name
-from .errors import ClassSelectionError, MethodError
+from .errors import ClassSelectionError, LayerError, MethodError
 from .graph import run_graph
 from .heads import Head, detect_head
 from .images import LoadedImage, to_model_input
@@ -42,6 +52,8 @@ MIN_VARIABLE_SIDE = 96
 
 #: The engine's result is the one result type; the old name stays for scripts that used it.
 Explanation = MapResult
+#: ``MapResult.layer`` of a map made at the input's pixels (no layer).
+INPUT_LAYER = cams.INPUT_LAYER
 
 
 class GradCam:
@@ -60,9 +72,17 @@ class GradCam:
         # id(rgb) -> (rgb, batch): the array is held so its id cannot be reused by another one.
         self._inputs: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self.model = loaded.model
-        self.head: Head = loaded.head if isinstance(loaded.head, Head) else detect_head(self.model)
-        self.default_layer = default_layer(self.model)
+        #: The black-box runtime (blackbox.BlackBoxModel) of a file that shows no layers; None for Keras.
+        self.runtime = getattr(loaded, "runtime", None)
+        if isinstance(loaded.head, Head):
+            self.head: Head = loaded.head
+        elif self.runtime is not None:
+            self.head = _black_box_head(self.runtime)
+        else:
+            self.head = detect_head(self.model)
+        self.default_layer = default_layer(self.model) if self.model is not None else None
         self._captures: dict[str, Capture] = {}
+        self._input_gradients: dict[bool, pixels.InputGradients] = {}  # guided or not
         # (id(rgb), layer, score vector, top) -> (weakref to rgb, Captured): switching the method of a
         # picture reuses its capture. The weak reference makes a reused id a miss.
         self._capture_cache: OrderedDict[tuple, tuple[weakref.ref, Captured]] = OrderedDict()
@@ -123,8 +143,35 @@ class GradCam:
         logits, _ = run_graph(self.model, batch, self.head)
         return tf.cast(logits, tf.float32)
 
+    @property
+    def shows_layers(self) -> bool:
+        """Whether the model's layers can be read (a Keras model), or only its answers (a black box)."""
+        return self.model is not None
+
+    @property
+    def has_gradients(self) -> bool:
+        """Whether the score can be differentiated: Keras models, and black boxes whose file keeps them."""
+        return self.model is not None or getattr(self.runtime, "gradients", None) is not None
+
+    def offers(self, method: str | cams.Method) -> bool:
+        """Whether this model can run ``method`` (layers and gradients where the method needs them)."""
+        return cams.method(method).works_with(layers=self.shows_layers, gradients=self.has_gradients)
+
+    def check_method(self, method: str | cams.Method) -> cams.Method:
+        """The method, or a one-line MethodError saying what this model lacks for it and what works."""
+        chosen = cams.method(method)
+        if self.offers(chosen):
+            return chosen
+        working = [m.name for m in cams.METHODS.values() if self.offers(m)]
+        lacks = "shows no layers" if chosen.uses_layer and not self.shows_layers else "gives no gradients"
+        raise MethodError(f"{chosen.title} needs {chosen.needs}, and {self.loaded.display_name} {lacks} "
+                          f"({_format_name(self.runtime)} file). Methods that work with it: {', '.join(working)}.")
+
     def capture(self, layer: str) -> Capture:
         """The compiled capture at ``layer`` (built once per layer; LayerError if not eligible)."""
+        if self.model is None:
+            raise LayerError(f"{self.loaded.display_name} shows no layers ({_format_name(self.runtime)} file): "
+                             "layer methods cannot look inside it.")
         capture = self._captures.get(layer)
         if capture is None:
             height, width = self.loaded.input_size
@@ -133,14 +180,38 @@ class GradCam:
             self._captures[layer] = capture
         return capture
 
+    def input_gradients(self, guided: bool = False) -> pixels.GradientFunction:
+        """``grad(batch, weights, top) -> (scores, ∂y/∂x, weights used)``: compiled once per model (and
+        guided flag) for a Keras model; the runtime's for a black box that keeps gradients."""
+        if self.model is None:
+            gradients = getattr(self.runtime, "gradients", None)
+            if gradients is None or guided:
+                raise MethodError(f"{self.loaded.display_name} gives no {'guided ' if guided else ''}gradients.")
+            return _RuntimeGradients(gradients, self.head)
+        function = self._input_gradients.get(guided)
+        if function is None:
+            height, width = self.loaded.input_size
+            function = pixels.InputGradients(self.model, self.head,
+                                             (height or None, width or None, self.loaded.channels),
+                                             on_trace=self._count_trace, guided=guided)
+            self._input_gradients[guided] = function
+        return function
+
     def prepare(self, layer: str | None = None) -> bool:
         """Trace and instantiate the capture at ``layer`` (default: the default layer) before its
-        first map; False if it was ready already. See capture.py for why a UI program wants this."""
-        return self.capture(layer or self.default_layer).prepare(MIN_VARIABLE_SIDE)
+        first map; False if it was ready already. See capture.py for why a UI program wants this.
+        A black box has nothing to trace."""
+        chosen = layer or self.default_layer
+        if chosen is None:  # a black box: nothing to trace
+            return False
+        return self.capture(chosen).prepare(MIN_VARIABLE_SIDE)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Logits (N, units) of a batch of model inputs (compiled once per batch size for a fixed-size
         model: callers keep the batch size constant, padding the last batch)."""
+        if self.model is None:
+            assert self.runtime is not None
+            return _finite32(self.runtime.predict(np.asarray(batch, np.float32)))
         function = self._batch_function
         if function is None:
             height, width = self.loaded.input_size
@@ -156,6 +227,8 @@ class GradCam:
     # -- public API --------------------------------------------------------------------
     def predict(self, image: LoadedImage) -> Prediction:
         """Class probabilities for ``image``."""
+        if self.model is None:
+            return self.prediction(self.logits(self.model_input(image))[0])
         logits = self._predict_function(tf.constant(self.model_input(image)))
         return self.prediction(logits.numpy()[0])
 
@@ -211,14 +284,16 @@ class GradCam:
         return vector + sign * self.head.class_weights(target.class_index), 0.0
 
     def explain(self, image: LoadedImage, layer: str | Sequence[str] | None = None,
-                class_index: int | str | None = None, method: str = "gradcam", *,
+                class_index: int | str | None = None, method: str | cams.Method = "gradcam", *,
                 versus: int | str | None = None, counterfactual: bool = False, max_channels: int | None = None,
+                method_options: dict | None = None,
                 progress: Callable[[int, int], None] | None = None) -> MapResult:
         """The map of ``class_index`` (default: the top class) at ``layer`` (default: the last spatial
-        one; several layers: a fused map). ``progress(done, total)`` is called between Score-CAM's
-        mask batches; an exception raised from it stops the computation."""
+        one; several layers: a fused map). ``method_options``: the method's options (``cams.OPTION_NAMES``:
+        occlusion's window, RISE's samples and seed, …). ``progress(done, total)`` is called between the
+        steps of a stepwise method (Score-CAM's mask batches, …); an exception raised from it stops it."""
         task = self.task(image, layer, class_index, method, versus=versus, counterfactual=counterfactual,
-                         max_channels=max_channels)
+                         max_channels=max_channels, method_options=method_options)
         while not task.step():
             if progress is not None:
                 progress(*task.progress)
@@ -226,24 +301,28 @@ class GradCam:
         return task.result
 
     def task(self, image: LoadedImage, layer: str | Sequence[str] | None = None,
-             class_index: int | str | None = None, method: str = "gradcam", *,
+             class_index: int | str | None = None, method: str | cams.Method = "gradcam", *,
              versus: int | str | None = None, counterfactual: bool = False,
-             max_channels: int | None = None, step_seconds: float | None = None) -> MapTask:
+             max_channels: int | None = None, step_seconds: float | None = None,
+             method_options: dict | None = None) -> MapTask:
         """One map as a stepwise computation (see ``MapTask``): for a UI job that must stay cancellable.
 
         ``step_seconds``: Score-CAM scores as many masks per step as fit in about that time (estimated
         from the capture's time; a capture is one forward and one backward pass, about two forwards).
         """
-        reduction = cams.method(method)
-        _check_max_channels(reduction, max_channels)
-        layers = _layer_list(layer, self.default_layer)
+        reduction = self.check_method(method)
+        options = _method_options(reduction, max_channels, method_options)
+        layers = _layer_list(layer, self.default_layer) if reduction.uses_layer else []
         target = self.target(class_index, versus, counterfactual)
-        return MapTask(self._steps(image, layers, target, reduction, max_channels, step_seconds))
+        if reduction.family in ("gradient", "guided-gradcam", "perturbation"):
+            return MapTask(self._pixel_steps(image, layers, target, reduction, options))
+        return MapTask(self._steps(image, layers, target, reduction, options.get("max_channels"), step_seconds))
 
     def explain_many(self, images: Sequence[LoadedImage], layer: str | Sequence[str] | None = None,
                      class_indices: Sequence[int | str | None] | None = None,
-                     method: str = "gradcam", *, versus: int | str | None = None, counterfactual: bool = False,
-                     max_channels: int | None = None, batch_size: int | None = None) -> list[MapResult]:
+                     method: str | cams.Method = "gradcam", *, versus: int | str | None = None,
+                     counterfactual: bool = False, max_channels: int | None = None, batch_size: int | None = None,
+                     method_options: dict | None = None) -> list[MapResult]:
         """One map per (image, class) pair, computed in one batched capture per layer where sizes allow.
 
         ``class_indices[i]`` None explains image i's top class. The same picture may appear
@@ -254,16 +333,17 @@ class GradCam:
         per batch size, and a trace (seconds for a large model) costs more than a few rows.
         """
         start = time.perf_counter()
-        reduction = cams.method(method)
-        _check_max_channels(reduction, max_channels)
-        layers = _layer_list(layer, self.default_layer)
+        reduction = self.check_method(method)
+        options = _method_options(reduction, max_channels, method_options)
+        layers = _layer_list(layer, self.default_layer) if reduction.uses_layer else []
         if class_indices is None:
             class_indices = [None] * len(images)
         targets = [self.target(c, versus, counterfactual) for c in class_indices]
         fixed = all(self.loaded.input_size)
         pad_to = int(batch_size) if batch_size and fixed else 0
-        if reduction.forward_passes or (len(images) == 1 and not self._pads(layers, 1, pad_to)):
-            return [MapTask(self._steps(image, layers, target, reduction, max_channels)).finish()
+        if reduction.family != "cam" or (len(images) == 1 and not self._pads(layers, 1, pad_to)):
+            return [self.task(image, layers or None, target.class_index, reduction, versus=target.versus,
+                              counterfactual=target.counterfactual, method_options=options).finish()
                     for image, target in zip(images, targets, strict=True)]
         inputs = [self.model_input(image) for image in images]
         vectors = [self.score_vector(t) for t in targets]
@@ -328,6 +408,65 @@ class GradCam:
         return self._result(image, layers, self._fused(maps, picture), captured.logits[0], captured.weights[0],
                             target, reduction, seconds)
 
+    def _pixel_steps(self, image: LoadedImage, layers: list[str], target: Target, reduction: cams.Method,
+                     options: dict) -> Generator[tuple[int, int], None, MapResult]:
+        """A map at the input's resolution: pixel gradients (pixels.py), Guided Grad-CAM, or the
+        model's answers to altered copies (perturbation.py). Yields (done, total) after each batch."""
+        start = time.perf_counter()
+        picture = self.model_input(image)
+        vector, top = self.score_vector(target)
+        logits = self.logits(picture)[0]
+        weights = vector + top * self._top_weights(logits)  # the explained score, top class filled in
+        run: _Run
+        if reduction.family == "perturbation":
+            def scores(batch: np.ndarray) -> np.ndarray:
+                return self.logits(batch).astype(np.float64) @ weights.astype(np.float64)
+
+            if reduction.name == "occlusion":
+                run = perturbation.OcclusionRun(scores, picture, options.get("window"), options.get("stride"),
+                                                options.get("baseline", 0.0))
+            else:
+                run = perturbation.RiseRun(scores, picture, n=int(options.get("samples", perturbation.RISE_MASKS)),
+                                           seed=options.get("seed"))
+        else:
+            grad = self.input_gradients(guided=reduction.name in pixels.GUIDED)
+            run = pixels.start(reduction.name, grad, picture, weights, 0.0,
+                               steps=int(options.get("steps", pixels.DEFAULT_STEPS)),
+                               samples=int(options.get("samples", pixels.DEFAULT_SAMPLES)),
+                               seed=options.get("seed"), baseline=float(options.get("baseline", 0.0)))
+        total = run.total + (len(layers) if reduction.family == "guided-gradcam" else 0)
+        done = 0
+        while not run.step():
+            done += 1
+            yield done, total
+        done += 1
+        attribution = run.result()
+        if reduction.family == "perturbation":
+            raw = perturbation.display(attribution)
+        elif reduction.family == "guided-gradcam":
+            cams_of_layers = []
+            for name in layers:
+                captured = self._captured(image, picture, name, vector, top)
+                cams_of_layers.append(cams.gradcam(captured.activations[0], captured.gradients[0]))
+                done += 1
+                yield done, total
+            attribution = pixels.guided_gradcam(attribution, self._fused(cams_of_layers, picture))
+            raw = pixels.display(reduction.name, attribution)
+        else:
+            raw = pixels.display(reduction.name, attribution)
+        seconds = time.perf_counter() - start
+        result = self._result(image, layers, raw, logits, weights, target, reduction, seconds)
+        # The signed attribution (H, W, C; occlusion's and RISE's (H, W)): what --heatmap writes.
+        return result.with_(attribution=attribution, layer=result.layer if layers else INPUT_LAYER)
+
+    def _top_weights(self, logits: np.ndarray) -> np.ndarray:
+        """The score vector of the top class of one row of logits (±1 for a binary head)."""
+        if self.head.kind == "binary":
+            weights = np.zeros(self.head.units, np.float32)
+            weights[0] = 1.0 if float(logits[0]) > 0 else -1.0
+            return weights
+        return self.head.class_weights(int(np.argmax(logits)))
+
     def _captured(self, image: LoadedImage, picture: np.ndarray, layer: str, vector: np.ndarray,
                   top: float) -> Captured:
         """The capture of one picture, from the cache when this (picture, layer, score) ran already."""
@@ -378,7 +517,7 @@ class GradCam:
             counterfactual=target.counterfactual,
             target_score=float(np.dot(weights.astype(np.float64), logits.astype(np.float64))),
             layers=tuple(layers) if len(layers) > 1 else (),
-            patch_grid=_patch_grid(self.capture(layers[0])) if len(layers) == 1 else None,
+            patch_grid=_patch_grid(self.capture(layers[0])) if len(layers) == 1 and reduction.family == "cam" else None,
         )
 
 
@@ -387,20 +526,66 @@ def _patch_grid(capture: Capture) -> tuple[int, int] | None:
     return None if grid is None else (int(grid.height), int(grid.width))
 
 
-def _layer_list(layer: str | Sequence[str] | None, default: str) -> list[str]:
+def _layer_list(layer: str | Sequence[str] | None, default: str | None) -> list[str]:
     if layer is None or (not isinstance(layer, str) and not layer):
+        if default is None:
+            raise LayerError("This model shows no layers: choose a method that needs none (see `gradcam methods`).")
         return [default]
     layers = [layer] if isinstance(layer, str) else list(dict.fromkeys(layer))
     return layers
 
 
-def _check_max_channels(reduction: cams.Method, max_channels: int | None) -> None:
-    if max_channels is None:
-        return
-    if not reduction.forward_passes:
-        raise MethodError(f"--max-channels only applies to Score-CAM, not to {reduction.title}.")
-    if int(max_channels) < 1:
-        raise MethodError(f"--max-channels must be at least 1 (got {max_channels}).")
+def _method_options(reduction: cams.Method, max_channels: int | None, options: dict | None) -> dict:
+    """The method's options (``max_channels`` is one), refused in one line when the method takes none
+    of them or a count is below 1."""
+    given = reduction.check_options({**(options or {}), **({} if max_channels is None else {"max_channels": max_channels})})
+    for name in ("max_channels", "window", "stride", "steps", "samples"):
+        if name in given and int(given[name]) < 1:
+            raise MethodError(f"--{name.replace('_', '-')} must be at least 1 (got {given[name]}).")
+    return given
+
+
+def _black_box_head(runtime) -> Head:
+    """A black box's answers: probabilities as they are, or scores read as logits (binary for one unit)."""
+    units = int(runtime.units)
+    if getattr(runtime, "outputs", "scores") == "probabilities" and units > 1:
+        return Head(kind="probabilities", units=units)
+    return Head(kind="binary" if units == 1 else "logits", units=units)
+
+
+def _format_name(runtime) -> str:
+    """"an ONNX", "a TensorFlow Lite", … (followed by "file")."""
+    return {"onnx": "an ONNX", "tflite": "a TensorFlow Lite", "savedmodel": "an exported SavedModel"}.get(
+        str(getattr(runtime, "format", "")), "a black-box")
+
+
+def _finite32(array) -> np.ndarray:
+    return np.nan_to_num(np.asarray(array, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+class _Run(Protocol):
+    total: int
+
+    def step(self) -> bool: ...
+
+    def result(self) -> np.ndarray: ...
+
+
+class _RuntimeGradients:
+    """A black box's ``gradients(batch, weights) -> (scores, ∂/∂x)`` as pixels.py's gradient function
+    (the top class filled in where ``top`` asks for it)."""
+
+    def __init__(self, gradients: Callable, head: Head):
+        self._gradients = gradients
+        self._head = head
+
+    def __call__(self, batch: np.ndarray, weights: np.ndarray, top: np.ndarray | None = None):
+        weights = np.asarray(weights, np.float32)
+        tops = (~weights.any(axis=-1)).astype(np.float32) if top is None else np.asarray(top, np.float32)
+        if tops.any():
+            raise MethodError("A black box's gradients need the class resolved first.")
+        scores, gradients = self._gradients(np.asarray(batch, np.float32), weights)
+        return np.asarray(scores, np.float32), np.asarray(gradients, np.float32), weights
 
 
 def _same_shape_groups(inputs: list[np.ndarray]) -> list[list[int]]:

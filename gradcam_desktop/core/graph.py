@@ -5,6 +5,9 @@ recipe? For a layer inside a nested model that raises "Graph disconnected": the 
 output belongs to the inner model's graph, not the outer one. Walking the graphs ourselves
 makes every layer reachable — at any depth, in Functional and Sequential models alike — and
 lets us swap the classifier's activation for its logits without touching the user's model.
+
+``call`` (optional) runs every leaf layer in place of ``callee(*args, **kwargs)``: pixels.py's
+guided backpropagation uses it to give each ReLU its guided gradient while the graph is traced.
 """
 
 from __future__ import annotations
@@ -22,16 +25,20 @@ class _Run:
     target: str | None
     head: Head
     watch: Callable | None = None
+    call: Callable | None = None
     captured: list = field(default_factory=list)
 
 
-def run_graph(model, inputs, head: Head, target: str | None = None, watch: Callable | None = None):
+def run_graph(model, inputs, head: Head, target: str | None = None, watch: Callable | None = None,
+              call: Callable | None = None):
     """Return ``(logits, activation_at_target_or_None)`` for a batch of model inputs.
 
     A layer called more than once (shared weights) is mapped at its last call: the one nearest
-    the classifier, which is what the deepest features mean.
+    the classifier, which is what the deepest features mean. ``call(layer, callee, args, kwargs)``,
+    if given, computes each leaf layer's output instead of ``callee(*args, **kwargs)`` (``callee``
+    is the layer, or the head's linear twin in its place).
     """
-    run = _Run(target=target, head=head, watch=watch)
+    run = _Run(target=target, head=head, watch=watch, call=call)
     logits = _forward(model, inputs, "", run)
     return logits, (run.captured[-1] if run.captured else None)
 
@@ -57,7 +64,7 @@ def _call(layer, args, kwargs, prefix: str, run: _Run):
             # Inference behaviour for BatchNorm/Dropout whatever Keras' global phase is.
             kwargs = {**kwargs, "training": False}
         callee = run.head.linear_twin if layer is run.head.linear else layer
-        outputs = callee(*args, **kwargs)
+        outputs = callee(*args, **kwargs) if run.call is None else run.call(layer, callee, args, kwargs)
     if path == run.target:
         if run.watch is not None:
             # A tape records only what depends on watched tensors or variables: a layer before

@@ -18,7 +18,7 @@ from .backend import is_operation, keras_of
 from .errors import ModelLoadError
 from .layers import child_layers, is_submodel
 
-HEAD_KINDS = ("softmax", "logits", "binary", "multilabel")
+HEAD_KINDS = ("softmax", "logits", "binary", "multilabel", "probabilities")
 _SQUASHING = ("softmax", "sigmoid")
 
 
@@ -28,7 +28,9 @@ class Head:
 
     ``kind``: softmax (probabilities = softmax(logits)), logits (a linear head: we show
     softmax(logits) as probabilities), binary (one unit: p = sigmoid(z), classes [1-p, p];
-    class 1 explains z and class 0 explains -z), multilabel (several sigmoid units: each logit).
+    class 1 explains z and class 0 explains -z), multilabel (several sigmoid units: each logit),
+    probabilities (a black-box file whose output is already probabilities and whose logits it does
+    not show: the explained score is the class's probability).
     ``skip``: an activation layer whose input is the logits (run as identity).
     ``linear``: a layer to replace by ``linear_twin`` (same weights, no activation).
     """
@@ -51,6 +53,8 @@ class Head:
             return np.array([1.0 - p, p])
         if self.kind == "multilabel":
             return 1.0 / (1.0 + np.exp(-logits))
+        if self.kind == "probabilities":
+            return np.nan_to_num(logits, nan=0.0, posinf=1.0, neginf=0.0)
         shifted = np.exp(logits - logits.max())
         return shifted / shifted.sum()
 

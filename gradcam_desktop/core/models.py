@@ -14,6 +14,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from collections.abc import Callable
 
 import keras
@@ -33,9 +34,10 @@ DEMO_FILE = "demo_model.keras"
 
 @dataclass
 class LoadedModel:
-    """A Keras model plus everything needed to feed and describe it."""
+    """A Keras model plus everything needed to feed and describe it; or a black box (``runtime``, a
+    blackbox.BlackBoxModel: ONNX, TensorFlow Lite, a serving SavedModel) and no Keras model."""
 
-    model: keras.Model
+    model: keras.Model | None
     source: str
     display_name: str
     class_names: list[str]
@@ -45,6 +47,7 @@ class LoadedModel:
     sha256: str | None = None
     notices: list[str] = field(default_factory=list)
     head: object | None = None  # heads.Head, detected once at load
+    runtime: Any = None  # blackbox.BlackBoxModel of a file that shows no layers (then model is None)
 
 
 def demo_model_path() -> Path:
@@ -60,7 +63,8 @@ def load_model(
     progress: Callable[[int, int | None], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> LoadedModel:
-    """Open ``spec``: ``"demo"``, ``"zoo:<Name>"`` or a path to a .keras/.h5 file or SavedModel folder."""
+    """Open ``spec``: ``"demo"``, ``"zoo:<Name>"`` or a path to a .keras/.h5 file, a SavedModel folder, an
+    .onnx or .tflite file (a black box: ``LoadedModel.runtime``, no Keras model)."""
     if preprocess not in preprocessing.MODES and not str(preprocess).startswith(ZOO_PREFIX):
         raise ModelLoadError(
             f"Unknown preprocessing '{preprocess}'. Choose one of: {', '.join(preprocessing.MODES)}."
@@ -90,6 +94,13 @@ def _load_zoo(name: str, *, progress, cancel) -> LoadedModel:
 
 
 def _load_file(path: Path, *, trust: bool, source: str, display_name: str) -> LoadedModel:
+    from .blackbox import is_blackbox_path, open_blackbox
+
+    if is_blackbox_path(path):
+        box = open_blackbox(path, display_name=display_name, source=source)
+        return LoadedModel(model=None, source=source, display_name=display_name, class_names=box.class_names,
+                           preprocess=box.preprocess, input_size=box.input_size, channels=box.channels,
+                           sha256=box.sha256, notices=list(box.notices), runtime=box)
     checked = safety.check_model_file(path, trust=trust)
     try:
         # compile=False skips optimizer state we never use (and its deserialization surface).

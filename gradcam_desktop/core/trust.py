@@ -260,7 +260,8 @@ def _report_steps(engine, image, result, steps, baseline, sanity, sanity_steps, 
     count = (steps + 1) * (4 if baseline else 2) + 1
     size = _batch_size(engine, (result.layers or (result.layer,))[0], count, step_seconds)
     batches = math.ceil(count / size)
-    cascade_plan = cascade(engine.model, sanity_steps) if sanity else []
+    # The sanity check re-draws the model's weights: a black box (no Keras model) has none to re-draw.
+    cascade_plan = cascade(engine.model, sanity_steps) if sanity and engine.model is not None else []
     total = batches + len(cascade_plan)
     probabilities: list[float] = []
     inputs = (x for source in sources for x in source)

@@ -128,7 +128,8 @@ class Target:
 class MapResult:
     """One map and everything that says what it shows.
 
-    ``raw`` is at the layer's resolution, after the method's final ReLU, unscaled. ``display`` is
+    ``raw`` is at the layer's resolution (a pixel method's: the model input's), after the method's final
+    ReLU (or display reduction), unscaled. ``display`` is
     optional: the window's uint8 map at the picture's size (0..255 = this map's 0..max).
     """
 
@@ -155,6 +156,9 @@ class MapResult:
     target_score: float = float("nan")  # the value of the explained pre-softmax score y
     layers: tuple[str, ...] = ()  # the layers of a fused map (``layer`` joins them with " + ")
     patch_grid: tuple[int, int] | None = None  # a transformer's token layer read as (h, w) patches
+    #: A pixel method's signed attribution at the model input, (H, W, C), or (H, W) for occlusion and
+    #: RISE (``raw`` is its display reduction, ≥ 0); what ``--heatmap`` writes. None for a layer's map.
+    attribution: np.ndarray | None = None
 
     @property
     def score_kind(self) -> str:
@@ -198,7 +202,7 @@ class MapResult:
             "predicted_index": int(top_index),
             "predicted_name": top_name,
             "predicted_probability": float(top_p),
-            "heatmap_shape": [int(side) for side in self.raw.shape],
+            "heatmap_shape": [int(side) for side in (self.raw if self.attribution is None else self.attribution).shape],
             "flat": bool(self.flat),
             "preprocess": self.preprocess,
             "seconds": round(float(self.seconds), 4),

@@ -385,8 +385,10 @@ class Engine:
         generation = self._maps.set_engine(engine)
         for group in (PrecomputeJob.group, PrepareLayersJob.group, "view", "grid"):
             self._scheduler.cancel_group(group)
-        self._eligible = eligible_paths(loaded.model)
-        return model_info(request.id, generation, loaded, engine, layer_tree(loaded.model), request.trust)
+        shows_layers = loaded.model is not None  # a black box (ONNX, TFLite, serving SavedModel) shows none
+        self._eligible = eligible_paths(loaded.model) if shows_layers else []
+        return model_info(request.id, generation, loaded, engine, layer_tree(loaded.model) if shows_layers else [],
+                          request.trust)
 
     def _restore(self, request: Restore) -> None:
         from gradcam_desktop.core.custom_objects import load_custom_objects
@@ -466,7 +468,8 @@ class Engine:
         if request.supersedable and self._precompute_enabled:
             plan = Precompute.after(spec, result, maps.generation, PRECOMPUTE_TOP)
             self._scheduler.add_job(PrecomputeJob(plan, self._cache, maps.precompute, delay=PRECOMPUTE_DELAY))
-            self._scheduler.add_job(PrepareLayersJob(engine.prepare, self._eligible, result.layer, PREPARE_NEAREST))
+            if self._eligible and result.layer in self._eligible:
+                self._scheduler.add_job(PrepareLayersJob(engine.prepare, self._eligible, result.layer, PREPARE_NEAREST))
 
     def _explain_grid(self, request: ExplainGrid) -> None:
         self._engine()

@@ -31,7 +31,8 @@ def map_key(image_key: str, generation: int, layer: str, class_index: int, metho
     Method and score are part of it: Grad-CAM++ of 'star' versus 'circle' is another map than
     Grad-CAM of 'star', though the engine may reuse the same capture for both.
     """
-    return (image_key, int(generation), layer, int(class_index), method, score_key(versus, counterfactual))
+    return (image_key, int(generation), layer, int(class_index), getattr(method, "name", method),
+            score_key(versus, counterfactual))
 
 
 def result_key(result: Any) -> tuple:

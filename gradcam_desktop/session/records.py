@@ -27,7 +27,7 @@ class ModelInfo:
     generation: int
     source: str
     display_name: str
-    default_layer: str
+    default_layer: str | None  # None: the file shows no layers (a black box)
     class_names: tuple[str, ...]
     input_size: tuple[int, int]
     channels: int
@@ -36,6 +36,12 @@ class ModelInfo:
     head: str | None
     trusted: bool
     layers: list[LayerNode] = field(default_factory=list, compare=False)
+    file_format: str = "keras"  # "keras", or a black box's "onnx", "tflite", "savedmodel"
+    methods: tuple[str, ...] = ()  # the methods this model can run (cams.METHODS names); () = all
+
+    @property
+    def shows_layers(self) -> bool:
+        return self.default_layer is not None
 
 
 @dataclass(frozen=True)

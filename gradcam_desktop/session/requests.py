@@ -64,10 +64,15 @@ class MapSpec:
     counterfactual: bool = False
 
     def key(self, generation: int) -> tuple | None:
-        """The cache key (``map_key``); None while the layer or class is still to be resolved."""
-        if self.layer is None or self.class_index is None:
+        """The cache key (``map_key``); None while the layer or class is still to be resolved. A method
+        that takes no layer (pixels, occlusion, RISE) has one map whatever layer is chosen."""
+        from gradcam_desktop.core import cams
+
+        method = cams.METHODS.get(self.method) if isinstance(self.method, str) else self.method
+        layer = self.layer if method is None or method.uses_layer else cams.INPUT_LAYER
+        if layer is None or self.class_index is None:
             return None
-        return map_key(self.image_key, generation, self.layer, self.class_index, self.method, self.versus,
+        return map_key(self.image_key, generation, layer, self.class_index, self.method, self.versus,
                        self.counterfactual)
 
     def score_options(self) -> dict:

@@ -48,13 +48,22 @@ def versions(modules: dict[str, Any], error: str | None) -> dict:
 
 def model_info(request_id: int, generation: int, loaded: Any, engine: Any, layers: list, trusted: bool) -> ModelInfo:
     """``modelLoaded``'s payload: names, layer tree, default layer, classes and input of a loaded model."""
-    height, width = (int(side) for side in loaded.input_size)
+    height, width = (int(side or 0) for side in loaded.input_size)
+    runtime = getattr(loaded, "runtime", None)
     return ModelInfo(request_id=request_id, generation=generation, source=str(loaded.source),
                      display_name=str(loaded.display_name), layers=list(layers), default_layer=engine.default_layer,
                      class_names=tuple(str(name) for name in loaded.class_names), input_size=(height, width),
                      channels=int(loaded.channels), preprocess=str(loaded.preprocess), sha256=loaded.sha256,
                      head=getattr(getattr(loaded, "head", None) or getattr(engine, "head", None), "kind", None),
-                     trusted=bool(trusted))
+                     trusted=bool(trusted), file_format="keras" if runtime is None else str(runtime.format),
+                     methods=tuple(name for name in engine_methods(engine)))
+
+
+def engine_methods(engine: Any) -> list[str]:
+    """The names of the methods this engine's model can run (all of them for a Keras model)."""
+    from gradcam_desktop.core import cams
+
+    return [name for name in cams.METHODS if engine.offers(name)]
 
 
 def image_item(key: str, image: Any, source: Any) -> dict:

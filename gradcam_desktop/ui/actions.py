@@ -87,7 +87,7 @@ def build_actions(window: MainWindow) -> Actions:
     w, ui = window, window.ui
     a = Actions(
         open_model=_action(w, "Open &Model…", lambda: dialogs.open_model_dialog(w), shortcut="Ctrl+Shift+O",
-                           tip="Open a Keras model: a .keras or .h5 file, or a SavedModel folder's saved_model.pb",
+                           tip="Open a model: a .keras, .h5, .onnx or .tflite file, or a SavedModel folder's saved_model.pb",
                            icon="open-model"),
         open_savedmodel=_action(w, "Open &SavedModel Folder…", lambda: dialogs.open_savedmodel_dialog(w),
                                 tip="Open a TensorFlow SavedModel folder (tf.keras model.save(\"folder\"))"),

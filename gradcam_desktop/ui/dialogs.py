@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 
 # A file dialog picks files or folders, never both: a SavedModel folder opens by choosing its
 # saved_model.pb (or keras_metadata.pb) here, or the folder itself with Open SavedModel Folder….
-MODEL_FILTER = ("Keras models and SavedModels (*.keras *.h5 *.hdf5 saved_model.pb keras_metadata.pb);;"
+MODEL_FILTER = ("Models (*.keras *.h5 *.hdf5 *.onnx *.tflite saved_model.pb keras_metadata.pb);;"
                 "Keras model files (*.keras *.h5 *.hdf5);;"
-                "SavedModel folders (saved_model.pb keras_metadata.pb);;All files (*)")
+                "SavedModel folders (saved_model.pb keras_metadata.pb);;"
+                "ONNX and TensorFlow Lite files (*.onnx *.tflite);;All files (*)")
 IMAGE_FILTER = "Images ({});;All files (*)".format(" ".join(f"*{e}" for e in sorted(IMAGE_EXTENSIONS)))
 
 HELP_TITLE = "What am I looking at?"
@@ -243,8 +244,8 @@ def show_about(parent: QWidget, versions: dict) -> QMessageBox | None:
 
 # -- commands that start with a file dialog ----------------------------------------------------
 def open_model_dialog(window: MainWindow) -> None:
-    """A .keras/.h5 file, or a SavedModel folder through its saved_model.pb (the folder opens)."""
-    path, _ = QFileDialog.getOpenFileName(window, "Open Model (a .keras/.h5 file, or a SavedModel's saved_model.pb)",
+    """A .keras/.h5/.onnx/.tflite file, or a SavedModel folder through its saved_model.pb (the folder opens)."""
+    path, _ = QFileDialog.getOpenFileName(window, "Open Model (.keras, .h5, .onnx, .tflite, or a SavedModel's saved_model.pb)",
                                           window.settings.folder("models"), MODEL_FILTER)
     if path:
         _open_model_at(window, model_location(path))

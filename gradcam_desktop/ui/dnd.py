@@ -15,7 +15,7 @@ from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 __all__ = ["MODEL_SUFFIXES", "SAVEDMODEL_FILES", "DropTarget", "has_local_files", "is_model_path", "is_savedmodel_folder",
            "local_paths", "model_location", "split_paths"]
 
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5", ".onnx", ".tflite")
 #: The files of a TensorFlow SavedModel folder that stand for the folder (as the core reads them).
 SAVEDMODEL_FILES = ("saved_model.pb", "saved_model.pbtxt", "keras_metadata.pb")
 

@@ -299,6 +299,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self._nodes = nodes_by_path(info.layers)
         self._layer, self._class, self._probabilities_for = info.default_layer, None, None
         self._show_model(info)
+        self.choice.set_offered(info.methods)
         self.choice.set_classes(info.class_names)
         self.settings.add_recent_model(info.source)
         self._fill_recent_menu()
@@ -316,6 +317,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
             ui.layers_dock.setWindowTitle("Layers")
             return
         ui.layer_tree.set_layers(info.layers, info.default_layer)
+        ui.layer_tree.set_empty_text(status_text.no_layers(info))
         if self._layer is not None and self._layer != info.default_layer:
             ui.layer_tree.show_path(self._layer)
         ui.class_list.set_classes(info.class_names)

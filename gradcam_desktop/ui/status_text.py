@@ -59,7 +59,7 @@ def map_shown(image_name: str, result: MapResult) -> str:
     return f"{image_name}: {annotate.caption(result)}." + (f" {note[0].upper()}{note[1:]}." if note else "")
 
 
-def layer_refused(node: Any, default_layer: str, current_layer: str | None) -> str:
+def layer_refused(node: Any, default_layer: str | None, current_layer: str | None) -> str:
     """Why a layer without a map cannot be picked, which one to pick, and what stays shown."""
     return (f"No map at layer “{node.name}”: {describe(node)[len('No map here: '):]}. "
             f"Pick a layer marked with a coloured square, such as “{default_layer}”. "
@@ -112,3 +112,16 @@ def custom_layers_refusal(message: str) -> str:
     text = message.replace(_CLI_POINTER, "").rstrip()
     return (f"{text} If you have the Python file that defines these layers, load it with "
             f"{CUSTOM_LAYERS_MENU}, then open the model again.")
+
+
+def no_layers(info: Any) -> str:
+    """What the layer tree says for a model file that shows no layers ("" for one that does)."""
+    if info is None or info.shows_layers:
+        return ""
+    from gradcam_desktop.core import cams
+
+    kind = {"onnx": "An ONNX file", "tflite": "A TensorFlow Lite file", "savedmodel": "An exported SavedModel"}.get(
+        info.file_format, "This file")
+    titles = [cams.METHODS[name].title for name in info.methods if name in cams.METHODS]
+    return (f"{kind} shows no layers: Grad-CAM and the other layer methods cannot look inside it. "
+            f"It is explained from its answers: {', '.join(titles)} (the method box offers these).")

@@ -35,7 +35,7 @@ def recorded(monkeypatch):
 
 
 # -- gradcam methods ------------------------------------------------------------------------
-def test_methods_lists_all_eight_with_their_sentence_and_marks(capsys):
+def test_methods_lists_every_method_with_its_sentence_needs_and_cost(capsys):
     assert cli.METHOD_NAMES == tuple(cams.METHODS)  # the --help text lists the registry's names
     code, out, _ = run(capsys, "methods")
     assert code == 0
@@ -44,12 +44,17 @@ def test_methods_lists_all_eight_with_their_sentence_and_marks(capsys):
         (at,) = [i for i, line in enumerate(lines) if line.split(" ", 1)[0] == method.name]
         assert method.title in lines[at] and lines[at + 1].strip() == method.summary
         assert ("not class-specific" in lines[at]) == (not method.class_specific)
-        assert ("a forward pass per feature map" in lines[at]) == method.forward_passes
+        assert f"needs {method.needs}" in lines[at] and method.cost in lines[at]
+        assert ("options: " in lines[at + 2]) == bool(method.options)
     code, out, _ = run(capsys, "methods", "--json")
     rows = json.loads(out)
-    assert [row["name"] for row in rows] == list(cams.METHODS) and len(rows) == 8
+    assert [row["name"] for row in rows] == list(cams.METHODS) and len(rows) == 15
     assert {row["name"] for row in rows if not row["class_specific"]} == {"eigencam"}
-    assert {row["name"] for row in rows if row["forward_passes"]} == {"scorecam"}
+    assert {row["name"] for row in rows if row["needs"] == "only answers"} == {"occlusion", "rise"}
+    assert {row["name"] for row in rows if row["needs"] == "gradients"} == {
+        "saliency", "integrated-gradients", "smoothgrad", "guided-backprop"}
+    assert {row["name"] for row in rows if row["stepwise"]} == {
+        "scorecam", "integrated-gradients", "smoothgrad", "occlusion", "rise"}
 
 
 # -- each option reaches the map --------------------------------------------------------------
@@ -80,7 +85,7 @@ def test_method_and_score_reach_the_saved_map(setup, capsys, tmp_path, recorded,
     assert record["versus_name"] == (None if versus is None else CLASSES[versus]) and record["notes"] == []
     # The engine got the options, and the file holds what it returned.
     ((name, kwargs, result),) = recorded
-    assert name == "explain" and kwargs["method"] == method and kwargs["counterfactual"] == counterfactual
+    assert name == "explain" and kwargs["method"] is cams.method(method) and kwargs["counterfactual"] == counterfactual
     assert (kwargs["class_index"], kwargs["versus"]) == (class_index, versus)
     assert np.array_equal(np.load(npy), result.raw)
     # The same map as the engine's own explain(), and both as the closed form, within the bound.
@@ -109,7 +114,7 @@ def test_eigencam_says_it_is_not_class_specific_and_saves_the_engines_map(setup,
                      "--counterfactual do not change it."]
     assert err.strip().splitlines() == [f"Note: {notes[0]}"]
     ((_, kwargs, result),) = recorded
-    assert kwargs["method"] == "eigencam" and np.array_equal(np.load(npy), result.raw)
+    assert kwargs["method"] is cams.method("eigencam") and np.array_equal(np.load(npy), result.raw)
     engine = setup["engine"]
     A, _, _ = captured(engine, picture, 2)
     expected, tolerance = eigen_form(A, setup["rho_a"])
@@ -144,7 +149,7 @@ def test_scorecam_max_channels_and_its_progress_reach_the_engine(setup, capsys, 
     assert code == 0, err
     assert json.loads(out)["method"] == "scorecam"
     ((_, kwargs, result),) = recorded
-    assert kwargs["max_channels"] == 4 and kwargs["progress"] is not None
+    assert kwargs["method_options"] == {"max_channels": 4} and kwargs["progress"] is not None
     assert np.array_equal(np.load(npy), result.raw)
     # The engine's (done, total) reached the bar, which was taken down afterwards.
     assert steps and steps[-1][0] <= steps[-1][1] and [d for d, _ in steps] == sorted(d for d, _ in steps)
@@ -196,7 +201,7 @@ WRONG = [
     (["--versus", "dog", "--counterfactual"], r"--versus and --counterfactual cannot be combined"),
     (["--max-channels", "8"], r"--max-channels only applies to Score-CAM"),
     (["--method", "scorecam", "--max-channels", "0"], r"--max-channels must be 1 or more"),
-    (["--method", "gradcam+"], r"Unknown method 'gradcam\+'\. Choose one of: gradcam, gradcam\+\+, .*scorecam\."),
+    (["--method", "gradcam+"], r"Unknown method 'gradcam\+'\. Choose one of: gradcam, gradcam\+\+, .*scorecam, .*, rise\."),
     (["--versus", "zebra"], r"No class named 'zebra'"),
 ]
 

@@ -269,13 +269,22 @@ def test_fuse_is_pytorch_grad_cams_recipe(size):
 # -- the method table ------------------------------------------------------------------------------
 def test_method_table():
     assert cams.method_names() == ["gradcam", "gradcam++", "hirescam", "elementwise", "xgradcam", "layercam",
-                                   "eigencam", "scorecam"]
+                                   "eigencam", "scorecam", "saliency", "integrated-gradients", "smoothgrad",
+                                   "guided-backprop", "guided-gradcam", "occlusion", "rise"]
+    answers_only = ("eigencam", "scorecam", "occlusion", "rise")
+    no_layer = ("saliency", "integrated-gradients", "smoothgrad", "guided-backprop", "occlusion", "rise")
     for name in cams.method_names():
         m = cams.method(name)
-        assert m.name == name and m.title and m.summary.endswith(".")
+        assert m.name == name and m.title and m.summary.endswith(".") and m.cost
+        assert cams.method(m) is m  # a Method stands for itself
         assert m.class_specific == (name != "eigencam")
-        assert m.uses_gradients == (name not in ("eigencam", "scorecam"))
-        assert m.forward_passes == (name == "scorecam")
+        assert m.uses_gradients == (name not in answers_only)
+        assert m.uses_layer == (name not in no_layer)
+        assert m.stepwise == (name in ("scorecam", "integrated-gradients", "smoothgrad", "occlusion", "rise"))
+        assert m.family in cams.FAMILIES and set(m.options) <= set(cams.OPTION_NAMES)
+        # A black box without gradients runs exactly the methods that need only answers and no layer.
+        assert m.works_with(layers=False, gradients=False) == (name in ("occlusion", "rise"))
+        assert m.works_with(layers=False, gradients=True) == (name in no_layer)
     assert cams.method("gradcam++").title == "Grad-CAM++"
     with pytest.raises(MethodError, match="Score-CAM"):
         cams.reduce("scorecam", A, G)

@@ -8,7 +8,7 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QEvent, QModelIndex, QPersistentModelIndex, QPointF, Qt, Signal
 from PySide6.QtGui import (QBrush, QColor, QFont, QGuiApplication, QIcon, QKeyEvent, QLinearGradient, QPainter,
                            QPalette, QPixmap, QStandardItem, QStandardItemModel)
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QTreeView, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QStyle, QTreeView, QVBoxLayout, QWidget
 
 _Index = QModelIndex | QPersistentModelIndex
 _HEADERS = ("Layer", "Type", "Output shape")
@@ -251,13 +251,36 @@ class LayerTreeView(QTreeView):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         self._model.modelReset.connect(self._forget_current)
+        # What an empty tree says (a model file that shows no layers): a label over the viewport,
+        # shown only then, so painting stays in C++.
+        self._empty = QLabel(self.viewport())
+        self._empty.setObjectName("layerTreeEmpty")
+        self._empty.setWordWrap(True)
+        self._empty.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self._empty.setMargin(8)
+        layout = QVBoxLayout(self.viewport())
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._empty)
+        self._empty.hide()
+
+    def set_empty_text(self, text: str) -> None:
+        """What the tree says while it holds no layers ("" says nothing)."""
+        self._empty.setText(text)
+        self._empty.setVisible(bool(text) and self._model.rowCount() == 0)
+
+    def empty_text(self) -> str:
+        """The text shown in place of layers ("" when none is shown)."""
+        return "" if self._empty.isHidden() else self._empty.text()
 
     def layer_model(self) -> LayerTreeModel:
         """The model the view shows."""
         return self._model
 
     def set_layers(self, nodes: Sequence[Any], default_path: str | None = None) -> None:
-        """Show ``nodes``, expanded down to ``default_path``, which becomes current silently."""
+        """Show ``nodes``, expanded down to ``default_path``, which becomes current silently; the
+        empty-tree text goes until ``set_empty_text`` says otherwise."""
+        self._empty.hide()
+        self._empty.setText("")
         self._model.set_layers(nodes, default_path)
         self.collapseAll()
         if default_path is not None:

@@ -70,7 +70,8 @@ class MapChoice(QObject):
         ranked = self._ranked.get(image_key)
         if ranked is None:
             self._probe = image_key
-            return {"method": "gradcam", "versus": None, "counterfactual": False}
+            probe = "gradcam" if self.method_box.offered("gradcam") else options["method"]
+            return {"method": probe, "versus": None, "counterfactual": False}
         explained = ranked[0] if kept_class is None else kept_class
         options["versus"] = self.score.set_explained(explained, ranked)
         return options
@@ -88,6 +89,18 @@ class MapChoice(QObject):
             return False
         self._on_method(name)
         return True
+
+    def set_offered(self, names: Sequence[str]) -> None:
+        """A new model: only the methods it can run stay enabled (empty: all). When the method chosen is
+        not among them, the first that is stands in (not remembered: the next Keras model gets the
+        user's own back)."""
+        self.method_box.set_offered(names)
+        wanted = self._settings.method()
+        if self.method_box.offered(wanted):
+            self.method_box.set_method(wanted)
+        elif names:
+            self.method_box.set_method(names[0])
+        self._show_note()
 
     def set_classes(self, names: Sequence[str]) -> None:
         """A new model: its classes to compare with, and the score back to the class's own."""

@@ -30,8 +30,8 @@ def method_note(name: str) -> str:
     if method is not None and not method.class_specific:
         return (f"{method.title} is not class-specific: the map is the same for every class and score; "
                 "the class list only shows the prediction.")
-    if method is not None and method.forward_passes:
-        return f"{method.title} runs the model once per feature map: it takes a while (progress in the status bar)."
+    if method is not None and method.stepwise:
+        return f"{method.title} costs {method.cost}: it takes a while (progress in the status bar)."
     return ""
 
 
@@ -49,7 +49,8 @@ class MethodBox(QComboBox):
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(_BOX_CHARS)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.activated.connect(lambda row: self.methodChosen.emit(str(self.itemData(row))))
+        self._chosen = str(self.currentData())
+        self.activated.connect(self._on_activated)
         self.currentIndexChanged.connect(self._show_summary)
         self._show_summary(self.currentIndex())
 
@@ -57,12 +58,38 @@ class MethodBox(QComboBox):
         """The chosen method's name ("gradcam", "gradcam++", …)."""
         return str(self.currentData())
 
+    def _on_activated(self, row: int) -> None:
+        # Qt activates the current row again when its list closes on a greyed row: no new choice.
+        name = str(self.itemData(row))
+        if name != self._chosen:
+            self._chosen = name
+            self.methodChosen.emit(name)
+
+    def set_offered(self, names: Sequence[str]) -> None:
+        """Enable only the methods named (what the open model can run; empty: all); the others stay
+        listed, greyed, their tooltip saying what they need."""
+        model = self.model()
+        for row, (name, method) in enumerate(cams.METHODS.items()):
+            offered = not names or name in names
+            item = model.item(row) if hasattr(model, "item") else None
+            if item is not None:
+                item.setEnabled(offered)
+            why = "" if offered else f" Needs {method.needs}: this model does not show them."
+            self.setItemData(row, method.summary + why, Qt.ItemDataRole.ToolTipRole)
+
+    def offered(self, name: str) -> bool:
+        row = self.findData(name)
+        model = self.model()
+        item = model.item(row) if row >= 0 and hasattr(model, "item") else None
+        return item is not None and item.isEnabled()
+
     def set_method(self, name: str) -> bool:
         """Show method ``name`` as chosen (no signal); False for an unknown name."""
         row = self.findData(name)
         if row < 0:
             return False
         self.setCurrentIndex(row)
+        self._chosen = name
         return True
 
     def _show_summary(self, row: int) -> None:

@@ -1,0 +1,114 @@
+"""Black-box model files in the window (issue 16): ONNX, TensorFlow Lite and an exported SavedModel,
+opened by a drop and from File → Open Model…; the layer tree says the file shows no layers, the
+method box offers what the file can run, and a map is shown; a Keras model afterwards gets
+everything back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QFileDialog
+
+from blackbox_factory import build_exports
+from ui_window import click_combo_row, drop_paths, shown_window
+from gradcam_desktop.core import cams
+
+TIMEOUT = 120_000
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    return build_exports(tmp_path_factory)
+
+
+@pytest.fixture
+def window(qtbot):
+    return shown_window(qtbot, 1280, 800)
+
+
+@pytest.fixture
+def picture(tmp_path) -> Path:
+    path = tmp_path / "picture.png"
+    cv2.imwrite(str(path), np.random.default_rng(3).integers(0, 256, (36, 44, 3), dtype=np.uint8))
+    return path
+
+
+def _path(exports, kind: str) -> Path:
+    path = {"tflite": exports.tflite, "onnx": exports.onnx or exports.onnx_nchw, "savedmodel": exports.savedmodel}[kind]
+    return path
+
+
+def _enabled_methods(window) -> list[str]:
+    box = window.ui.method_box
+    return [str(box.itemData(row)) for row in range(box.count()) if box.model().item(row).isEnabled()]
+
+
+@pytest.mark.parametrize("kind", ["tflite", "onnx", "savedmodel"])
+def test_a_dropped_black_box_shows_no_layers_offers_its_methods_and_maps(qtbot, window, exports, picture, kind):
+    path = _path(exports, kind)
+    with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT) as shown:
+        assert drop_paths(window, [path, picture]).isAccepted()
+    result = shown.args[0]
+    info = window.model_info()
+    assert info.source == str(path) and info.file_format == kind and not info.shows_layers
+    gradients = kind == "savedmodel"
+    expected = [m.name for m in cams.METHODS.values() if not m.uses_layer and (gradients or not m.uses_gradients)]
+    assert list(info.methods) == expected and _enabled_methods(window) == expected
+    # The tree says why it is empty, and which methods work, in words.
+    text = window.ui.layer_tree.empty_text()
+    assert "shows no layers" in text and "Occlusion" in text and "RISE" in text
+    # The map is of the first method offered (the user's Grad-CAM cannot run here), at the input's pixels.
+    assert result.method == expected[0] and result.layer == cams.INPUT_LAYER
+    assert window.ui.method_box.method() == expected[0]
+    assert window.settings.method() == "gradcam"  # a stand-in, not the user's choice: not remembered
+    assert "input pixels" in window.ui.caption.text()
+    assert result.class_name in ("cat", "dog", "bird", "fish")  # the labels sidecar beside the file
+
+
+def test_choosing_rise_with_a_click_and_a_keras_model_afterwards(qtbot, window, exports, picture):
+    path = exports.onnx or exports.onnx_nchw
+    with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT):
+        drop_paths(window, [path, picture])
+    box = window.ui.method_box
+    # A greyed row (Grad-CAM) cannot be chosen: the click leaves the method as it was.
+    before = box.method()
+    click_combo_row(qtbot, box, box.findData("gradcam"))
+    assert box.method() == before
+    if box.view().isVisible():  # the list stays open on a greyed row: the user closes it
+        QTest.keyClick(box.view(), Qt.Key.Key_Escape)
+        qtbot.waitUntil(lambda: not box.view().isVisible())
+    with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT) as shown:
+        click_combo_row(qtbot, box, box.findData("rise"))
+    assert shown.args[0].method == "rise" and shown.args[0].layer == cams.INPUT_LAYER
+    assert window.settings.method() == "rise"  # the user's own choice is remembered
+    # A Keras model afterwards: every method and its layers; RISE, the user's choice, runs on it too.
+    with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT) as shown:
+        window.open_model("demo")
+    assert _enabled_methods(window) == list(cams.METHODS)
+    assert window.ui.layer_tree.empty_text() == "" and window.ui.layer_tree.layer_model().rowCount() > 0
+    assert shown.args[0].method == "rise" and box.method() == "rise"
+    # Grad-CAM chosen with a click: taken at the model's layer.
+    with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT) as shown:
+        click_combo_row(qtbot, box, box.findData("gradcam"))
+    assert shown.args[0].method == "gradcam" and shown.args[0].layer == window.model_info().default_layer
+
+
+def test_open_model_dialog_offers_and_opens_onnx_and_tflite(qtbot, window, exports, monkeypatch):
+    asked = []
+
+    def choose(parent, caption, folder, filters, *rest, **kw):
+        asked.append(filters)
+        return str(exports.tflite), filters.split(";;")[0]
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", choose)
+    with qtbot.waitSignal(window.worker.modelLoaded, timeout=TIMEOUT):
+        window.acts.open_model.trigger()
+    first = asked[0].split(";;")[0]
+    assert "*.onnx" in first and "*.tflite" in first and "*.keras" in first
+    qtbot.waitUntil(lambda: window.model_info() is not None, timeout=TIMEOUT)
+    assert window.model_info().source == str(exports.tflite) and window.model_info().file_format == "tflite"
