@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="layer path (default: last eligible; see `gradcam layers`); give it more than once "
                          "to fuse the maps of several layers")
         sub.add_argument("--class", "-c", dest="cls", metavar="INDEX|NAME", help="class to explain (default: the top class)")
-        sub.add_argument("--method", default="gradcam", metavar="NAME",
-                         help=f"method: {', '.join(METHOD_NAMES)} (default gradcam; see `gradcam methods`)")
+        sub.add_argument("--method", metavar="NAME",
+                         help=f"method: {', '.join(METHOD_NAMES)} (default gradcam, or occlusion for a file that "
+                         "shows no layers; see `gradcam methods`)")
         sub.add_argument("--versus", metavar="INDEX|NAME",
                          help="explain why the class rather than this one (the score y_class − y_versus)")
         sub.add_argument("--counterfactual", action="store_true",
@@ -134,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("triage", "Predict a labelled folder: accuracy, confusion matrix, and maps of the mistakes.")
     add_model(sub)
     sub.add_argument("--layer", "-l", metavar="PATH", help="layer of the maps (default: last eligible)")
-    sub.add_argument("--method", default="gradcam", metavar="NAME",
+    sub.add_argument("--method", metavar="NAME",
                      help=f"CAM method of the maps: {', '.join(METHOD_NAMES)} (default gradcam)")
     sub.add_argument("--explain", choices=("wrong", "all", "none"), default="wrong",
                      help="which pictures get a map (the predicted class beside the true class) in OUT/maps: "

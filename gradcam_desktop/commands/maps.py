@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import annotate, cams, files, overlay
+from ..core import annotate, files, overlay
 from ..core.batch import OutputStyle, explain_batch, make_out_dir, shown_path, write_csv
 from ..core.errors import ImageLoadError, OutputError
 from ..core.gradcam import GradCam
@@ -28,6 +28,7 @@ def explain(args) -> int:
                                   "does not exist. Create it first, or choose another path.")
     loaded = shared.open_model(args)
     engine = GradCam(loaded)
+    shared.settle_method(engine, args, options)
     class_index, versus = shared.target_of(engine, args)
     notes = shared.method_notes(args)
     image = shared.load_picture(args.image)
@@ -97,7 +98,7 @@ def batch(args) -> int:
     loaded = shared.open_model(args)
     engine = GradCam(loaded)
     layers = options["layer"]
-    engine.check_method(options["method"])  # a black box without layers or gradients: before any image
+    shared.settle_method(engine, args, options)  # before any image
     for layer in [layers] if isinstance(layers, str) else layers or []:
         check_eligible(loaded.model, layer)  # fail before any image, not once per image
     class_index, versus = shared.target_of(engine, args)
@@ -145,7 +146,7 @@ def batch(args) -> int:
         print(f"Interrupted after {done} of {len(paths)} images; results.csv lists them.", file=sys.stderr)
         return 130
     failed = sum(1 for row in rows if (row.error if hasattr(row, "error") else row.get("error")))
-    print(f"{len(rows) - failed} of {len(rows)} images explained with {cams.method(args.method).title} → {out_dir}",
+    print(f"{len(rows) - failed} of {len(rows)} images explained with {options['method'].title} → {out_dir}",
           file=sys.stderr)
     return 1 if failed else 0
 

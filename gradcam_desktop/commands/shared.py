@@ -16,6 +16,8 @@ from ..core.gradcam import GradCam
 from ..core.images import LoadedImage, load_image
 from ..core.models import LoadedModel, load_model
 
+#: The method when --method is not given (a file that shows no layers gets the first it can run).
+DEFAULT_METHOD = "gradcam"
 #: Unicode categories that break a line or drive a terminal: controls (\n, \r, ESC, DEL …), U+2028, U+2029.
 _LINE_BREAKING = frozenset(("Cc", "Zl", "Zp"))
 
@@ -101,12 +103,13 @@ def load_picture(path: str | Path) -> LoadedImage:
 # -- the map options of explain and batch -------------------------------------------------
 def map_options(args) -> dict:
     """The engine's options from the arguments; the checks that need no model (one line each)."""
-    chosen = cams.method(args.method)
+    chosen = cams.method(args.method or DEFAULT_METHOD)
     if args.versus is not None and args.counterfactual:
         raise MethodError("--versus and --counterfactual cannot be combined: a map explains one score.")
     # --baseline is "fill_baseline" where it is the hidden pixels' value (trust's --baseline is a curve).
-    options = chosen.check_options({name: getattr(args, "fill_baseline" if name == "baseline" else name, None)
-                                    for name in cams.OPTION_NAMES})
+    given = {name: getattr(args, "fill_baseline" if name == "baseline" else name, None) for name in cams.OPTION_NAMES}
+    # Without --method the method is settled once the model is open (settle_method checks them then).
+    options = chosen.check_options(given) if args.method else {k: v for k, v in given.items() if v is not None}
     for name in ("max_channels", "window", "stride", "steps", "samples"):
         if name in options and options[name] < 1:
             raise MethodError(f"--{name.replace('_', '-')} must be 1 or more, not {options[name]}.")
@@ -115,6 +118,21 @@ def map_options(args) -> dict:
     layers = list(dict.fromkeys(args.layer or []))  # a layer named twice would only weigh double
     return {"layer": None if not layers else layers[0] if len(layers) == 1 else layers, "method": chosen,
             "counterfactual": bool(args.counterfactual), "method_options": options}
+
+
+def settle_method(engine: GradCam, args, options: dict) -> cams.Method:
+    """Set ``options["method"]`` (``map_options``) to the method to run and return it: the one asked for
+    (refused in one line when the model cannot run it), or, when none was asked for and the model
+    cannot run Grad-CAM (a file that shows no layers), the first one it can — said in a note. Its
+    options are checked against it."""
+    chosen = options["method"]
+    if args.method is None and not engine.offers(chosen):
+        chosen = next(m for m in cams.METHODS.values() if engine.offers(m))
+        note(f"{engine.loaded.display_name} shows no layers: explained with {chosen.title} "
+             f"(choose another with --method; `gradcam methods` says what each needs).")
+    options["method"] = engine.check_method(chosen)
+    options["method_options"] = chosen.check_options(options.get("method_options"))
+    return chosen
 
 
 def target_of(engine: GradCam, args) -> tuple[int | None, int | None]:
@@ -126,7 +144,7 @@ def target_of(engine: GradCam, args) -> tuple[int | None, int | None]:
 
 def method_notes(args) -> list[str]:
     """Eigen-CAM's map is the same for every class: say so when a class or score was asked for."""
-    chosen = cams.method(args.method)
+    chosen = cams.method(args.method or DEFAULT_METHOD)
     asked = [flag for flag, given in (("--class", args.cls is not None), ("--versus", args.versus is not None),
                                       ("--counterfactual", args.counterfactual)) if given]
     if chosen.class_specific or not asked:

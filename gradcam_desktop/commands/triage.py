@@ -43,15 +43,16 @@ def run(args) -> int:
     """Predict every labelled picture, write triage.csv, confusion.csv and the maps asked for; print the summary.
     --out-dir is checked first and created once the model has opened."""
     shared.check_output_path(args.out_dir, "--out-dir", folder=True)
-    method = cams.method(args.method).name  # an unknown method fails before the model loads
+    chosen = cams.method(args.method or shared.DEFAULT_METHOD)  # an unknown method fails before the model loads
     loaded = shared.open_model(args)
     if args.layer:
         check_eligible(loaded.model, args.layer)
     labels = read_labels(args.source, loaded.class_names)
     if labels.warning:
         print(f"Warning: {labels.warning}", file=sys.stderr)
-    out_dir = make_out_dir(args.out_dir)
     engine = GradCam(loaded)
+    method = shared.settle_method(engine, args, {"method": chosen}).name if args.explain != "none" else chosen.name
+    out_dir = make_out_dir(args.out_dir)
     pictures = labels.pictures
     # "square-img001": a class folder's name keeps apart the many img001.jpg of a labelled folder.
     stems = files.unique_stems([f"{Path(p.path).parent.name}-{Path(p.path).name}" for p in pictures])

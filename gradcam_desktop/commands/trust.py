@@ -20,6 +20,9 @@ __all__ = ["TRUST_FIELDS", "figures", "run", "summary"]
 #: The columns ``gradcam batch --trust`` adds to results.csv.
 TRUST_FIELDS = ["deletion_auc", "insertion_auc", "average_drop", "increase_in_confidence", "sanity_spearman"]
 WORDS = {GREEN: "good", YELLOW: "weak", RED: "poor"}
+#: Why a black box's report has no sanity check.
+SANITY_BLACK_BOX = ("no sanity check: it re-draws the model's weights layer by layer, and this file shows "
+                    "neither layers nor weights.")
 MARKS = {GREEN: "✔", YELLOW: "•", RED: "✘"}
 
 
@@ -28,6 +31,7 @@ def run(args) -> int:
     options = shared.map_options(args)
     loaded = shared.open_model(args)
     engine = GradCam(loaded)
+    shared.settle_method(engine, args, options)
     class_index, versus = shared.target_of(engine, args)
     image = shared.load_picture(args.image)
     result = engine.explain(image, class_index=class_index, versus=versus, **options)
@@ -72,6 +76,8 @@ def run(args) -> int:
     if report.sanity:
         steps = " · ".join(f"{s.randomized[-1]} {_rho(s.spearman)}" for s in report.sanity)
         print(f"  sanity steps (down to the layer last re-drawn): {steps}")
+    elif not args.no_sanity and engine.model is None:
+        shared.note(SANITY_BLACK_BOX)
     return 0
 
 

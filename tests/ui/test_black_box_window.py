@@ -98,17 +98,36 @@ def test_choosing_rise_with_a_click_and_a_keras_model_afterwards(qtbot, window, 
     assert shown.args[0].method == "gradcam" and shown.args[0].layer == window.model_info().default_layer
 
 
-def test_open_model_dialog_offers_and_opens_onnx_and_tflite(qtbot, window, exports, monkeypatch):
+@pytest.mark.parametrize("kind", ["tflite", "onnx", "savedmodel"])
+def test_each_format_opens_from_the_file_menu(qtbot, window, exports, monkeypatch, kind):
+    """File → Open Model… for the files (its first filter lists them), File → Open SavedModel Folder… for
+    an exported SavedModel's folder."""
+    path = _path(exports, kind)
     asked = []
 
     def choose(parent, caption, folder, filters, *rest, **kw):
         asked.append(filters)
-        return str(exports.tflite), filters.split(";;")[0]
+        return str(path), filters.split(";;")[0]
 
     monkeypatch.setattr(QFileDialog, "getOpenFileName", choose)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(path))
+    action = window.acts.open_savedmodel if kind == "savedmodel" else window.acts.open_model
     with qtbot.waitSignal(window.worker.modelLoaded, timeout=TIMEOUT):
-        window.acts.open_model.trigger()
-    first = asked[0].split(";;")[0]
-    assert "*.onnx" in first and "*.tflite" in first and "*.keras" in first
+        action.trigger()
+    if kind != "savedmodel":
+        first = asked[0].split(";;")[0]
+        assert "*.onnx" in first and "*.tflite" in first and "*.keras" in first
     qtbot.waitUntil(lambda: window.model_info() is not None, timeout=TIMEOUT)
-    assert window.model_info().source == str(exports.tflite) and window.model_info().file_format == "tflite"
+    assert window.model_info().source == str(path) and window.model_info().file_format == kind
+    assert "shows no layers" in window.ui.layer_tree.empty_text()
+
+
+def test_trust_of_a_black_box_says_why_there_is_no_sanity_check(qtbot, window, exports, picture):
+    with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT):
+        drop_paths(window, [exports.tflite, picture])
+    with qtbot.waitSignal(window.trust.reportShown, timeout=TIMEOUT) as shown:
+        QTest.keyClick(window, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)
+    outcome = shown.args[0]
+    assert outcome.report.sanity == [] and 0.0 <= outcome.report.deletion_auc <= 1.0
+    sentence = window.trust.panel.cards["sanity"].sentence.text()
+    assert "shows neither layers nor weights" in sentence

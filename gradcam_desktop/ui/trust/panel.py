@@ -234,9 +234,10 @@ class TrustPanel(QWidget):
         self._header.setVisible(bool(text))
 
     def show_outcome(self, outcome: TrustOutcome, *, class_name: str, original: np.ndarray,
-                     picture: np.ndarray | None, versus_name: str | None = None) -> None:
+                     picture: np.ndarray | None, versus_name: str | None = None, layers: bool = True) -> None:
         """The report ``outcome`` of the map ``original`` (raw) of ``picture`` (RGB), explaining ``class_name``
-        (rather than ``versus_name`` for a "rather than" map; an "against" map is read as one: ``report.kind``)."""
+        (rather than ``versus_name`` for a "rather than" map; an "against" map is read as one: ``report.kind``).
+        ``layers`` False: the model is a file that shows no layers (no sanity check can re-draw them)."""
         self._outcome = outcome
         report = outcome.report
         self.show_message("")
@@ -246,7 +247,10 @@ class TrustPanel(QWidget):
         for key, card in self.cards.items():
             card.set_verdict(said.get(key), numbers[key])
         if "sanity" not in said:
-            self.cards["sanity"].sentence.setText("The sanity check was not run.")
+            self.cards["sanity"].sentence.setText(
+                "The sanity check was not run." if layers else
+                "No sanity check for this model: it re-draws the model's weights layer by layer, and this file "
+                "shows neither layers nor weights.")
         # The axis is short: "'circle' vs 'star'" for the share of a "rather than" map (the full words are below).
         label = f"'{class_name}' vs '{versus_name}'" if report.kind == "versus" and versus_name else f"p('{class_name}')"
         self.plots["deletion"].set_curves(report.deletion_curve, outcome.random_deletion, label=label,

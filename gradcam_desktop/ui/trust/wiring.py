@@ -192,8 +192,10 @@ class TrustController(QObject):
         result = self._result
         assert result is not None and self.panel is not None
         self._shown_key = outcome.key
+        info = self.window.model_info()
         self.panel.show_outcome(outcome, class_name=result.class_name, original=result.raw, picture=self._picture,
-                                versus_name=result.versus_name)
+                                versus_name=result.versus_name,
+                                layers=info is None or info.shows_layers)
         self._set_title(result)
         self.reportShown.emit(outcome)
 
