@@ -269,7 +269,7 @@ def explain_batch(engine, sources: Sequence[str | os.PathLike[str] | LoadedImage
     if write_ahead is None:
         write_ahead = 0 if one_by_one else group_size
     options = {"layer": layer, "method": method, "versus": versus, "counterfactual": counterfactual,
-               "max_channels": max_channels, "method_options": method_options}
+               "max_channels": max_channels, **({"method_options": method_options} if method_options else {})}
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gradcam-batch")
     pending: deque[_Item] = deque()
     batch_size = balanced_size(len(sources), group_size)  # every later group is this size or one less

@@ -108,6 +108,10 @@ class Supervisor:
         self._doing = ""
         return f"The engine {how}{f' while {doing}' if doing else ''}; {after}", pending, reopen
 
+    def waiting(self) -> bool:
+        """Whether the engine owes an answer (a request it took and has not answered)."""
+        return bool(self._pending)
+
     def give_up(self) -> bool:
         """True when engines die before answering anything, again and again: start no more."""
         return self._deaths >= MAX_STARTS

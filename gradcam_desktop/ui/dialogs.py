@@ -65,6 +65,23 @@ It is <b>the same map for every class</b> and every score.</li>
 how much of the score remains. It runs the model once per feature map, so it takes a while
 (progress in the status bar); clicking elsewhere stops it.</li>
 </ul>
+<p>These look at the picture's <i>pixels</i>, not at a layer: they answer <i>which pixels</i> move the
+score, which is not always where the object is.</p>
+<ul>
+<li><b>Saliency</b>: how much a small change of each pixel would move the score. Sharp but noisy.</li>
+<li><b>Integrated Gradients</b>: the score's rise from a black picture to this one, shared out among
+the pixels; the map shows the pixels that speak <i>for</i> the class.</li>
+<li><b>SmoothGrad</b>: saliency averaged over noisy copies of the picture: less noise.</li>
+<li><b>Guided Backprop</b>: crisp edges, but it looks much the same for every class.</li>
+<li><b>Guided Grad-CAM</b>: Guided Backprop's pixels inside Grad-CAM's region.</li>
+</ul>
+<p>These need only the model's answers, so they also explain models whose layers cannot be seen
+(an ONNX or TensorFlow Lite file, an exported SavedModel):</p>
+<ul>
+<li><b>Occlusion</b>: hides one square at a time and measures how much the score drops.</li>
+<li><b>RISE</b>: thousands of random masks, each weighed by the score it leaves. Black masks can
+look like shapes to a model: compare it with a CAM before trusting it.</li>
+</ul>
 <h3>Evidence for, rather than, against</h3>
 <p>Under the classes, <b>Evidence</b> chooses the question the map answers. <b>For the class</b>:
 what in the picture raises its score. <b>For it, rather than</b> another class: what raises its

@@ -55,6 +55,10 @@ __all__ = ["CancelJob", "Explain", "ExplainGrid", "ExportAll", "ForgetImages", "
 
 log = logging.getLogger(__name__)
 
+#: How long the engine may stay silent while it owes an answer before it is taken for hung (a black-box
+#: runtime, or a model's own code, that never returns) and replaced: every job reports each step
+#: (~0.15 s), so only one call that never ends is this quiet. GRADCAM_DESKTOP_HANG_SECONDS overrides it.
+HANG_SECONDS = 300.0
 #: How long a stopping engine may take to finish its step before it is killed.
 STOP_SECONDS = 20.0
 #: The maps the window keeps a copy of, for a new engine if this one dies (the engine's own cache
@@ -120,6 +124,8 @@ class GradCamWorker(QThread):
         self._kept = MapCache(KEPT_MAPS, KEPT_MAP_BYTES)  # maps received, for a new engine (worker thread only)
         self.host: EngineHost | None = None
         self.restarts = 0
+        self._heard = 0.0  # time.monotonic() of the engine's last event (or of the first request it owes)
+        self._hung = ""  # why the engine was ended by the watchdog, until _recover says it
         self._parking: int | None = None  # the Reset that readies the engine for the next window
         # If this worker adopts a parked engine: made now, so its id is below every request of ours
         # (the engine drops requests with smaller ids: the previous window's).
@@ -235,12 +241,23 @@ class GradCamWorker(QThread):
             self.ready.emit({"error": f"The engine could not be started ({exc}); see the log at {log_path()}."})
             return
         deadline: float | None = None
+        hang = _hang_seconds()
+        self._heard = time.monotonic()
         try:
             while True:
                 if self._stopping.is_set() and deadline is None:
                     deadline = time.monotonic() + STOP_SECONDS
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if deadline is None and self.supervisor.waiting() and isinstance(self.host, ProcessHost):
+                    timeout = max(0.0, self._heard + hang - time.monotonic())  # a thread cannot be ended
                 ready = wait_for([self.host.connection, self._wake_read], timeout)
+                if not ready and deadline is None:  # silent for `hang` seconds while it owes an answer
+                    log.error("the engine did not answer for %.0f s; ending it", hang)
+                    self._hung = f"stopped answering for {hang:.0f} s"
+                    self.host.kill()
+                    if not self._recover():
+                        break
+                    continue
                 if not ready:  # stopping, and the engine did not finish in time
                     log.error("the engine did not stop within %.0f s; killing it", STOP_SECONDS)
                     self.host.kill()
@@ -296,6 +313,8 @@ class GradCamWorker(QThread):
                 for unsent in waiting[index:]:  # the engine is gone: sent to the next one
                     self._outbox.put(unsent)
                 return
+            if not self.supervisor.waiting():
+                self._heard = time.monotonic()  # the silence that counts starts with the first request owed
             self.supervisor.sent(request)
 
     def _live(self) -> EngineHost:
@@ -310,6 +329,7 @@ class GradCamWorker(QThread):
             name, args = transport.receive(self._live().connection)
         except (EOFError, OSError):
             return False
+        self._heard = time.monotonic()
         self.supervisor.received(name, args)
         if name == "ready" and self._parking is not None and isinstance(self.host, ProcessHost):
             park(self.host)
@@ -354,6 +374,8 @@ class GradCamWorker(QThread):
         if dead.ended() is None:
             dead.wait(5.0)
             how = dead.ended() or how
+        if self._hung:  # ended here because it hung: say that, not how it was ended
+            how, self._hung = self._hung, ""
         line, lost, reopen = self.supervisor.lost(how)
         log.error("%s", line)
         self._close_host()
@@ -374,6 +396,7 @@ class GradCamWorker(QThread):
             log.exception("no new engine could be started")
             self.engineLost.emit(f"The engine could not be started again ({exc}); see the log at {log_path()}.")
             return False
+        self._heard = time.monotonic()
         request = self.supervisor.restore(pictures, reopen)
         request.maps = [result for key in self._kept.keys() if key[0] in self.pictures
                         and (result := self._kept.get(key)) is not None]
@@ -391,3 +414,11 @@ class GradCamWorker(QThread):
         if host.ended() is None and not host.wait(STOP_SECONDS if self._stopping.is_set() else 0.5):
             host.kill()
         host.close()
+
+
+def _hang_seconds() -> float:
+    """HANG_SECONDS, or GRADCAM_DESKTOP_HANG_SECONDS (tests use a few seconds)."""
+    try:
+        return max(1.0, float(os.environ.get("GRADCAM_DESKTOP_HANG_SECONDS", HANG_SECONDS)))
+    except ValueError:
+        return HANG_SECONDS

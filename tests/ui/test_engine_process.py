@@ -263,3 +263,67 @@ def test_a_model_whose_file_is_gone_is_not_reopened_and_the_window_says_so(qtbot
     qtbot.waitUntil(lambda: window.model_info() is None, timeout=TIMEOUT)
     assert "gone.keras could not be opened again" in window.ui.status_label.text()
     assert len(window.images()) == len(pictures)  # the pictures stay
+
+
+HANGING_LAYER = textwrap.dedent('''
+    import time
+
+    import keras
+    import tensorflow as tf
+
+    @keras.saving.register_keras_serializable(package="HangTest")
+    class HangOnFlat(keras.layers.Layer):
+        """Passes pictures through; never returns on a flat, non-black one (a runtime that hangs)."""
+
+        def call(self, x):
+            def check(batch):
+                flat = batch.reshape(len(batch), -1)
+                if ((flat.std(axis=1) == 0) & (flat.mean(axis=1) > 0)).any():
+                    time.sleep(3600)
+                return batch
+
+            y = tf.numpy_function(check, [x], x.dtype)
+            y.set_shape(x.shape)
+            return y
+''')
+#: The silence after which the test's engine is taken for hung: well above a small model's first
+#: trace on a loaded machine (a few seconds), far below the hour the layer sleeps.
+TEST_HANG_SECONDS = 25
+
+
+def test_a_model_that_hangs_on_one_picture_is_ended_with_one_line_and_the_rest_still_map(
+        qtbot, tmp_path, pictures, monkeypatch):
+    import keras
+
+    from gradcam_desktop.ui.custom_layers import load_custom_layers
+
+    monkeypatch.setenv("GRADCAM_DESKTOP_HANG_SECONDS", str(TEST_HANG_SECONDS))
+    monkeypatch.setenv("GRADCAM_DESKTOP_REUSE_ENGINE", "0")  # this window's engine is its own
+    layers = tmp_path / "hanging_layers.py"
+    layers.write_text(HANGING_LAYER, encoding="utf-8")
+    hang_on_flat = runpy.run_path(str(layers))["HangOnFlat"]
+    inputs = keras.Input((24, 24, 3))
+    x = hang_on_flat(name="guard")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    keras.Model(inputs, keras.layers.Dense(3, name="logits")(x)).save(tmp_path / "stuck.keras")
+    white = _png(tmp_path / "white.png", np.full((40, 40, 3), 255, np.uint8))
+
+    window = shown_window(qtbot, 1280, 800)
+    with qtbot.waitSignal(window.worker.jobFinished, timeout=TIMEOUT):
+        load_custom_layers(window, layers)
+    with qtbot.waitSignal(window.worker.modelLoaded, timeout=TIMEOUT):
+        window.open_model(tmp_path / "stuck.keras")
+    _map_of(qtbot, window, lambda: window.open_images([str(pictures[0]), str(white), str(pictures[1])]))
+    pid = window.worker.engine_pid()
+    lines = []
+    window.engineLost.connect(lines.append)
+    with qtbot.waitSignal(window.engineLost, timeout=TIMEOUT + TEST_HANG_SECONDS * 1000):
+        QTest.keyClick(window.ui.view, Qt.Key.Key_Right)  # to white.png, whose map never returns
+    _wait_engine_back(qtbot, window, pid)
+    assert len(lines) == 1 and f"stopped answering for {TEST_HANG_SECONDS} s" in lines[0]
+    assert "white.png" in lines[0] and "stuck.keras" in lines[0]
+    qtbot.waitUntil(lambda: window.model_info() is not None, timeout=TIMEOUT)
+    after = _map_of(qtbot, window, lambda: QTest.keyClick(window.ui.view, Qt.Key.Key_Right))
+    assert after.image == str(pictures[1]) and np.isfinite(after.raw).all()
+    assert len(window.images()) == 3

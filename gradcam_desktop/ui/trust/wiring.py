@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QWidget
 
-from gradcam_desktop.core import annotate
+from gradcam_desktop.core import cams
 from gradcam_desktop.core.types import MapResult
 from gradcam_desktop.ui.actions import insert_after
 from gradcam_desktop.ui.explore.caption import pane_title
@@ -233,7 +233,9 @@ class TrustController(QObject):
         """The dock's title: which map the panel is about (the picture may have changed since)."""
         image = self.window.current_image()
         name = image.name if image is not None and result is not None and image.key == result.image_key else ""
-        about = [pane_title(result), annotate.where(result), name] if result is not None else []
+        where = "input pixels" if result is not None and result.layer == cams.INPUT_LAYER else \
+            f"layer {result.layer}" if result is not None else ""
+        about = [pane_title(result), where, name] if result is not None else []
         self.dock.setWindowTitle(" · ".join([TITLE] + [part for part in about if part]))
         self.dock.toggleViewAction().setText(TITLE)  # the dock gave the action its new title: the action keeps its words
 
