@@ -159,6 +159,9 @@ class MapResult:
     #: A pixel method's signed attribution at the model input, (H, W, C), or (H, W) for occlusion and
     #: RISE (``raw`` is its display reduction, ≥ 0); what ``--heatmap`` writes. None for a layer's map.
     attribution: np.ndarray | None = None
+    #: The query this map answers (session.requests.MapSpec: picture, layer, class, method, score),
+    #: carried back unchanged by the session's engine; None from the core alone.
+    query: Any = None
 
     @property
     def score_kind(self) -> str:

@@ -462,9 +462,10 @@ class Engine:
                                    lambda job_id, _i, message: self._emit("failed", job_id, message),
                                    group="view" if request.supersedable else None, log_hint=self._log_hint))
             return
-        self._emit("busy", f"Computing the map for {image.name} at layer {spec.layer}…")
+        where = f"at layer {spec.layer}" if cams.method(spec.method).uses_layer else "on its pixels"
+        self._emit("busy", f"Computing the map for {image.name} {where}…")
         result = maps.compute(spec)
-        self._emit("mapReady", request.id, result.with_(request_id=request.id))
+        self._emit("mapReady", request.id, result.with_(request_id=request.id, query=spec))
         if request.supersedable and self._precompute_enabled:
             plan = Precompute.after(spec, result, maps.generation, PRECOMPUTE_TOP)
             self._scheduler.add_job(PrecomputeJob(plan, self._cache, maps.precompute, delay=PRECOMPUTE_DELAY))

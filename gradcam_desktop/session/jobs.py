@@ -124,9 +124,10 @@ class MapJob(Job):
             return self._next < len(self.cells)
         self._seconds += time.perf_counter() - start
         if result is not None:
-            seconds = self._seconds
+            seconds, query = self._seconds, self._spec or self.cells[index]  # the query resolved (layer, class)
             self._end_cell()
-            self._deliver(self.id, index, result.with_(request_id=self.id, seconds=0.0 if result.cached else seconds))
+            self._deliver(self.id, index, result.with_(request_id=self.id, seconds=0.0 if result.cached else seconds,
+                                                       query=query))
         return self._next < len(self.cells)
 
     def _advance(self, index: int) -> Any:

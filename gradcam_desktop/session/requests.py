@@ -104,6 +104,12 @@ class Explain:
     def spec(self) -> MapSpec:
         return MapSpec(self.image_key, self.layer, self.class_index, self.method, self.versus, self.counterfactual)
 
+    @classmethod
+    def of(cls, spec: MapSpec, supersedable: bool = True) -> Explain:
+        """The request for the map ``spec`` names."""
+        return cls(spec.image_key, spec.layer, spec.class_index, supersedable, spec.method, spec.versus,
+                   spec.counterfactual)
+
 
 @dataclass
 class ExplainGrid:

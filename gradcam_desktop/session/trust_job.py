@@ -42,7 +42,10 @@ TRUST_OPTIONS = {"steps": 50, "baseline": True, "sanity": True, "sanity_steps": 
 STEP_SECONDS = 0.15
 
 def spec_of(result: MapResult) -> MapSpec:
-    """The ``MapSpec`` of a map the worker sent (picture, layer, class, method and score)."""
+    """The ``MapSpec`` of a map the worker sent (picture, layer, class, method and score): the query it
+    answered, with the layer and class it resolved to."""
+    if isinstance(result.query, MapSpec) and result.query.layer is not None and result.query.class_index is not None:
+        return result.query
     return MapSpec(str(result.image_key), result.layer, result.class_index, result.method, result.versus_index,
                    bool(result.counterfactual))
 

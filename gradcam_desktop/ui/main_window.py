@@ -21,7 +21,9 @@ from PySide6.QtWidgets import QApplication, QMainWindow, QWidget
 from gradcam_desktop import __version__
 from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.types import MapResult, ModelSpec
+from gradcam_desktop.core import cams
 from gradcam_desktop.session.records import ModelInfo, Picture
+from gradcam_desktop.session.state import SessionState
 from gradcam_desktop.ui import actions, clipboard, dialogs, dnd, export, layout, status_text
 from gradcam_desktop.ui.explore import caption
 from gradcam_desktop.ui.compare import wiring as compare_wiring
@@ -59,12 +61,9 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self.versions: dict = {"app": __version__, "python": platform.python_version(),
                                "qt": qVersion(), "pyside": PySide6.__version__}
         self._ready = False
-        self._model: ModelInfo | None = None
+        #: What is open and chosen (model, pictures, current picture, layer, kept class): the views follow it.
+        self.state = SessionState()
         self._nodes: dict = {}
-        self._images: list[Picture] = []
-        self._index = -1
-        self._layer: str | None = None
-        self._class: int | None = None  # None: each picture's top class
         self._want: int | None = None  # the only map request whose answer is shown
         self._shown: MapResult | None = None
         self._probabilities_for: tuple | None = None
@@ -138,7 +137,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
     def output_style(self) -> OutputStyle:
         """How exported pictures look now: alpha, colours, burnt-in caption (if chosen), sidecar extras."""
         return export.output_style(self.ui.alpha_slider.value() / 100.0, self.ui.colormap_box.currentText(),
-                                   burn_in=self.acts.burn_in.isChecked(), model=self._model, versions=self.versions)
+                                   burn_in=self.acts.burn_in.isChecked(), model=self.state.model, versions=self.versions)
 
     def export_overlay(self, path: str | Path) -> Path | None:
         """Write the shown overlay (image resolution), raw map, display map and JSON sidecar."""
@@ -146,26 +145,27 @@ class MainWindow(dnd.DropTarget, QMainWindow):
 
     def export_all(self, folder: str | Path) -> ExportAllRun | None:
         """Write <stem>.png + <stem>.json for every loaded picture and results.csv into ``folder`` (worker job)."""
-        if not self._model or not self._images:
+        if not self.state.model or not self.state.pictures:
             self.show_error("Open a model and some pictures before exporting them.")
             return None
-        self._batch = start_export_all(self, folder, layer=self._layer, class_index=self._class, **self.choice.options())
+        self._batch = start_export_all(self, folder, layer=self.state.layer, class_index=self.state.kept_class,
+                                       **self.choice.options())
         return self._batch
 
     def images(self) -> list[Picture]:
         """The open pictures (key, name, path, notices, thumb; rgb read when asked)."""
-        return list(self._images)
+        return list(self.state.pictures)
 
     def shown_result(self) -> MapResult | None:
         """The result of the map on screen (raw, display, layer, class, prediction, ...), or None."""
         return self._shown
 
     def current_image(self) -> Picture | None:
-        return self._images[self._index] if 0 <= self._index < len(self._images) else None
+        return self.state.pictures[self.state.index] if 0 <= self.state.index < len(self.state.pictures) else None
 
     def model_info(self) -> ModelInfo | None:
         """The open model's description (source, display_name, layers, class_names, ...), or None."""
-        return self._model
+        return self.state.model
 
     def engine_ready(self) -> bool:
         """True once TensorFlow has started on the worker thread."""
@@ -173,7 +173,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
 
     def kept_class(self) -> int | None:
         """The class kept from picture to picture, or None when each picture's top class is shown."""
-        return self._class
+        return self.state.kept_class
 
     def map_choice(self) -> dict:
         """The method and score maps are asked with: {"method", "versus", "counterfactual"}."""
@@ -186,67 +186,66 @@ class MainWindow(dnd.DropTarget, QMainWindow):
     # -- commands ------------------------------------------------------------------------------
     def show_image(self, index: int) -> None:
         """Show picture ``index`` and ask for its map with the current layer and class."""
-        if not 0 <= index < len(self._images):
+        if not 0 <= index < len(self.state.pictures):
             return
-        image = self._images[index]
+        image = self.state.pictures[index]
         rgb = image.rgb
         if rgb is None:  # its file was moved or deleted since it was opened, and the cache had let it go
             self.show_error(status_text.picture_gone(image))
             return
-        self._index = index
+        self.state.select(index)
         self._show_result(None)
         self.ui.view.set_image(rgb)
         self.ui.strip.set_current(index)
-        self.set_status(status_text.image_shown(image, index, len(self._images)))
+        self.set_status(status_text.image_shown(image, index, len(self.state.pictures)))
         self._request_map()
         # The pictures a step away: decoded off the UI thread now, so stepping to them does not decode here.
-        self.worker.prefetch([self._images[i].key for i in (index + 1, index - 1) if 0 <= i < len(self._images)])
+        self.worker.prefetch([self.state.pictures[i].key for i in (index + 1, index - 1) if 0 <= i < len(self.state.pictures)])
 
     def remove_image(self, index: int) -> None:
         """Close picture ``index``: the next one (else the previous) is shown; none left, the view empties.
         The worker drops its pixels, source and maps."""
-        if not 0 <= index < len(self._images):
+        state = self.state
+        was_current = index == state.index
+        removed = state.remove(index)
+        if removed is None:
             return
-        removed = self._images.pop(index)
         self.ui.strip.remove_row(index)
         self.worker.forget_images([removed.key])
-        if not self._images:
-            self._index, self._want = -1, None
+        if not state.pictures:
+            self._want = None
             self._show_result(None)
             self.ui.view.clear()
-            self.ui.compare.clear()
             self.ui.prediction_label.clear()
             self.ui.time_label.clear()
             self.map_progress.clear()
-            self.trust.reset()
-            self.set_status(status_text.no_pictures(self._model))
-        elif index < self._index:
-            self._index -= 1
-            self.ui.strip.set_current(self._index)
-            self.set_status(status_text.image_shown(self._images[self._index], self._index, len(self._images)))
-        elif index == self._index:
-            self.show_image(min(index, len(self._images) - 1))
+            self.set_status(status_text.no_pictures(state.model))
+        elif was_current:
+            self.show_image(state.index)
+        else:
+            self.ui.strip.set_current(state.index)
+            self.set_status(status_text.image_shown(state.pictures[state.index], state.index, len(state.pictures)))
 
     def step_image(self, step: int) -> None:
         """Previous/next picture; layer, class, alpha, colormap and zoom stay as they are."""
-        if self._images:
-            self.show_image(min(max(self._index + step, 0), len(self._images) - 1))
+        if self.state.pictures:
+            self.show_image(min(max(self.state.index + step, 0), len(self.state.pictures) - 1))
 
     def keep_class(self, index: int) -> None:
         """Explain class ``index`` on this picture and the next ones."""
-        self._class = index
+        self.state.choose(kept_class=index)
         self.ui.class_list.set_kept(True)
         self._request_map()
 
     def follow_top_class(self) -> None:
         """Explain each picture's own top class again."""
-        self._class = None
+        self.state.choose(kept_class=None)
         self.ui.class_list.set_kept(False)
         self._request_map()
 
     def open_map(self, layer: str, class_index: int, method: str) -> None:
         """Show this map in the main view, keeping the class (a click on a compare cell)."""
-        self._layer, self._class = layer, class_index
+        self.state.choose(layer=layer, kept_class=class_index)
         self.ui.layer_tree.show_path(layer)
         self.ui.class_list.set_kept(True)
         self.acts.compare.setChecked(False)
@@ -295,15 +294,15 @@ class MainWindow(dnd.DropTarget, QMainWindow):
     def _on_model(self, request: int, info: ModelInfo) -> None:
         if not self._opener.loaded(request):
             return  # a newer model was asked for meanwhile
-        self._model = info
         self._nodes = nodes_by_path(info.layers)
-        self._layer, self._class, self._probabilities_for = info.default_layer, None, None
+        self._probabilities_for = None
+        self.state.set_model(info)
         self._show_model(info)
         self.choice.set_offered(info.methods)
         self.choice.set_classes(info.class_names)
         self.settings.add_recent_model(info.source)
         self._fill_recent_menu()
-        self.set_status(status_text.model_ready(info, bool(self._images)))
+        self.set_status(status_text.model_ready(info, bool(self.state.pictures)))
         self._request_map()
 
     def _show_model(self, info: ModelInfo | None) -> None:
@@ -318,19 +317,21 @@ class MainWindow(dnd.DropTarget, QMainWindow):
             return
         ui.layer_tree.set_layers(info.layers, info.default_layer)
         ui.layer_tree.set_empty_text(status_text.no_layers(info))
-        if self._layer is not None and self._layer != info.default_layer:
-            ui.layer_tree.show_path(self._layer)
+        if self.state.layer is not None and self.state.layer != info.default_layer:
+            ui.layer_tree.show_path(self.state.layer)
         ui.class_list.set_classes(info.class_names)
-        ui.class_list.set_kept(self._class is not None)
+        ui.class_list.set_kept(self.state.kept_class is not None)
         self.setWindowTitle(f"{info.display_name} — Grad-CAM Desktop")
         ui.layers_dock.setWindowTitle(f"Layers of {info.display_name}")
         self._fit_docks_later()
 
     def _model_requested(self, label: str) -> None:
         """Another model is opening (``ModelOpener``): nothing on screen may show the old one's data
-        meanwhile — no map, caption, layers, classes, prediction, compare grid, trust report or triage."""
+        meanwhile — no map, caption, layers, classes, prediction here; the compare grid, trust report
+        and triage follow ``state`` and clear themselves."""
         ui = self.ui
         self._want, self._probabilities_for = None, None  # the old model's maps in flight are not shown
+        self.state.open_requested(label)
         self._show_result(None)
         ui.caption.show_note(f"Opening model {label}…")
         ui.view.set_map(None)
@@ -338,24 +339,22 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         ui.class_list.clear()
         ui.prediction_label.clear()
         ui.time_label.clear()
-        ui.compare.clear()
         self.map_progress.clear()
-        self.trust.reset()
         self.setWindowTitle(f"Opening {label}… — Grad-CAM Desktop")
         ui.layers_dock.setWindowTitle("Layers")
         self.modelRequested.emit(label)
 
     def _model_not_opened(self) -> None:
         """The model asked for did not open: the one still loaded (if any) is shown again, as it was."""
-        self._show_model(self._model)
+        self.state.open_failed()
+        self._show_model(self.state.model)
         self._request_map()
 
     def _on_refused(self, request: int, _message: str, trustable: bool) -> None:
         self._opener.refused(request, trustable)
 
     def _on_images(self, request: int, items: list) -> None:
-        first_new = len(self._images)
-        self._images.extend(items)
+        first_new = self.state.add(items)
         self.ui.strip.add_images(items)
         self._pictures.loaded(request)
         if items:
@@ -371,7 +370,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         if self.choice.learned(result):
             self._request_map()  # it told the picture's top class: now the "rather than" map can be asked for
             return
-        model = self._model
+        model = self.state.model
         result = result.with_(image=image.label,
                               model=result.model or (model.source if model else None),
                               preprocess=result.preprocess or (model.preprocess if model else None))
@@ -399,12 +398,13 @@ class MainWindow(dnd.DropTarget, QMainWindow):
             return
         elif request == self._want:
             self.map_progress.clear()
-            if self._shown is not None and self._layer != self._shown.layer:
-                self._layer = self._shown.layer  # no map at the new layer: the tree goes back to the shown one
-                self.ui.layer_tree.show_path(self._layer)
-            if self._shown is None and self._model is not None:  # no map of this picture: no other's predictions
+            shown = self._shown
+            if shown is not None and self.state.layer != shown.layer and shown.layer != cams.INPUT_LAYER:
+                self.state.choose(layer=shown.layer)  # no map at the new layer: the tree goes back to the shown one
+                self.ui.layer_tree.show_path(shown.layer)
+            if self._shown is None and self.state.model is not None:  # no map of this picture: no other's predictions
                 self._probabilities_for = None
-                self.ui.class_list.set_classes(self._model.class_names)
+                self.ui.class_list.set_classes(self.state.model.class_names)
                 self.ui.prediction_label.setText("")
             self.show_error(message)
         else:
@@ -423,9 +423,10 @@ class MainWindow(dnd.DropTarget, QMainWindow):
     def _on_engine_restored(self, info: ModelInfo | None) -> None:
         """A new engine took over: with the same model (nothing changes on screen) or without one."""
         self._restarting = False
-        if info is None and self._model is not None:
-            name = self._model.display_name
-            self._model, self._nodes, self._layer, self._class = None, {}, None, None
+        if info is None and self.state.model is not None:
+            name = self.state.model.display_name
+            self._nodes = {}
+            self.state.set_model(None)
             self._show_model(None)
             self.set_status(f"{name} could not be opened again after the engine stopped; open a model to go on.")
         elif info is not None:
@@ -443,23 +444,25 @@ class MainWindow(dnd.DropTarget, QMainWindow):
     # -- user changes --------------------------------------------------------------------------
     def _on_layer(self, path: str) -> None:
         node = self._nodes.get(path)
-        if node is None or path == self._layer or self._model is None:
+        if node is None or path == self.state.layer or self.state.model is None:
             return
         if not node.eligible:
-            self.set_status(status_text.layer_refused(node, self._model.default_layer, self._layer))
+            self.set_status(status_text.layer_refused(node, self.state.model.default_layer, self.state.layer))
             # After the click has finished selecting the greyed row: select the shown layer again.
-            QTimer.singleShot(0, lambda: self._layer is not None and self.ui.layer_tree.show_path(self._layer))
+            QTimer.singleShot(0, lambda: self.state.layer is not None and self.ui.layer_tree.show_path(self.state.layer))
             return
-        self._layer = path
+        self.state.choose(layer=path)
         self._request_map()
 
     # -- helpers -------------------------------------------------------------------------------
     def _request_map(self) -> None:
+        """Ask for the map the state and the method and score chosen name (``SessionState.query``)."""
         image = self.current_image()
-        if self._model is None or image is None or self._opener.waiting():
+        if image is None or not self.state.ready() or self._opener.waiting():
             return  # while another model opens, the old one would answer
-        self._want = self.worker.explain(image.key, self._layer, self._class,
-                                         **self.choice.request(image.key, self._class))
+        spec = self.state.query(**self.choice.request(image.key, self.state.kept_class))
+        if spec is not None:
+            self._want = self.worker.ask(spec)
 
     def _show_result(self, result: MapResult | None) -> None:
         """The map's words: the caption above the picture and the titles of side-by-side panes."""
@@ -476,7 +479,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self.choice.set_enabled(ready)
         if not ready:
             self.set_status(status_text.with_note(self.settings.note, "Starting TensorFlow…"))
-        elif not self._opener.waiting() and self._model is None:
+        elif not self._opener.waiting() and self.state.model is None:
             self.set_status(status_text.with_note(self.settings.note, "Ready. Open a model and pictures, or drop them here."))
 
     def _fill_recent_menu(self) -> None:

@@ -164,6 +164,11 @@ class GradCamWorker(QThread):
         """
         return self._put(Explain(image_key, layer, class_index, supersedable, method, versus, counterfactual))
 
+    def ask(self, spec: MapSpec, *, supersedable: bool = True) -> int:
+        """Queue the map ``spec`` names (the window's one query type); returns the request id. The
+        answer's ``query`` is that spec with its layer and class resolved."""
+        return self._put(Explain.of(spec, supersedable))
+
     def explain_grid(self, cells: list[MapSpec], *, supersedable: bool = True) -> int:
         """Queue maps for several ``MapSpec``s (the compare grid); returns the id.
 

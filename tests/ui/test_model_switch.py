@@ -162,3 +162,31 @@ def test_custom_layer_refusal_offers_load_custom_layers(qtbot, tmp_path, monkeyp
     QTest.mouseClick(button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: asked == ["Load Custom Layers from a Python File"])  # the menu entry's own dialog
     assert w.findChild(QMessageBox, "customLayersRefusal") is None  # closed (and deleted) first
+
+
+def test_a_model_the_engine_could_not_reopen_clears_every_view_that_follows_the_session(qtbot, demo):
+    """After an engine death, a model whose file is gone is dropped (engineRestored(None)): the views
+    follow the session state, so none keeps showing its data (triage rows, trust report, compare grid)."""
+    w = demo
+    w.acts.compare.setChecked(True)
+    qtbot.waitUntil(lambda: any(c.result is not None for row in w.ui.compare.cells() for c in row), timeout=TIMEOUT)
+    changes = []
+    w.state.subscribe(changes.append)
+    w.worker.engineRestored.emit(None)
+    qtbot.waitUntil(lambda: w.model_info() is None, timeout=TIMEOUT)
+    assert changes == ["model"] and w.state.layer is None and w.state.kept_class is None
+    view = w.triage.view
+    assert view.rows() == [] and "Cleared" in view.status.text() and "Demo shapes" in view.status.text()
+    assert w.trust.panel.outcome() is None
+    assert all(cell.result is None for row in w.ui.compare.cells() for cell in row)
+    assert len(w.images()) == 1  # the pictures stay
+
+
+def test_the_map_shown_carries_the_query_it_answers(demo):
+    """One query type from the widgets to the result: the shown map's ``query`` is, unchanged, the query
+    the session state made (the picture's top class asked for: None); the result says which class that was."""
+    w = demo
+    shown = w.shown_result()
+    assert shown.query == w.state.query(**w.map_choice())
+    assert shown.query.image_key == w.current_image().key and shown.query.layer == "last_conv"
+    assert shown.query.class_index is None and shown.class_index == shown.prediction.top[0][0]

@@ -28,10 +28,16 @@ def attach(window: Any) -> None:
     ui.alpha_slider.valueChanged.connect(lambda value: ui.compare.set_view_state(alpha=value / 100))
     ui.colormap_box.currentTextChanged.connect(lambda name: ui.compare.set_view_state(colormap=name))
     worker.jobPartial.connect(lambda job, part: _on_partial(ui.compare, job, part), Qt.ConnectionType.QueuedConnection)
-    worker.modelLoaded.connect(lambda *_args: ui.compare.clear(), Qt.ConnectionType.QueuedConnection)
+    # The grid follows the session: another model (asked for, opened or gone) or no picture left clears it.
+    window.state.subscribe(lambda change: _follow_state(window, change))
     window.resultShown.connect(lambda result: _show_current(window, result))
     ui.compare.cellActivated.connect(window.open_map)
     window.acts.compare.toggled.connect(lambda on: ui.view_stack.setCurrentWidget(ui.compare if on else ui.view))
+
+
+def _follow_state(window: Any, change: str) -> None:
+    if change == "model" or (change == "pictures" and not window.state.pictures):
+        window.ui.compare.clear()
 
 
 def _show_current(window: Any, result: MapResult) -> None:

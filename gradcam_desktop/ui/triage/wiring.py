@@ -110,7 +110,10 @@ class TriageController(QObject):
         worker.failed.connect(self._on_failed, _Q)  # the request itself refused (no model)
         worker.imagesLoaded.connect(self._on_images, _Q)  # after the window's own slot: images() has them
         worker.failed.connect(self._on_images, _Q)
-        window.modelRequested.connect(self._on_model_requested)
+        # The table follows the session: its rows are one model's; another model asked for, opened or
+        # gone (the engine could not reopen it) clears them.
+        self._model_of_rows: tuple[str, int, str] | None = None  # (source, generation, name): the rows' model
+        window.state.subscribe(self._follow_state)
         view.cancelRequested.connect(self.cancel)
         view.rowChosen.connect(self.show_row)
         view.explainChanged.connect(lambda _k: self._chosen is not None and self.show_row(self._chosen))
@@ -136,6 +139,7 @@ class TriageController(QObject):
             self.sized = True
             self.window.resizeDocks([self.dock], [int(self.window.height() * FIRST_SHARE)], Qt.Orientation.Vertical)
         self.view.start(list(info.class_names))
+        self._model_of_rows = (info.source, info.generation, info.display_name)
         self.view.set_status(f"Reading the labels of {Path(source).name}…")
         self.dock.setWindowTitle(f"Triage — {Path(source).name}")
         self._job = self.window.worker.start_job(TriageRequest(str(source), batch))
@@ -196,17 +200,28 @@ class TriageController(QObject):
     def _on_images(self, request: int, *_answer: Any) -> None:
         self._opening = {path: r for path, r in self._opening.items() if r != request}
 
-    def _on_model_requested(self, _label: str) -> None:
-        """Another model is opening: this run's table and matrix are the old model's, so they go at once."""
+    def _follow_state(self, change: str) -> None:
+        """The model the rows came from is no longer the one open (or another is being opened): clear them."""
+        state = self.window.state
+        if change != "model" or self._model_of_rows is None:
+            return
+        source, generation, name = self._model_of_rows
+        if state.opening is None and state.model is not None and (state.model.source, state.model.generation) == \
+                (source, generation):
+            return  # a model asked for did not open: the rows' model is still the one open
+        self._clear_for_model(name)
+
+    def _clear_for_model(self, model_name: str) -> None:
+        """Another model: this run's table and matrix are the old model's, so they go at once."""
+        self._model_of_rows = None
         if self._job is None and not self.view.rows():
             return
-        info = self.window.model_info()
         self.cancel()
         self._job = None  # its last rows and its end are dropped
         self._chosen = self._compare_for = None
         name = f"“{Path(self._source).name}”" if self._source else "these pictures"
         self.view.clear_for_model(f"Cleared: the results for {name} came from the model "
-                                  f"{info.display_name if info else 'open before'}. Run again to check the model now open.")
+                                  f"{model_name}. Run again to check the model now open.")
         self.dock.setWindowTitle("Triage")
 
     def _on_started(self, job_id: int, info: dict) -> None:

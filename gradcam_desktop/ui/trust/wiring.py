@@ -93,7 +93,8 @@ class TrustController(QObject):
         worker.failed.connect(self._on_failed, _Q)
         worker.jobProgress.connect(self._on_progress, _Q)
         worker.jobFinished.connect(self._on_finished, _Q)
-        worker.modelLoaded.connect(self._on_model, _Q)
+        # The panel follows the session: another model (asked for, opened or gone) or no picture left empties it.
+        window.state.subscribe(self._follow_state)
         window.resultShown.connect(self._on_result)
         dock.visibilityChanged.connect(self._on_visible)
         ui = window.ui
@@ -125,6 +126,10 @@ class TrustController(QObject):
     def reset(self) -> None:
         """No map any more (a new model, no pictures): cancel the job, forget the reports, empty the panel."""
         self._on_model()
+
+    def _follow_state(self, change: str) -> None:
+        if change == "model" or (change == "pictures" and not self.window.state.pictures):
+            self.reset()
 
     def _on_model(self, *_args: Any) -> None:
         self._cancel()
