@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradcam_desktop.core import cams
 from gradcam_desktop.core.errors import GradCamError, ImageLoadError, ModelLoadError, UnsafeModelError
 from gradcam_desktop.core.types import ModelSpec
 from gradcam_desktop.session.engine_modules import import_engine
@@ -253,7 +252,7 @@ class Engine:
             return f"making the map of {picture(item.image_key)} at layer {item.layer or 'the default one'}"
         if isinstance(item, MapJob) and item.cells:
             cell = item.current() or item.cells[0]
-            method = cams.METHODS[cell.method].title if cell.method in cams.METHODS else cell.method
+            method = cell.method.title
             return f"making the {method} map of {picture(cell.image_key)} at layer {cell.layer}"
         if isinstance(item, PrecomputeJob):
             return f"making maps of other classes for {picture(item.plan.image_key)} in the background"
@@ -462,7 +461,7 @@ class Engine:
                                    lambda job_id, _i, message: self._emit("failed", job_id, message),
                                    group="view" if request.supersedable else None, log_hint=self._log_hint))
             return
-        where = f"at layer {spec.layer}" if cams.method(spec.method).uses_layer else "on its pixels"
+        where = f"at layer {spec.layer}" if spec.method.uses_layer else "on its pixels"
         self._emit("busy", f"Computing the map for {image.name} {where}…")
         result = maps.compute(spec)
         self._emit("mapReady", request.id, result.with_(request_id=request.id, query=spec))

@@ -22,7 +22,6 @@ from dataclasses import replace
 from typing import Any
 
 from gradcam_desktop.session import gc_policy
-from gradcam_desktop.core import cams
 from gradcam_desktop.core.errors import ImageLoadError
 from gradcam_desktop.core.types import MapResult
 from gradcam_desktop.session.map_cache import MapCache, result_key
@@ -102,7 +101,7 @@ class MapMaker:
 
         An unknown method raises the core's MethodError (one line, listing the known ones).
         """
-        return bool(getattr(cams.method(spec.method), "forward_passes", False))
+        return bool(spec.method.stepwise)
 
     def compute(self, spec: MapSpec) -> MapResult:
         """The map of a resolved ``spec``, from the cache or computed now in one call."""

@@ -52,6 +52,9 @@ class LoadImages:
 class MapSpec:
     """Which map: picture, layer (None: the default), class (None: the top one), method and score.
 
+    The method is the registry's object (``cams.Method``): what it needs and costs travel with the
+    query; the cache key and files use its name.
+
     The score is the class logit (default), ``versus`` B (y_c − y_B: "why c rather than B") or
     ``counterfactual`` (−y_c: "what speaks against c"); see ``core.types.Target``.
     """
@@ -59,17 +62,21 @@ class MapSpec:
     image_key: str
     layer: str | None
     class_index: int | None
-    method: str = "gradcam"
+    method: Any = "gradcam"  # a cams.Method; a name given here is looked up once (unknown: MethodError)
     versus: int | None = None
     counterfactual: bool = False
+
+    def __post_init__(self) -> None:
+        from gradcam_desktop.core import cams
+
+        object.__setattr__(self, "method", cams.method(self.method))
 
     def key(self, generation: int) -> tuple | None:
         """The cache key (``map_key``); None while the layer or class is still to be resolved. A method
         that takes no layer (pixels, occlusion, RISE) has one map whatever layer is chosen."""
         from gradcam_desktop.core import cams
 
-        method = cams.METHODS.get(self.method) if isinstance(self.method, str) else self.method
-        layer = self.layer if method is None or method.uses_layer else cams.INPUT_LAYER
+        layer = self.layer if self.method.uses_layer else cams.INPUT_LAYER
         if layer is None or self.class_index is None:
             return None
         return map_key(self.image_key, generation, layer, self.class_index, self.method, self.versus,

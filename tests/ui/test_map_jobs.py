@@ -6,8 +6,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from gradcam_desktop.core import cams
+from gradcam_desktop.core.errors import MethodError
 from gradcam_desktop.core.types import MapResult, Prediction
 from gradcam_desktop.session.jobs import MapJob, supersede_view
 from gradcam_desktop.session.map_cache import MapCache
@@ -87,11 +89,13 @@ def test_map_job_steps_score_cam_and_cancel_closes_its_task():
     # Run to the end: the map is delivered under the job's id, then comes from the cache.
     again = MapJob(10, [spec], maker, lambda *a: delivered.append(a), lambda *a: delivered.append(a))
     assert _steps(again) == 3 and delivered[-1][:2] == (10, 0) and delivered[-1][2].request_id == 10
-    grid = MapJob(11, [spec, MapSpec("img", "conv", 0, "gradcam"), MapSpec("img", "conv", 0, "nope")], maker,
+    # A method the registry does not have cannot even be asked for: one line, before any request exists.
+    with pytest.raises(MethodError, match="Unknown method 'nope'"):
+        MapSpec("img", "conv", 0, "nope")
+    grid = MapJob(11, [spec, MapSpec("img", "conv", 0, "gradcam")], maker,
                   lambda *a: delivered.append(a), lambda *a: delivered.append(a), group="grid")
-    assert _steps(grid) == 3  # cached, computed, failed: one step each
-    assert [d[1] for d in delivered[-3:]] == [0, 1, 2] and delivered[-3][2].cached
-    assert isinstance(delivered[-1][2], str) and "Unknown method 'nope'" in delivered[-1][2]
+    assert _steps(grid) == 2  # cached, computed: one step each
+    assert [d[1] for d in delivered[-2:]] == [0, 1] and delivered[-2][2].cached
 
 
 # -- switching method reuses the engine's capture ---------------------------------------------------
