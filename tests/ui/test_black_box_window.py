@@ -131,3 +131,16 @@ def test_trust_of_a_black_box_says_why_there_is_no_sanity_check(qtbot, window, e
     assert outcome.report.sanity == [] and 0.0 <= outcome.report.deletion_auc <= 1.0
     sentence = window.trust.panel.cards["sanity"].sentence.text()
     assert "shows neither layers nor weights" in sentence
+
+
+def test_the_compare_grid_of_a_black_box_offers_only_its_methods(qtbot, window, exports, picture):
+    with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT):
+        drop_paths(window, [exports.tflite, picture])
+    window.acts.compare.setChecked(True)
+    compare = window.ui.compare
+    qtbot.waitUntil(lambda: compare.context() is not None, timeout=TIMEOUT)
+    context = compare.context()
+    assert context.choices("method") == ("occlusion", "rise")  # not the layer methods it cannot run
+    assert context.current.method == "occlusion" and context.current.layer == cams.INPUT_LAYER
+    qtbot.waitUntil(lambda: all(cell.result is not None for row in compare.cells() for cell in row), timeout=TIMEOUT)
+    assert all(cell.result.method in ("occlusion", "rise") for row in compare.cells() for cell in row)

@@ -88,10 +88,11 @@ class Context:
     methods: tuple[str, ...] = field(default_factory=method_names)
 
     @classmethod
-    def of(cls, result: Any, class_names, layers) -> Context:
-        """The context of the main view's ``MapResult`` for a model's class names and eligible layers."""
+    def of(cls, result: Any, class_names, layers, methods=()) -> Context:
+        """The context of the main view's ``MapResult`` for a model's class names, eligible layers and the
+        methods it can run (empty: all; a file that shows no layers runs only some)."""
         probabilities = getattr(getattr(result, "prediction", None), "probabilities", None)
-        return cls(class_names=tuple(class_names), layers=tuple(layers),
+        return cls(class_names=tuple(class_names), layers=tuple(layers), methods=tuple(methods) or method_names(),
                    current=CellKey(result.layer, int(result.class_index), result.method or "gradcam"),
                    score=Score.of(result),
                    probabilities=tuple(float(p) for p in probabilities) if probabilities is not None else ())

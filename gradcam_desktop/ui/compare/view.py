@@ -113,15 +113,15 @@ class CompareView(QWidget):
     # -- data ----------------------------------------------------------------------------------
     def set_current(self, rgb: np.ndarray, result: Any, request: Callable[..., int] | None = None, *,
                     request_grid: Callable[[list], int] | None = None, class_names: Sequence[str],
-                    layers: Sequence[str]) -> None:
+                    layers: Sequence[str], methods: Sequence[str] = ()) -> None:
         """The main view shows ``result`` on ``rgb``: the grid compares maps of that picture around it.
 
         Maps are asked for with ``request`` (one call per map) or ``request_grid`` (one call per
-        grid): see the class's docstring.
+        grid): see the class's docstring. ``methods``: those the model can run (empty: every method).
         """
         if (request is None) == (request_grid is None):
             raise ValueError("give either request or request_grid")
-        context = Context.of(result, class_names, layers)
+        context = Context.of(result, class_names, layers, methods)
         source = (getattr(result, "image_key", None), getattr(result, "generation", None), id(rgb))
         self._request, self._request_grid = request, request_grid
         new_picture = source != self._source

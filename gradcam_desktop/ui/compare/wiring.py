@@ -53,7 +53,7 @@ def _show_current(window: Any, result: MapResult) -> None:
                                            for layer, class_index, method, score in cells])
 
     window.ui.compare.set_current(image.rgb, result, request_grid=request_grid,
-                                  class_names=list(info.class_names), layers=layers)
+                                  class_names=list(info.class_names), layers=layers, methods=info.methods)
 
 
 def _on_partial(compare: Any, job_id: int, part: tuple) -> None:
