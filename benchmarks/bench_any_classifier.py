@@ -50,13 +50,21 @@ def cpu_name() -> str:
 
 
 def median_s(function, repeats: int) -> float:
-    function()  # warm-up: traces
-    times = []
+    return interleaved({"x": function}, repeats)["x"]
+
+
+def interleaved(functions: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each function, timed in turns (A B A B …) after one warm-up run each: on a
+    shared machine a busy spell then slows the method and its floor alike."""
+    for function in functions.values():
+        function()  # warm-up: traces
+    times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def build(model: str, work: Path) -> tuple[keras.Model, str]:
@@ -80,35 +88,38 @@ def main() -> None:
     engine = GradCam(load_model(spec))
     height, width = (int(side) for side in engine.loaded.input_size)
     rng = np.random.default_rng(0)
-    image = LoadedImage(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), name="random.png")
+    image = LoadedImage(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "random.png", None)
     x = engine.model_input(image)
     batch = np.repeat(x, BATCH, axis=0)
     weights = np.zeros((BATCH, engine.head.units), np.float32)
     weights[:, 0] = 1.0
     grad = engine.input_gradients()
-    forward = median_s(lambda: engine.logits(batch), args.repeats) / BATCH
-    backward = median_s(lambda: grad(batch, weights, np.zeros(BATCH, np.float32)), args.repeats) / BATCH
+    floors = {"forward": lambda: engine.logits(batch),
+              "backward": lambda: grad(batch, weights, np.zeros(BATCH, np.float32))}
     print(f"CPU: {cpu_name()}; model {args.model} {height}×{width}; TensorFlow {tf.__version__}")
-    print(f"floor per input at batch {BATCH}: forward {forward * 1000:.1f} ms, forward + backward to the input "
-          f"{backward * 1000:.1f} ms")
     window = perturbation.default_window(height, width)
     occlusion_passes = perturbation.occlusion_passes(height, width, window, perturbation.default_stride(window))
-    methods = [("saliency", {}, 1, backward), ("guided-backprop", {}, 1, backward),
-               ("integrated-gradients", {}, 50, backward), ("smoothgrad", {}, 26, backward),
-               ("occlusion", {}, occlusion_passes, forward), ("rise", {"samples": args.samples, "seed": 0},
-                                                              args.samples, forward)]
-    print(f"\n{'method':<22}{'passes':>8}{'one map':>11}{'floor':>11}{'ratio':>8}")
-    for name, options, passes, floor in methods:
-        seconds = median_s(lambda name=name, options=options: engine.explain(image, method=name, method_options=options),
-                           args.repeats)
-        print(f"{name:<22}{passes:>8}{seconds:>10.2f}s{passes * floor:>10.2f}s{seconds / (passes * floor):>8.2f}")
+    methods = [("saliency", {}, 1, "backward"), ("guided-backprop", {}, 1, "backward"),
+               ("integrated-gradients", {}, 50, "backward"), ("smoothgrad", {}, 26, "backward"),
+               ("occlusion", {}, occlusion_passes, "forward"), ("rise", {"samples": args.samples, "seed": 0},
+                                                                args.samples, "forward")]
+    print(f"\n{'method':<22}{'passes':>8}{'one map':>11}{'floor':>11}{'ratio':>8}   (floor: per input at batch {BATCH})")
+    for name, options, passes, kind in methods:
+        # The method and its floor in turns (a batch of 16 of the right pass, per input, × the passes).
+        times = interleaved({"map": lambda name=name, options=options: engine.explain(image, method=name,
+                                                                                        method_options=options),
+                             "floor": floors[kind]}, args.repeats)
+        floor = times["floor"] / BATCH * passes
+        print(f"{name:<22}{passes:>8}{times['map']:>10.2f}s{floor:>10.2f}s{times['map'] / floor:>8.2f}"
+              f"   ({kind} {times['floor'] / BATCH * 1000:.0f} ms)")
     if args.onnx:
         path = work / "model.onnx"
         flat(np.zeros((1, height, width, 3), np.float32))
         flat.export(str(path), format="onnx", verbose=False)
         box = GradCam(load_model(str(path)))
-        box_forward = median_s(lambda: box.logits(batch), args.repeats) / BATCH
-        seconds = median_s(lambda: box.explain(image, method="occlusion"), args.repeats)
+        times = interleaved({"floor": lambda: box.logits(batch), "map": lambda: box.explain(image, method="occlusion")},
+                            args.repeats)
+        box_forward, seconds = times["floor"] / BATCH, times["map"]
         print(f"\nONNX Runtime: forward {box_forward * 1000:.1f} ms per input at batch {BATCH}; occlusion "
               f"({occlusion_passes} passes) {seconds:.2f} s = {seconds / (occlusion_passes * box_forward):.2f}× its floor")
 

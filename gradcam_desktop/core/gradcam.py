@@ -415,8 +415,13 @@ class GradCam:
         start = time.perf_counter()
         picture = self.model_input(image)
         vector, top = self.score_vector(target)
-        logits = self.logits(picture)[0]
-        weights = vector + top * self._top_weights(logits)  # the explained score, top class filled in
+        logits: np.ndarray | None = None
+        weights = vector
+        if reduction.family == "perturbation" or self.model is None:
+            # The top class first (a black box's gradients take the score resolved); a Keras model's
+            # gradient run finds it in its first pass, with the logits (no extra forward pass).
+            logits = self.logits(picture)[0]
+            weights, top = vector + top * self._top_weights(logits), 0.0
         run: _Run
         if reduction.family == "perturbation":
             def scores(batch: np.ndarray) -> np.ndarray:
@@ -430,7 +435,7 @@ class GradCam:
                                            seed=options.get("seed"))
         else:
             grad = self.input_gradients(guided=reduction.name in pixels.GUIDED)
-            run = pixels.start(reduction.name, grad, picture, weights, 0.0,
+            run = pixels.start(reduction.name, grad, picture, weights, top,
                                steps=int(options.get("steps", pixels.DEFAULT_STEPS)),
                                samples=int(options.get("samples", pixels.DEFAULT_SAMPLES)),
                                seed=options.get("seed"), baseline=float(options.get("baseline", 0.0)))
@@ -441,6 +446,9 @@ class GradCam:
             yield done, total
         done += 1
         attribution = run.result()
+        if logits is None:  # a Keras model's gradient run: x's logits and the score came with its first pass
+            assert isinstance(run, pixels.PixelRun) and run.logits is not None and run.weights is not None
+            logits, weights = run.logits, run.weights
         if reduction.family == "perturbation":
             raw = perturbation.display(attribution)
         elif reduction.family == "guided-gradcam":

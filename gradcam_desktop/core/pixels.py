@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -164,11 +164,13 @@ class PixelGradients(NamedTuple):
     scores: np.ndarray  # (N,) y_n = w_n · logits_n
     gradients: np.ndarray  # (N, H, W, C) ∂y_n/∂x_n
     weights: np.ndarray  # (N, units) the score vectors used, w_n = v_n + t_n · onehot(top class of row n)
+    logits: np.ndarray | None = None  # (N, units) the pre-softmax outputs (the prediction comes free with them)
 
 
 #: What the methods below call: ``grad(batch (N,H,W,C), weights (N,units), top (N,))`` → PixelGradients
 #: (or any 3-tuple (scores, gradients, weights) of arrays: tests pass a float64 eager reference).
-GradientFunction = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+#: It may return a 4th array, the logits (N, units): the first step then keeps x's (``PixelRun.logits``).
+GradientFunction = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[Any, ...]]
 
 
 class InputGradients:
@@ -219,7 +221,7 @@ class InputGradients:
         gradients = tape.gradient(total, batch)
         if gradients is None:  # an output that does not depend on the input
             gradients = tf.zeros_like(batch)
-        return scores, tf.cast(gradients, tf.float32), weights
+        return scores, tf.cast(gradients, tf.float32), weights, logits
 
     def __call__(self, batch: np.ndarray, weights: np.ndarray, top: np.ndarray | None = None) -> PixelGradients:
         """Scores, input gradients and the score vectors used for model inputs ``batch`` (N, H, W, C),
@@ -227,11 +229,11 @@ class InputGradients:
         an all-zero weight row, the top class; else 0)."""
         weights = np.asarray(weights, dtype=np.float32)
         tops = (~weights.any(axis=-1)).astype(np.float32) if top is None else np.asarray(top, np.float32)
-        scores, gradients, used = self._function(tf.constant(batch, tf.float32), tf.constant(weights),
+        scores, gradients, used, logits = self._function(tf.constant(batch, tf.float32), tf.constant(weights),
                                                  tf.constant(tops))
         self.traced = True
         self.batch_sizes.add(len(batch))
-        return PixelGradients(scores.numpy(), gradients.numpy(), used.numpy())
+        return PixelGradients(scores.numpy(), gradients.numpy(), used.numpy(), logits.numpy())
 
     def prepare(self, side: int) -> bool:
         """Trace the one-row function now (``side``: height/width where the input size is variable);
@@ -302,6 +304,7 @@ class PixelRun:
         self.passes = 1 + self.count
         self.score: float | None = None  # y(x), after the first step
         self.weights: np.ndarray | None = None  # the score vector used (top class filled in), after the first step
+        self.logits: np.ndarray | None = None  # x's logits, after the first step (when the gradient function gives them)
 
     @property
     def finished(self) -> bool:
@@ -312,9 +315,12 @@ class PixelRun:
         if self.finished:
             return True
         if self.done == 0:
-            scores, gradients, used = self._grad(self.x, self._weights[np.newaxis], np.array([self._top], np.float32))
+            answer = self._grad(self.x, self._weights[np.newaxis], np.array([self._top], np.float32))
+            scores, gradients, used = answer[:3]
             self.score = float(np.asarray(scores, np.float64)[0])
             self.weights = np.asarray(used, np.float32)[0]
+            logits = answer[3] if len(answer) > 3 else None
+            self.logits = None if logits is None else np.asarray(logits, np.float32)[0]
             self._at_x(np.asarray(gradients)[0])
         else:
             start = (self.done - 1) * self.rows
@@ -323,7 +329,7 @@ class PixelRun:
             padded = np.concatenate([points, np.repeat(points[-1:], self.rows - len(points), axis=0)])
             weights = np.zeros((self.rows, len(self._weights)), np.float32)
             weights[:len(points)] = self.weights
-            scores, gradients, _ = self._grad(padded, weights, np.zeros(self.rows, np.float32))
+            scores, gradients = self._grad(padded, weights, np.zeros(self.rows, np.float32))[:2]
             self._at_points(start, np.asarray(scores)[:len(points)], np.asarray(gradients)[:len(points)])
         self.done += 1
         return self.finished
