@@ -144,3 +144,16 @@ def test_the_compare_grid_of_a_black_box_offers_only_its_methods(qtbot, window, 
     assert context.current.method == "occlusion" and context.current.layer == cams.INPUT_LAYER
     qtbot.waitUntil(lambda: all(cell.result is not None for row in compare.cells() for cell in row), timeout=TIMEOUT)
     assert all(cell.result.method in ("occlusion", "rise") for row in compare.cells() for cell in row)
+
+
+def test_export_all_of_a_black_box_writes_its_maps_and_table(qtbot, window, exports, picture, tmp_path):
+    with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT):
+        drop_paths(window, [exports.savedmodel, picture])
+    window.choice.set_method("smoothgrad")  # a gradient method: the exported SavedModel keeps gradients
+    run = window.export_all(tmp_path / "out")
+    qtbot.waitUntil(run.is_done, timeout=TIMEOUT)
+    summary = run.summary()
+    assert summary["written"] == 1 and summary["failures"] == [] and not summary["cancelled"]
+    rows = (tmp_path / "out" / "results.csv").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 2 and ",smoothgrad," in rows[1] and f",{cams.INPUT_LAYER}," in rows[1]
+    assert (tmp_path / "out" / "picture.png").is_file() and (tmp_path / "out" / "picture.json").is_file()
