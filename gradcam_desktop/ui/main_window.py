@@ -161,7 +161,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         return self._shown
 
     def current_image(self) -> Picture | None:
-        return self.state.pictures[self.state.index] if 0 <= self.state.index < len(self.state.pictures) else None
+        return self.state.current()
 
     def model_info(self) -> ModelInfo | None:
         """The open model's description (source, display_name, layers, class_names, ...), or None."""
