@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QApplication, QMainWindow, QWidget
 from gradcam_desktop import __version__
 from gradcam_desktop.core.batch import OutputStyle
 from gradcam_desktop.core.types import MapResult, ModelSpec
-from gradcam_desktop.core import cams
+from gradcam_desktop.core import annotate, cams
 from gradcam_desktop.session.records import ModelInfo, Picture
 from gradcam_desktop.session.state import SessionState
 from gradcam_desktop.ui import actions, clipboard, dialogs, dnd, export, layout, status_text
@@ -385,6 +385,11 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         ui.class_list.show_explained(result.class_index)
         if ui.layer_tree.current_path() != result.layer:
             ui.layer_tree.show_path(result.layer)  # the tree names the layer the map comes from
+        # A map of the input's pixels takes no layer: the dock says so rather than seem to name one.
+        name = model.display_name if model else ""
+        ui.layers_dock.setWindowTitle(f"Layers of {name} (not used by {annotate.method_title(result.method)})"
+                                      if result.layer == cams.INPUT_LAYER and model and model.shows_layers
+                                      else f"Layers of {name}" if model else "Layers")
         self._show_result(result)
         ui.prediction_label.setText(status_text.prediction(result))
         ui.time_label.setText(status_text.map_time(result))

@@ -92,10 +92,12 @@ def test_choosing_rise_with_a_click_and_a_keras_model_afterwards(qtbot, window, 
     assert _enabled_methods(window) == list(cams.METHODS)
     assert window.ui.layer_tree.empty_text() == "" and window.ui.layer_tree.layer_model().rowCount() > 0
     assert shown.args[0].method == "rise" and box.method() == "rise"
+    assert window.ui.layers_dock.windowTitle() == "Layers of Demo shapes (not used by RISE)"  # no layer is used
     # Grad-CAM chosen with a click: taken at the model's layer.
     with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT) as shown:
         click_combo_row(qtbot, box, box.findData("gradcam"))
     assert shown.args[0].method == "gradcam" and shown.args[0].layer == window.model_info().default_layer
+    assert window.ui.layers_dock.windowTitle() == "Layers of Demo shapes"
 
 
 @pytest.mark.parametrize("kind", ["tflite", "onnx", "savedmodel"])
