@@ -147,24 +147,32 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a folder with one subfolder per class (named by class name or index), or a CSV of "
                      "path,label")
 
+    def add_patterns(sub: argparse.ArgumentParser) -> None:
+        add_model(sub)
+        sub.add_argument("--layer", "-l", metavar="PATH", help="layer of the maps (default: last eligible)")
+        sub.add_argument("--method", metavar="NAME", help="method of the maps (default gradcam; see `gradcam methods`)")
+        sub.add_argument("--by", choices=("predicted", "true"), default="predicted",
+                         help="group the pictures by their predicted class (default) or their labelled class")
+        sub.add_argument("--clusters", type=int, metavar="K",
+                         help="clusters per class (default: chosen by the eigengap, at most 8)")
+        sub.add_argument("--masks", metavar="DIR", help="object masks: DIR/<stem>.png, non-zero = the object "
+                         "(adds each map's inside share: its energy inside the object)")
+        sub.add_argument("--boxes", metavar="CSV", help="object boxes: a CSV of path,x0,y0,x1,y1 in picture pixels")
+        sub.add_argument("--colormap", default="jet", metavar="NAME")
+        sub.add_argument("source", metavar="FOLDER|CSV",
+                         help="a folder with one subfolder per class, or a CSV of path,label")
+
     sub = add("patterns", "What does the model rely on per class? Clusters of a labelled folder's maps (SpRAy), "
               "flagging small far ones, where shortcuts hide.")
-    add_model(sub)
-    sub.add_argument("--layer", "-l", metavar="PATH", help="layer of the maps (default: last eligible)")
-    sub.add_argument("--method", metavar="NAME", help="method of the maps (default gradcam; see `gradcam methods`)")
-    sub.add_argument("--by", choices=("predicted", "true"), default="predicted",
-                     help="group the pictures by their predicted class (default) or their labelled class")
-    sub.add_argument("--clusters", type=int, metavar="K",
-                     help="clusters per class (default: chosen by the eigengap, at most 8)")
-    sub.add_argument("--masks", metavar="DIR", help="object masks: DIR/<stem>.png, non-zero = the object "
-                     "(adds each map's inside share: its energy inside the object)")
-    sub.add_argument("--boxes", metavar="CSV", help="object boxes: a CSV of path,x0,y0,x1,y1 in picture pixels")
-    sub.add_argument("--colormap", default="jet", metavar="NAME")
+    add_patterns(sub)
     sub.add_argument("--out-dir", required=True, metavar="DIR",
                      help="writes patterns.csv, clusters.csv and clusters/*.png here (created if missing)")
     sub.add_argument("--json", action="store_true", help="print the clusters as JSON")
-    sub.add_argument("source", metavar="FOLDER|CSV",
-                     help="a folder with one subfolder per class, or a CSV of path,label")
+
+    sub = add("report", "One self-contained HTML page to share: accuracy, confusion matrix, each class's "
+              "clusters and the mistakes with their maps.")
+    add_patterns(sub)
+    sub.add_argument("--out", "-o", required=True, metavar="HTML", help="the page to write (report.html)")
 
     sub = add("methods", "List the methods: one sentence each, what they need of the model and what they cost.")
     sub.add_argument("--json", action="store_true", help="print JSON")

@@ -18,6 +18,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -29,10 +30,10 @@ from ..core.gradcam import GradCam
 from ..core.images import load_image
 from ..core.inside_share import boxes_from_csv, inside_share, object_mask
 from ..core.layers import check_eligible
-from ..core.triage import read_labels, triage
+from ..core.triage import TriageRow, read_labels, triage
 from . import shared
 
-__all__ = ["GROUP", "MEMBERS", "run"]
+__all__ = ["GROUP", "MEMBERS", "Analysis", "analyse", "cluster_sheets", "run"]
 
 #: Pictures per batched map call.
 GROUP = 16
@@ -51,13 +52,32 @@ class _Done:
     share: float
 
 
-def run(args) -> int:
-    """Map every labelled picture, cluster each class's maps, write the tables and pictures; print the clusters."""
-    shared.check_output_path(args.out_dir, "--out-dir", folder=True)
+@dataclass
+class Analysis:
+    """A labelled folder mapped and clustered: what ``gradcam patterns`` writes and ``gradcam report`` shows."""
+
+    loaded: Any
+    engine: GradCam
+    method: cams.Method
+    names: list[str]
+    triage_rows: list[TriageRow]  # every picture's prediction (accuracy, confusion matrix, mistakes)
+    done: list[_Done]  # the pictures mapped
+    features: np.ndarray  # their SpRAy grids, (len(done), GRID²)
+    clusterings: dict[int, patterns.Clustering]
+    pattern_rows: list[patterns.PatternRow]
+    cluster_rows: list[patterns.ClusterRow]
+    skipped: int
+    interrupted: bool
+    total: int  # pictures listed
+
+
+def analyse(args) -> Analysis:
+    """Check the options, open the model, predict and map every labelled picture, cluster each class.
+    (Nothing is written: --out-dir is only checked.)"""
     try:
         import sklearn  # noqa: F401 - only to know whether the extra is installed
     except ImportError:
-        raise GradCamError('gradcam patterns clusters maps with scikit-learn: pip install "gradcam-desktop[patterns]".') from None
+        raise GradCamError('Clustering maps needs scikit-learn: pip install "gradcam-desktop[patterns]".') from None
     chosen = cams.method(args.method or shared.DEFAULT_METHOD)
     if args.clusters is not None and not 1 <= args.clusters <= 50:
         raise GradCamError(f"--clusters must be between 1 and 50, not {args.clusters}.")
@@ -72,14 +92,15 @@ def run(args) -> int:
         print(f"Warning: {labels.warning}", file=sys.stderr)
     engine = GradCam(loaded)
     method = shared.settle_method(engine, args, {"method": chosen})
-    out_dir = make_out_dir(args.out_dir)
     done: list[_Done] = []
+    triage_rows: list[TriageRow] = []
     skipped = 0
     waiting: list[tuple[str, int]] = []  # (path, class) of pictures predicted and not yet mapped
     bar = _progress(len(labels.pictures))
     interrupted = False
     try:
         for row in triage(engine, labels.pictures):
+            triage_rows.append(row)
             if row.error:
                 skipped += 1
                 _say(bar, f"Skipped: {row.error}")
@@ -103,24 +124,42 @@ def run(args) -> int:
     rows = patterns.pattern_rows([item.image for item in done], classes, clusterings, class_names=names,
                                  inside_shares=[item.share for item in done])
     table = patterns.cluster_rows(clusterings, rows, class_names=names)
-    patterns.write_patterns_csv(out_dir / "patterns.csv", rows)
-    patterns.write_clusters_csv(out_dir / "clusters.csv", table)
-    pictures = _write_cluster_pictures(out_dir, done, classes, features, clusterings, names, args.colormap)
+    return Analysis(loaded, engine, method, names, triage_rows, done, features, clusterings, rows, table, skipped,
+                    interrupted, len(labels.pictures))
+
+
+def run(args) -> int:
+    """Map every labelled picture, cluster each class's maps, write the tables and pictures; print the clusters."""
+    shared.check_output_path(args.out_dir, "--out-dir", folder=True)
+    found = analyse(args)
+    out_dir = make_out_dir(args.out_dir)
+    patterns.write_patterns_csv(out_dir / "patterns.csv", found.pattern_rows)
+    patterns.write_clusters_csv(out_dir / "clusters.csv", found.cluster_rows)
+    sheets = cluster_sheets(found, args.colormap)
+    pictures: dict[tuple[int, int], str] = {}
+    if sheets:
+        (out_dir / "clusters").mkdir(exist_ok=True)
+    for (class_index, cluster), (stem, png) in sheets.items():
+        path = out_dir / "clusters" / f"{stem}.png"
+        files.atomic_write_bytes(path, png)
+        pictures[(class_index, cluster)] = str(path)
+    table = found.cluster_rows
     if args.json:
-        print(json.dumps({"pictures": len(done), "skipped": skipped, "method": method.name, "by": args.by,
+        print(json.dumps({"pictures": len(found.done), "skipped": found.skipped, "method": found.method.name,
+                          "by": args.by,
                           "clusters": [{"class": r.class_name, "cluster": r.cluster, "size": r.size,
                                         "outlier": r.outlier, "picture": pictures.get((r.class_index, r.cluster)),
                                         "mean_inside_share": None if math.isnan(r.mean_inside_share)
                                         else r.mean_inside_share} for r in table]}))
     else:
-        _print_clusters(table, len(done), skipped, method.title, args.by)
+        _print_clusters(table, len(found.done), found.skipped, found.method.title, args.by)
         print(f"patterns.csv, clusters.csv and {len(pictures)} cluster picture{'s' if len(pictures) != 1 else ''} "
               f"→ {out_dir}")
-    if interrupted:
-        print(f"Interrupted after {len(done)} of {len(labels.pictures)} pictures; the tables cluster those.",
+    if found.interrupted:
+        print(f"Interrupted after {len(found.done)} of {found.total} pictures; the tables cluster those.",
               file=sys.stderr)
         return 130
-    return 1 if skipped else 0
+    return 1 if found.skipped else 0
 
 
 def _map_group(engine: GradCam, group: list[tuple[str, int]], args, method: cams.Method, boxes,
@@ -165,37 +204,34 @@ def _map_group(engine: GradCam, group: list[tuple[str, int]], args, method: cams
     return skipped
 
 
-def _write_cluster_pictures(out_dir: Path, done: list[_Done], classes: list[int], features: np.ndarray,
-                            clusterings: dict, names: list[str], colormap: str) -> dict[tuple[int, int], str]:
-    """One PNG a cluster: its mean map, then the ``MEMBERS`` pictures nearest its centre with their maps."""
-    written: dict[tuple[int, int], str] = {}
-    order = np.asarray(classes)
+def cluster_sheets(found: Analysis, colormap: str) -> dict[tuple[int, int], tuple[str, bytes]]:
+    """One PNG a cluster, {(class, cluster): (file stem, PNG bytes)}: its mean map, then the ``MEMBERS``
+    pictures nearest its centre with their maps."""
+    sheets: dict[tuple[int, int], tuple[str, bytes]] = {}
+    names, done, clusterings = found.names, found.done, found.clusterings
+    order = np.asarray([item.class_index for item in done])
     stems = files.unique_stems([f"{_safe(names[c] if c < len(names) else str(c))}-cluster{k}"
                                 for c, clustering in sorted(clusterings.items()) for k in range(clustering.count)])
     stem_at = iter(stems)
-    folder = out_dir / "clusters"
     for class_index, clustering in sorted(clusterings.items()):
         rows = np.flatnonzero(order == class_index)
-        means = patterns.mean_maps(features[rows], clustering.labels)
+        means = patterns.mean_maps(found.features[rows], clustering.labels)
         for cluster in range(clustering.count):
             members = clustering.members(cluster)
             nearest = members[np.argsort(clustering.distances[members], kind="stable")][:MEMBERS]
             tiles = [_mean_tile(means[cluster], colormap)]
             for position in nearest:
-                item = done[rows[position]]
                 try:
-                    tiles.append(_member_tile(item, colormap))
+                    tiles.append(_member_tile(done[rows[position]], colormap))
                 except GradCamError:
                     continue  # the picture went away since it was mapped: its tile is left out
             name = names[class_index] if class_index < len(names) else str(class_index)
             title = (f"{name} - cluster {cluster}: {int(clustering.sizes[cluster])} picture"
                      f"{'s' if clustering.sizes[cluster] != 1 else ''}"
                      f"{' - small and far: look at it' if cluster in clustering.outlier_clusters else ''}")
-            path = folder / f"{next(stem_at)}.png"
-            folder.mkdir(exist_ok=True)
-            files.atomic_write_png(path, _sheet(tiles, title))
-            written[(class_index, cluster)] = str(path)
-    return written
+            stem = next(stem_at)
+            sheets[(class_index, cluster)] = (stem, files.png_bytes(f"{stem}.png", _sheet(tiles, title)))
+    return sheets
 
 
 def _mean_tile(mean: np.ndarray, colormap: str) -> np.ndarray:
