@@ -96,14 +96,14 @@ def analyse(args) -> Analysis:
     triage_rows: list[TriageRow] = []
     skipped = 0
     waiting: list[tuple[str, int]] = []  # (path, class) of pictures predicted and not yet mapped
-    bar = _progress(len(labels.pictures))
+    bar = shared.count_bar("Mapping", len(labels.pictures))
     interrupted = False
     try:
         for row in triage(engine, labels.pictures):
             triage_rows.append(row)
             if row.error:
                 skipped += 1
-                _say(bar, f"Skipped: {row.error}")
+                shared.say(bar, f"Skipped: {row.error}")
             else:
                 waiting.append((row.image, row.true_index if args.by == "true" else row.predicted_index))
             if len(waiting) == GROUP:
@@ -174,7 +174,7 @@ def _map_group(engine: GradCam, group: list[tuple[str, int]], args, method: cams
             images.append(load_image(path))
             kept.append((path, class_index))
         except GradCamError as error:
-            _say(bar, f"Skipped {Path(path).name}: {error}")
+            shared.say(bar, f"Skipped {Path(path).name}: {error}")
     skipped = len(group) - len(kept)
     options = {"layer": args.layer, "method": method}
     try:
@@ -185,7 +185,7 @@ def _map_group(engine: GradCam, group: list[tuple[str, int]], args, method: cams
             try:
                 results.append(engine.explain(image, class_index=class_index, **options))
             except GradCamError as error:
-                _say(bar, f"No map for {image.name}: {error}")
+                shared.say(bar, f"No map for {image.name}: {error}")
                 results.append(None)
     for image, (path, class_index), result in zip(images, kept, results):
         if result is None:
@@ -197,7 +197,7 @@ def _map_group(engine: GradCam, group: list[tuple[str, int]], args, method: cams
             try:
                 mask = object_mask(path, image.rgb.shape[:2], masks_dir=args.masks, boxes=boxes)
             except GradCamError as error:
-                _say(bar, f"No inside share for {image.name}: {error}")
+                shared.say(bar, f"No inside share for {image.name}: {error}")
         if mask is not None:
             share = inside_share(result.raw, mask, image.rgb.shape[:2])
         done.append(_Done(path, class_index, patterns.prepare_one(result.raw).reshape(-1), share))
@@ -268,22 +268,3 @@ def _print_clusters(table, mapped: int, skipped: int, method: str, by: str) -> N
         share = "" if math.isnan(row.mean_inside_share) else f", inside share {row.mean_inside_share:.0%}"
         flag = "   ← small and far from the others: look at it" if row.outlier else ""
         print(f"  {row.class_name}: cluster {row.cluster}, {row.size} picture{'s' if row.size != 1 else ''}{share}{flag}")
-
-
-def _progress(total: int):
-    if not sys.stderr.isatty():
-        return None
-    from rich.progress import MofNCompleteColumn, Progress
-
-    progress = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=shared.stderr_console())
-    progress.add_task("Mapping", total=total)
-    progress.start()
-    return progress
-
-
-def _say(bar, line: str) -> None:
-    line = shared.one_line(line)
-    if bar is not None:
-        bar.console.print(line, markup=False, highlight=False)
-    else:
-        print(line, file=sys.stderr)

@@ -206,3 +206,24 @@ def step_progress(label: str):
         progress.update(task, completed=done, total=total)
 
     return update, progress
+
+
+def count_bar(label: str, total: int):
+    """A started rich bar counting ``total`` items on a terminal; None otherwise (scripts get clean output)."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.progress import MofNCompleteColumn, Progress
+
+    progress = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=stderr_console())
+    progress.add_task(label, total=total)
+    progress.start()
+    return progress
+
+
+def say(bar, line: str) -> None:
+    """One line on stderr (as one line), above ``bar`` when one is showing."""
+    line = one_line(line)
+    if bar is not None:
+        bar.console.print(line, markup=False, highlight=False)
+    else:
+        print(line, file=sys.stderr)

@@ -56,7 +56,7 @@ def run(args) -> int:
     pictures = labels.pictures
     # "square-img001": a class folder's name keeps apart the many img001.jpg of a labelled folder.
     stems = files.unique_stems([f"{Path(p.path).parent.name}-{Path(p.path).name}" for p in pictures])
-    bar = _progress(len(pictures))
+    bar = shared.count_bar("Triage", len(pictures))
     rows: list[TriageRow] = []
     maps = 0
     interrupted = False
@@ -64,13 +64,13 @@ def run(args) -> int:
         for index, row in enumerate(triage(engine, pictures)):
             rows.append(row)
             if row.error:
-                _say(bar, f"Skipped: {row.error}")
+                shared.say(bar, f"Skipped: {row.error}")
             elif args.explain == "all" or (args.explain == "wrong" and not row.correct):
                 try:
                     _write_explained(engine, row, out_dir / MAPS_FOLDER / f"{stems[index]}.png", args.layer, method)
                     maps += 1
                 except GradCamError as error:
-                    _say(bar, f"No map for {Path(row.image).name}: {error}")
+                    shared.say(bar, f"No map for {Path(row.image).name}: {error}")
             if bar is not None:
                 bar.advance(bar.task_ids[0])
     except KeyboardInterrupt:
@@ -170,23 +170,3 @@ def _write_explained(engine: GradCam, row: TriageRow, path: Path, layer: str | N
     if not path.parent.exists():
         make_out_dir(path.parent)
     files.atomic_write_png(path, explained_picture(engine, image, row, layer, method))
-
-
-def _progress(total: int):
-    """A rich bar on a terminal, None otherwise (scripts get clean output)."""
-    if not sys.stderr.isatty():
-        return None
-    from rich.progress import MofNCompleteColumn, Progress
-
-
-    progress = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=shared.stderr_console())
-    progress.add_task("Triage", total=total)
-    progress.start()
-    return progress
-
-
-def _say(bar, line: str) -> None:
-    if bar is not None:
-        bar.console.print(line, markup=False, highlight=False)
-    else:
-        print(line, file=sys.stderr)

@@ -143,27 +143,34 @@ def test_sigkill_while_a_model_opens_brings_back_the_model_that_worked(qtbot, pi
     assert after.model == "demo" and after.image_key == window.images()[1].key
 
 
-def test_a_trusted_layer_that_aborts_on_one_picture_costs_that_picture_only(qtbot, tmp_path, pictures):
+def _window_with_guarded_model(qtbot, tmp_path, pictures, layer_source: str, layer_class: str, name: str):
+    """A window with ``name``.keras open — a small model whose first layer is ``layer_class`` from the
+    trusted file ``layer_source`` (it misbehaves on a flat, non-black picture) — and three pictures
+    open: pictures[0] shown, then white.png (flat), then pictures[1]."""
     import keras
 
     from gradcam_desktop.ui.custom_layers import load_custom_layers
 
-    layers = tmp_path / "crashy_layers.py"
-    layers.write_text(ABORTING_LAYER, encoding="utf-8")
-    abort_on_flat = runpy.run_path(str(layers))["AbortOnFlat"]
+    layers = tmp_path / f"{name}_layers.py"
+    layers.write_text(layer_source, encoding="utf-8")
+    guard = runpy.run_path(str(layers))[layer_class]
     inputs = keras.Input((24, 24, 3))
-    x = abort_on_flat(name="guard")(inputs)
+    x = guard(name="guard")(inputs)
     x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    keras.Model(inputs, keras.layers.Dense(3, name="logits")(x)).save(tmp_path / "crashy.keras")
+    keras.Model(inputs, keras.layers.Dense(3, name="logits")(x)).save(tmp_path / f"{name}.keras")
     white = _png(tmp_path / "white.png", np.full((40, 40, 3), 255, np.uint8))
-
     window = shown_window(qtbot, 1280, 800)
     with qtbot.waitSignal(window.worker.jobFinished, timeout=TIMEOUT):
         load_custom_layers(window, layers)
     with qtbot.waitSignal(window.worker.modelLoaded, timeout=TIMEOUT):
-        window.open_model(tmp_path / "crashy.keras")
+        window.open_model(tmp_path / f"{name}.keras")
     _map_of(qtbot, window, lambda: window.open_images([str(pictures[0]), str(white), str(pictures[1])]))
+    return window
+
+
+def test_a_trusted_layer_that_aborts_on_one_picture_costs_that_picture_only(qtbot, tmp_path, pictures):
+    window = _window_with_guarded_model(qtbot, tmp_path, pictures, ABORTING_LAYER, "AbortOnFlat", "crashy")
     pid = window.worker.engine_pid()
     lines = []
     window.engineLost.connect(lines.append)
@@ -293,28 +300,9 @@ TEST_HANG_SECONDS = 25
 
 def test_a_model_that_hangs_on_one_picture_is_ended_with_one_line_and_the_rest_still_map(
         qtbot, tmp_path, pictures, monkeypatch):
-    import keras
-
-    from gradcam_desktop.ui.custom_layers import load_custom_layers
-
     monkeypatch.setenv("GRADCAM_DESKTOP_HANG_SECONDS", str(TEST_HANG_SECONDS))
     monkeypatch.setenv("GRADCAM_DESKTOP_REUSE_ENGINE", "0")  # this window's engine is its own
-    layers = tmp_path / "hanging_layers.py"
-    layers.write_text(HANGING_LAYER, encoding="utf-8")
-    hang_on_flat = runpy.run_path(str(layers))["HangOnFlat"]
-    inputs = keras.Input((24, 24, 3))
-    x = hang_on_flat(name="guard")(inputs)
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    keras.Model(inputs, keras.layers.Dense(3, name="logits")(x)).save(tmp_path / "stuck.keras")
-    white = _png(tmp_path / "white.png", np.full((40, 40, 3), 255, np.uint8))
-
-    window = shown_window(qtbot, 1280, 800)
-    with qtbot.waitSignal(window.worker.jobFinished, timeout=TIMEOUT):
-        load_custom_layers(window, layers)
-    with qtbot.waitSignal(window.worker.modelLoaded, timeout=TIMEOUT):
-        window.open_model(tmp_path / "stuck.keras")
-    _map_of(qtbot, window, lambda: window.open_images([str(pictures[0]), str(white), str(pictures[1])]))
+    window = _window_with_guarded_model(qtbot, tmp_path, pictures, HANGING_LAYER, "HangOnFlat", "stuck")
     pid = window.worker.engine_pid()
     lines = []
     window.engineLost.connect(lines.append)
