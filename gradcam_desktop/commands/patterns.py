@@ -29,8 +29,7 @@ from ..core.errors import GradCamError
 from ..core.gradcam import GradCam
 from ..core.images import load_image
 from ..core.inside_share import boxes_from_csv, inside_share, object_mask
-from ..core.layers import check_eligible
-from ..core.triage import TriageRow, read_labels, triage
+from ..core.triage import TriageRow, triage
 from . import shared
 
 __all__ = ["GROUP", "MEMBERS", "Analysis", "analyse", "cluster_sheets", "run"]
@@ -84,13 +83,7 @@ def analyse(args) -> Analysis:
     boxes = boxes_from_csv(args.boxes) if args.boxes else None
     if args.masks and not Path(args.masks).is_dir():
         raise GradCamError(f"--masks {shared.one_line(args.masks)} is not a folder.")
-    loaded = shared.open_model(args)
-    if args.layer:
-        check_eligible(loaded.model, args.layer)
-    labels = read_labels(args.source, loaded.class_names)
-    if labels.warning:
-        print(f"Warning: {labels.warning}", file=sys.stderr)
-    engine = GradCam(loaded)
+    loaded, engine, labels = shared.open_labelled(args)
     method = shared.settle_method(engine, args, {"method": chosen})
     done: list[_Done] = []
     triage_rows: list[TriageRow] = []

@@ -227,3 +227,18 @@ def say(bar, line: str) -> None:
         bar.console.print(line, markup=False, highlight=False)
     else:
         print(line, file=sys.stderr)
+
+
+def open_labelled(args):
+    """(model, its engine, the labels) for the folder commands (triage, patterns, report): the model
+    opened, --layer checked before any picture, the labelled folder or CSV read (its warning printed)."""
+    from ..core.layers import check_eligible
+    from ..core.triage import read_labels
+
+    loaded = open_model(args)
+    if args.layer:
+        check_eligible(loaded.model, args.layer)
+    labels = read_labels(args.source, loaded.class_names)
+    if labels.warning:
+        print(f"Warning: {labels.warning}", file=sys.stderr)
+    return loaded, GradCam(loaded), labels

@@ -19,13 +19,11 @@ from ..core.batch import make_out_dir
 from ..core.errors import GradCamError
 from ..core.gradcam import GradCam
 from ..core.images import load_image
-from ..core.layers import check_eligible
 from ..core.triage import (
     TriageRow,
     accuracy,
     confusion_matrix,
     most_confused,
-    read_labels,
     triage,
     write_confusion_csv,
     write_triage_csv,
@@ -44,13 +42,7 @@ def run(args) -> int:
     --out-dir is checked first and created once the model has opened."""
     shared.check_output_path(args.out_dir, "--out-dir", folder=True)
     chosen = cams.method(args.method or shared.DEFAULT_METHOD)  # an unknown method fails before the model loads
-    loaded = shared.open_model(args)
-    if args.layer:
-        check_eligible(loaded.model, args.layer)
-    labels = read_labels(args.source, loaded.class_names)
-    if labels.warning:
-        print(f"Warning: {labels.warning}", file=sys.stderr)
-    engine = GradCam(loaded)
+    loaded, engine, labels = shared.open_labelled(args)
     method = shared.settle_method(engine, args, {"method": chosen}).name if args.explain != "none" else chosen.name
     out_dir = make_out_dir(args.out_dir)
     pictures = labels.pictures

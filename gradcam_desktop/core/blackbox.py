@@ -216,6 +216,22 @@ def from_output_dtype(y: np.ndarray, info: TensorInfo) -> np.ndarray:
 
 # ---------------------------------------------------------------- paths
 
+def read_model_file(path: Path, name: str) -> bytes:
+    """A black-box file's bytes, refused in one line when empty, over safety.MAX_FILE_BYTES or unreadable
+    (the format's checks then parse these bytes, and the runtime is given them: no second read)."""
+    from .safety import MAX_FILE_BYTES
+
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise ModelLoadError(f"{name} is empty.")
+        if size > MAX_FILE_BYTES:
+            raise ModelLoadError(f"{name} is larger than {MAX_FILE_BYTES // 1024**3} GiB; refusing to open it.")
+        return path.read_bytes()
+    except OSError as e:
+        raise ModelLoadError(f"{name} cannot be read ({e.strerror or e}).") from None
+
+
 def _savedmodel_folder(path: Path) -> Path | None:
     folder = path.parent if path.name == "saved_model.pb" else path
     return folder if folder.is_dir() and (folder / "saved_model.pb").is_file() else None

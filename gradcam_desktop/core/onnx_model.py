@@ -38,10 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from .blackbox import RUNTIME_THREADS, Runtime, TensorInfo
+from .blackbox import RUNTIME_THREADS, Runtime, TensorInfo, read_model_file
 from .errors import ModelLoadError, UnsafeModelError, plain_reason
 from .footprint import available_memory, human
-from .safety import MAX_FILE_BYTES, MEMORY_SHARE
+from .safety import MEMORY_SHARE
 
 #: Domains whose operators ONNX Runtime's CPU provider implements itself (see the module doc).
 ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
@@ -65,15 +65,7 @@ class CheckedOnnx:
 
 def check_onnx(path: Path, name: str) -> CheckedOnnx:
     """Parse and check an .onnx file without loading external data; raise one-line errors."""
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            raise ModelLoadError(f"{name} is empty.")
-        if size > MAX_FILE_BYTES:
-            raise ModelLoadError(f"{name} is larger than {MAX_FILE_BYTES // 1024**3} GiB; refusing to open it.")
-        data = path.read_bytes()
-    except OSError as e:
-        raise ModelLoadError(f"{name} cannot be read ({e.strerror or e}).") from None
+    data = read_model_file(path, name)
     model = _parse(data, name)
     checker = _Checker(name, path.parent, model)
     checker.check()

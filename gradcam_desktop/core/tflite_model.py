@@ -26,9 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .blackbox import RUNTIME_THREADS, Runtime, TensorInfo
+from .blackbox import RUNTIME_THREADS, Runtime, TensorInfo, read_model_file
 from .errors import GradCamError, ModelLoadError, UnsafeModelError, plain_reason
-from .safety import MAX_FILE_BYTES
 
 IDENTIFIER = b"TFL3"
 # BuiltinOperator codes (tensorflow/compiler/mlir/lite/schema/schema.fbs).
@@ -202,15 +201,7 @@ def _softmax_outputs(data: bytes, codes: list[tuple[int, str | None]]) -> set[in
 
 def check_tflite(path: Path, name: str) -> tuple[bytes, set[int]]:
     """The file's bytes and its softmax outputs, after the identifier and operator checks."""
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            raise ModelLoadError(f"{name} is empty.")
-        if size > MAX_FILE_BYTES:
-            raise ModelLoadError(f"{name} is larger than {MAX_FILE_BYTES // 1024**3} GiB; refusing to open it.")
-        data = path.read_bytes()
-    except OSError as e:
-        raise ModelLoadError(f"{name} cannot be read ({e.strerror or e}).") from None
+    data = read_model_file(path, name)
     if len(data) < 8 or data[4:8] != IDENTIFIER:
         raise ModelLoadError(f"{name} is not a TensorFlow Lite model (damaged, or another kind of file).")
     try:

@@ -76,7 +76,7 @@ def test_batch_of_a_savedmodel_with_a_pixel_method_writes_attributions(capsys, e
 
 
 def test_trust_and_triage_of_an_onnx_file(capsys, exports, pictures, tmp_path):
-    path = exports.onnx or exports.onnx_nchw
+    path = exports.onnx
     code, out, err = run(capsys, "trust", "-m", path, "-i", pictures / "dog" / "1.png", "--method", "rise",
                          "--samples", "64", "--seed", "2", "--json")
     assert code == 0, err

@@ -35,17 +35,13 @@ def exports(tmp_path_factory) -> bf.Exports:
 
 
 def _path(exports: bf.Exports, kind: str):
-    path = {"tflite": exports.tflite, "tflite_int8": exports.tflite_int8, "savedmodel": exports.savedmodel,
+    return {"tflite": exports.tflite, "tflite_int8": exports.tflite_int8, "savedmodel": exports.savedmodel,
             "onnx": exports.onnx, "onnx_nchw": exports.onnx_nchw}[kind]
-    if path is None:
-        pytest.skip("Keras' ONNX export needs tf2onnx")
-    return path
 
 
 @pytest.fixture(scope="session")
 def opened(exports) -> dict[str, BlackBoxModel]:
-    return {kind: open_blackbox(_path(exports, kind)) for kind in [*FLOAT_FORMATS, "tflite_int8"]
-            if kind != "onnx" or exports.onnx is not None}
+    return {kind: open_blackbox(_path(exports, kind)) for kind in [*FLOAT_FORMATS, "tflite_int8"]}
 
 
 def _one_line(error: pytest.ExceptionInfo) -> str:
@@ -65,8 +61,6 @@ EXPECTED = {  # format, layout, input dtype, "auto" preprocessing, fixed batch, 
 
 @pytest.mark.parametrize("kind", list(EXPECTED))
 def test_open_describes_the_model(exports, opened, kind):
-    if kind not in opened:
-        pytest.skip("Keras' ONNX export needs tf2onnx")
     model = opened[kind]
     path = _path(exports, kind)
     assert is_blackbox_path(path)
@@ -98,8 +92,6 @@ def _logits(model, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", FLOAT_FORMATS)
 def test_predict_equals_keras_within_float32_reordering(exports, opened, kind):
-    if kind not in opened:
-        pytest.skip("Keras' ONNX export needs tf2onnx")
     x = bf.model_inputs(7, seed=3)
     assert _dense_sums(exports.keras_model, x)[1].max() < SUM_SCALE
     want = np.asarray(exports.keras_model(x), np.float32)

@@ -39,7 +39,7 @@ def picture(tmp_path) -> Path:
 
 
 def _path(exports, kind: str) -> Path:
-    path = {"tflite": exports.tflite, "onnx": exports.onnx or exports.onnx_nchw, "savedmodel": exports.savedmodel}[kind]
+    path = {"tflite": exports.tflite, "onnx": exports.onnx, "savedmodel": exports.savedmodel}[kind]
     return path
 
 
@@ -71,7 +71,7 @@ def test_a_dropped_black_box_shows_no_layers_offers_its_methods_and_maps(qtbot, 
 
 
 def test_choosing_rise_with_a_click_and_a_keras_model_afterwards(qtbot, window, exports, picture):
-    path = exports.onnx or exports.onnx_nchw
+    path = exports.onnx
     with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT):
         drop_paths(window, [path, picture])
     box = window.ui.method_box
