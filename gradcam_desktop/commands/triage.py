@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import annotate, cams, files, overlay
+from ..core import cams, files
 from ..core.batch import make_out_dir
 from ..core.errors import GradCamError
 from ..core.gradcam import GradCam
 from ..core.images import load_image
+from ..core.mistake_picture import explained_picture
 from ..core.triage import (
     TriageRow,
     accuracy,
@@ -30,11 +31,10 @@ from ..core.triage import (
 )
 from . import shared
 
-__all__ = ["EXPLAIN_CHOICES", "run", "explained_picture"]
+__all__ = ["EXPLAIN_CHOICES", "run"]
 
 EXPLAIN_CHOICES = ("wrong", "all", "none")
 MAPS_FOLDER = "maps"
-GUTTER = 12  # white pixels between the two halves of a mistake's picture
 
 
 def run(args) -> int:
@@ -117,44 +117,6 @@ def _print_summary(rows: list[TriageRow], matrix: np.ndarray, class_names: list[
             print(f"  {true:<{width}} → {predicted}: {count}")
     elif judged:
         print("No class was mistaken for another.")
-
-
-def explained_picture(engine: GradCam, image, row: TriageRow, layer: str | None, method: str,
-                      colormap: str = "jet") -> np.ndarray:
-    """The map of the predicted class beside the map of the true class, each half labelled
-    (one half when they are the same class)."""
-    predicted = row.predicted_index
-    classes = [predicted] if predicted == row.true_index else [predicted, row.true_index]
-    results = engine.explain_many([image] * len(classes), layer=layer, class_indices=classes, method=method)
-    heads = ([f"Predicted = true class: {row.true_name}"] if len(classes) == 1
-             else [f"Predicted: {row.predicted_name}", f"True class: {row.true_name}"])
-    burnt = []
-    for result in results:
-        display, result.flat = overlay.display_map(result.raw, image.rgb.shape[:2])
-        burnt.append(annotate.burn(overlay.blend(image.rgb, display, 0.5, colormap), result, colormap))
-    # A caption with a warning is a line taller: pad above it so that the two pictures line up.
-    height = max(picture.shape[0] for picture in burnt)
-    halves = [np.concatenate([_heading(head, picture.shape[1]),
-                              np.pad(picture, ((height - picture.shape[0], 0), (0, 0), (0, 0)), constant_values=255)])
-              for head, picture in zip(heads, burnt)]
-    gutter = np.full((halves[0].shape[0], GUTTER, 3), 255, np.uint8)
-    joined = [halves[0]] + [part for half in halves[1:] for part in (gutter, half)]
-    return np.ascontiguousarray(np.concatenate(joined, axis=1))
-
-
-def _heading(text: str, width: int) -> np.ndarray:
-    """A white band with ``text``, sized like annotate's captions (which grow with the picture)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    size = int(min(max(round(width / 36), 13), 64))
-    try:
-        font = ImageFont.load_default(size=size)
-    except (TypeError, AttributeError, OSError):  # Pillow without FreeType: the small bitmap font
-        font = ImageFont.load_default()
-    pad = max(4, size // 2)
-    band = Image.new("RGB", (width, size + 2 * pad), (255, 255, 255))
-    ImageDraw.Draw(band).text((pad, pad - font.getbbox("Eg")[1]), text, fill=(25, 25, 25), font=font)
-    return np.array(band)
 
 
 def _write_explained(engine: GradCam, row: TriageRow, path: Path, layer: str | None, method: str) -> None:

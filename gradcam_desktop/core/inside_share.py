@@ -30,6 +30,9 @@ The object, as a boolean mask of the picture's size (True = object), comes from:
   clips boxes to the picture. The file is read as labels.py reads a labels CSV: line by line, at
   most ``labels.MAX_LINE`` characters a line and ``MAX_BOXES`` boxes, so that a hostile file is
   refused before it is read into memory; a bad row is one line naming the file and the line.
+* the boxes the user drew on the picture in the window, saved beside it as
+  ``<picture name>.object.json`` (core/object_sidecar.py): used when neither of the above names
+  the picture.
 
 Errors are ``MaskError`` (a ``LabelError``: user data about pictures that could not be used), one
 plain line each.
@@ -50,6 +53,7 @@ import numpy as np
 from .errors import ImageLoadError, LabelError
 from .images import MAX_DECODED_BYTES, MAX_PIXELS, decode_bytes, read_picture_file
 from .labels import HEADER_WORDS, MAX_LINE, shown_path
+from .object_sidecar import read_boxes
 
 __all__ = ["MAX_BOXES", "Box", "MaskError", "box_key", "boxes_from_csv", "energy_map", "inside_share",
            "mask_from_boxes", "mask_from_png", "masks_dir_lookup", "object_mask"]
@@ -210,8 +214,9 @@ def box_key(path: str | os.PathLike[str]) -> str:
 
 
 def object_mask(picture: str | os.PathLike[str], size: Sequence[int], *, masks_dir: str | os.PathLike[str] | None = None,
-                boxes: Mapping[str, Sequence[Box]] | None = None) -> np.ndarray | None:
-    """The object mask of ``picture``: ``<stem>.png`` in ``masks_dir`` first, else its boxes; None when neither has it."""
+                boxes: Mapping[str, Sequence[Box]] | None = None, sidecar: bool = True) -> np.ndarray | None:
+    """The object mask of ``picture``: ``<stem>.png`` in ``masks_dir`` first, else its boxes, else (``sidecar``)
+    the boxes marked in the window and saved beside it (core/object_sidecar.py); None when none has it."""
     if masks_dir is not None:
         found = masks_dir_lookup(masks_dir, Path(picture).stem)
         if found is not None:
@@ -220,6 +225,10 @@ def object_mask(picture: str | os.PathLike[str], size: Sequence[int], *, masks_d
         listed = boxes.get(box_key(picture))
         if listed:
             return mask_from_boxes(listed, size)
+    if sidecar:
+        marked = read_boxes(picture, MaskError)
+        if marked:
+            return mask_from_boxes(marked, size)
     return None
 
 
