@@ -12,7 +12,7 @@ import numpy as np
 
 from . import files, overlay, patterns
 from .errors import GradCamError
-from .folder_patterns import Analysis, Mapped
+from .folder_patterns import Analysis
 from .images import load_image
 
 __all__ = ["MEMBERS", "TILE", "cluster_sheets", "safe_stem"]
@@ -40,7 +40,7 @@ def cluster_sheets(found: Analysis, colormap: str) -> dict[tuple[int, int], tupl
             tiles = [_mean_tile(means[cluster], colormap)]
             for position in nearest:
                 try:
-                    tiles.append(_member_tile(done[rows[position]], colormap))
+                    tiles.append(_member_tile(done[rows[position]].image, found.features[rows[position]], colormap))
                 except GradCamError:
                     continue  # the picture went away since it was mapped: its tile is left out
             name = names[class_index] if class_index < len(names) else str(class_index)
@@ -59,10 +59,11 @@ def _mean_tile(mean: np.ndarray, colormap: str) -> np.ndarray:
     return overlay.blend(grey, display, 0.85, colormap)
 
 
-def _member_tile(item: Mapped, colormap: str) -> np.ndarray:
-    image = load_image(item.image)
+def _member_tile(path: str, features: np.ndarray, colormap: str) -> np.ndarray:
+    """A member picture with its SpRAy grid upsampled over it."""
+    image = load_image(path)
     rgb = cv2.resize(image.rgb, (TILE, TILE), interpolation=cv2.INTER_AREA)
-    grid = item.features.reshape(patterns.GRID, patterns.GRID).astype(np.float32)
+    grid = features.reshape(patterns.GRID, patterns.GRID).astype(np.float32)
     display, _flat = overlay.display_map(grid, (TILE, TILE))
     return overlay.blend(rgb, display, 0.5, colormap)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ class Analysis:
     method: cams.Method
     names: list[str]
     triage_rows: list[TriageRow]  # every picture's prediction (accuracy, confusion matrix, mistakes)
-    done: list[Mapped]  # the pictures mapped
+    done: list[Mapped]  # the pictures mapped (their ``features`` may be dropped: ``features`` has them)
     features: np.ndarray  # their SpRAy grids, (len(done), GRID²)
     clusterings: dict[int, patterns.Clustering]
     pattern_rows: list[patterns.PatternRow]
@@ -64,6 +64,12 @@ class Analysis:
     def class_rows(self, class_index: int) -> np.ndarray:
         """Indices into ``done`` (and ``features``) of the pictures of ``class_index``, in the clustering's order."""
         return np.flatnonzero(np.asarray([item.class_index for item in self.done], np.int64) == class_index)
+
+    def without_copies(self) -> Analysis:
+        """The same analysis with each ``Mapped``'s grid dropped (``features`` holds them all): half
+        the bytes to send to another process."""
+        empty = np.zeros(0, np.float32)
+        return replace(self, done=[replace(item, features=empty) for item in self.done])
 
 
 def map_group(engine: Any, group: Sequence[tuple[str, int]], *, method: cams.Method, layer: str | None = None,

@@ -261,7 +261,7 @@ class Engine:
         if isinstance(item, TrustJob):
             return f"computing the trust figures of {picture(item.result.image_key)}"
         return {"TriageJob": "triaging a folder", "ExportJob": "exporting maps (Export All)",
-                "TriageRequest": "reading a labelled folder",
+                "TriageRequest": "reading a labelled folder", "PatternsJob": "finding the patterns of a folder",
                 "CustomLayersRequest": "running a custom-layers file"}.get(type(item).__name__, "working")
 
     def _handle(self, request: Any) -> None:

@@ -193,6 +193,8 @@ def build_actions(window: MainWindow) -> Actions:
 PANEL_TOGGLES = {
     "triageDock": ("&Triage", "Triage", "The Triage panel: a labelled folder's predictions, mistakes first, "
                    "and its confusion matrix (File → Open Labelled Folder…)"),
+    "patternsDock": ("&Patterns", "Patterns", "The Patterns panel: what the model relies on for each class, as "
+                     "clusters of its maps over a labelled folder (File → Find Patterns in Labelled Folder…)"),
 }
 
 

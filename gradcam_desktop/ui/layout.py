@@ -55,7 +55,7 @@ CORE_FEATURES = QDockWidget.DockWidgetFeature.DockWidgetMovable
 ANALYSIS_FEATURES = CORE_FEATURES | QDockWidget.DockWidgetFeature.DockWidgetClosable
 #: The analysis views' docks (object names; trust.wiring and triage.wiring make them): tabs of one
 #: area under the picture, in this order.
-ANALYSIS_DOCKS = ("trustPanel", "triageDock")
+ANALYSIS_DOCKS = ("trustPanel", "triageDock", "patternsDock")
 #: The analysis area's height: this share of the window, at least ANALYSIS_MIN pixels (Trust's
 #: cards), and never so much that the picture gets less than PICTURE_MIN.
 ANALYSIS_SHARE = 0.45

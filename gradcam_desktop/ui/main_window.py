@@ -27,6 +27,8 @@ from gradcam_desktop.session.state import SessionState
 from gradcam_desktop.ui import actions, clipboard, dialogs, dnd, export, layout, status_text
 from gradcam_desktop.ui.explore import caption
 from gradcam_desktop.ui.compare import wiring as compare_wiring
+from gradcam_desktop.ui.explore import object_marks
+from gradcam_desktop.ui.patterns import wiring as patterns_wiring
 from gradcam_desktop.ui.triage import wiring as triage_wiring
 from gradcam_desktop.ui.trust import wiring as trust_wiring
 from gradcam_desktop.ui.export_all import ExportAllRun, start_export_all
@@ -88,6 +90,8 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         compare_wiring.attach(self)
         self.trust = trust_wiring.attach(self)  # the Trust panel (View → Can I Trust This Map?)
         self.triage = triage_wiring.attach(self)  # File → Open Labelled Folder… (issue 9)
+        self.patterns = patterns_wiring.attach(self)  # File → Find Patterns…, Export Report… (issue 19)
+        self.marks = object_marks.attach(self)  # Edit → Mark Object: the inside share in the caption (issue 19)
         layout.arrange_panels(self)  # every dock exists: none floats, Trust and Triage share one tabbed area
         actions.add_panel_toggles(self)  # View → Triage beside Trust
         self._set_engine_ready(False)

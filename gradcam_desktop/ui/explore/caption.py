@@ -48,21 +48,37 @@ class CaptionBar(QLabel):
         self.setToolTip(annotate.SCALE_NOTE)
         self._caption = ""
         self._warning = ""
+        self._note_line = ""
         self.set_result(None)
 
     def set_result(self, result: MapResult | None) -> None:
         """Describe ``result`` (None: no map, the bar keeps its height but says nothing)."""
         self._caption = annotate.caption(result) if result is not None else ""
         self._warning = (annotate.warning(result) or "") if result is not None else ""
+        self._note_line = ""
+        self._show()
+
+    def set_note_line(self, text: str) -> None:
+        """One more line under the caption about the map shown (the inside share on a marked object); "" removes it."""
+        self._note_line = text if self._caption else ""
+        self._show()
+
+    def note_line(self) -> str:
+        """The extra line shown ("" when there is none)."""
+        return self._note_line
+
+    def _show(self) -> None:
         html = f"<b>{escape(self._caption)}</b>" if self._caption else "&nbsp;"
         if self._warning:
             note = self._warning[0].upper() + self._warning[1:]
             html += f"<br><span style='color:{self._caution_colour()}'>{escape(note)}</span>"
+        if self._note_line:
+            html += f"<br>{escape(self._note_line)}"
         self.setText(html)
 
     def show_note(self, text: str) -> None:
         """No map, and why, in the palette's muted colour ("Opening model …"): never a caption."""
-        self._caption = self._warning = ""
+        self._caption = self._warning = self._note_line = ""
         colour = self.palette().color(QPalette.ColorRole.PlaceholderText).name()
         self.setText(f"<span style='color:{colour}'>{escape(text)}</span>" if text else "&nbsp;")
 

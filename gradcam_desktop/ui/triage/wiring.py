@@ -27,7 +27,7 @@ from gradcam_desktop.session.triage_job import BATCH, TriageRequest
 from gradcam_desktop.ui.triage.view import TriageView
 from gradcam_desktop.session.records import Picture
 
-__all__ = ["TriageController", "attach", "export_matrix", "export_table"]
+__all__ = ["TriageController", "attach", "export_matrix", "export_table", "index_of"]
 
 log = logging.getLogger(__name__)
 _Q = Qt.ConnectionType.QueuedConnection  # worker signals cross threads
@@ -161,7 +161,7 @@ class TriageController(QObject):
             return
         window = self.window
         window.keep_class(int(class_index))
-        index = _index_of(window.images(), row.image)
+        index = index_of(window.images(), row.image)
         if index is not None:
             window.show_image(index)
         elif _norm(row.image) not in self._opening:  # a second click (a double click) before it arrives opens nothing
@@ -321,7 +321,7 @@ def _norm(path: str) -> str:
     return os.path.normcase(os.path.realpath(path)) if path else ""
 
 
-def _index_of(images: list[Picture], path: str) -> int | None:
+def index_of(images: list[Picture], path: str) -> int | None:
     wanted = _norm(path)
     for index, image in enumerate(images):
         if image.path and _norm(image.path) == wanted:

@@ -1,0 +1,1 @@
+"""The Patterns view: strategy clusters of a labelled folder (issue 19)."""
