@@ -97,7 +97,7 @@ class PatternsView(QWidget):
         self.strip.setIconSize(QSize(CARD, CARD))
         self.strip.setGridSize(QSize(CARD + 40, CARD + 58))
         self.strip.setWordWrap(True)
-        self.strip.setMinimumHeight(CARD + 72)
+        self.strip.setFixedHeight(CARD + 66)  # one row of cards; the pictures' list gets the rest
         self.strip.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.strip.itemClicked.connect(self._card_clicked)
         self.plot = pg.PlotWidget(self)
@@ -287,7 +287,7 @@ class PatternsView(QWidget):
             item = analysis.done[item_index]
             share = "" if math.isnan(item.share) else f" · inside share {item.share:.0%}"
             # The distance to the centre only means something when there is more than one cluster.
-            distance = f" · distance {float(clustering.distances[position]):.3g}" if clustering.count > 1 else ""
+            distance = f" · distance {float(clustering.distances[position]):.3f}" if clustering.count > 1 else ""
             entry = QListWidgetItem(f"{Path(item.image).name}{distance}{share}")
             entry.setData(Qt.ItemDataRole.UserRole, item_index)
             entry.setToolTip(item.image)
