@@ -77,7 +77,6 @@ def test_the_report_from_an_analysis_already_made(planted, tmp_path):
     engine, labelled = planted
     sent = []
     maker = SimpleNamespace(engine=engine, generation=1)
-    PatternsRequest(str(labelled), layer="feat").start_job(maker, lambda _id, part: sent.append(part))
     first = PatternsRequest(str(labelled), layer="feat").start_job(maker, lambda _id, part: sent.append(part))
     _steps(first)
     found = sent[-1][1]
