@@ -139,3 +139,17 @@ def test_a_box_dragged_on_the_picture_gives_the_inside_share(window, qtbot, plan
 def _scene(view, point) -> tuple[float, float]:
     scene = view.mapToScene(point)
     return float(np.clip(scene.x(), 0, SIDE)), float(np.clip(scene.y(), 0, SIDE))
+
+
+def test_a_cards_picture_is_read_back_whole(qtbot):
+    """The card's picture comes from a thumbnail pixmap: its pixels must be copied out of the QImage
+    (a view of a freed buffer once showed noise on the cards' upper rows)."""
+    from PySide6.QtGui import QImage, QPixmap
+
+    from gradcam_desktop.ui.patterns.view import _pixmap_rgb
+
+    rgb = np.random.default_rng(0).integers(0, 256, (88, 88, 3), dtype=np.uint8)  # 264-byte lines: no padding
+    pixmap = QPixmap.fromImage(QImage(rgb.data, 88, 88, 3 * 88, QImage.Format.Format_RGB888).copy())
+    read = _pixmap_rgb(pixmap)
+    churn = [np.full((88, 88, 4), 255, np.uint8) for _ in range(200)]  # reuse freed memory, if any was freed
+    assert read.flags.owndata and np.array_equal(read, rgb) and len(churn) == 200

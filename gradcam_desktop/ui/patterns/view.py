@@ -402,4 +402,5 @@ def _pixmap_rgb(pixmap: QPixmap) -> np.ndarray:
     image = pixmap.toImage().convertToFormat(QImage.Format.Format_RGB888)
     width, height, line = image.width(), image.height(), image.bytesPerLine()
     data = np.frombuffer(image.constBits(), np.uint8, line * height).reshape(height, line)
-    return np.ascontiguousarray(data[:, :3 * width].reshape(height, width, 3))
+    # A copy, always: when the lines have no padding the slice is the QImage's own buffer, freed on return.
+    return data[:, :3 * width].reshape(height, width, 3).copy()
