@@ -290,10 +290,12 @@ def open_blackbox(path: str | os.PathLike, *, preprocess: str = "auto", display_
         from .serving_model import open_serving
 
         runtime = open_serving(p, name, signature=sidecar.get("signature"))
+    names = _class_names_from_sidecar(p, sidecar)
+    if isinstance(names, dict):  # labels by output name: the output the sidecar names
+        names = names.get(str(sidecar.get("output")))
     model = _describe(runtime, sidecar, name=name, kind=kind, preprocess=preprocess,
                       source=source if source is not None else str(path),
-                      display_name=display_name or name,
-                      class_names=_class_names_from_sidecar(p, sidecar))
+                      display_name=display_name or name, class_names=names)
     digest = _sha256(p)
     if runtime.extra_files:  # ONNX external data: the files the weights are in count too
         combined = hashlib.sha256(digest.encode("ascii"))

@@ -47,6 +47,10 @@ class LoadedModel:
     sha256: str | None = None
     notices: list[str] = field(default_factory=list)
     head: object | None = None  # heads.Head, detected once at load
+    #: A model with several outputs: each one (outputs.OutputInfo), and the one ``model`` is seen
+    #: through (outputs.through): the one explained. Empty/None for a one-output model.
+    outputs: list = field(default_factory=list)
+    output: str | None = None
     runtime: Any = None  # blackbox.BlackBoxModel of a file that shows no layers (then model is None)
 
 
@@ -62,9 +66,12 @@ def load_model(
     preprocess: str = "auto",
     progress: Callable[[int, int | None], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    output: str | int | None = None,
 ) -> LoadedModel:
     """Open ``spec``: ``"demo"``, ``"zoo:<Name>"`` or a path to a .keras/.h5 file, a SavedModel folder, an
-    .onnx or .tflite file (a black box: ``LoadedModel.runtime``, no Keras model)."""
+    .onnx or .tflite file (a black box: ``LoadedModel.runtime``, no Keras model). ``output`` names the
+    output to explain in a model with several (its name or index; default: the sidecar's "output",
+    else the first one that can be explained)."""
     if preprocess not in preprocessing.MODES and not str(preprocess).startswith(ZOO_PREFIX):
         raise ModelLoadError(
             f"Unknown preprocessing '{preprocess}'. Choose one of: {', '.join(preprocessing.MODES)}."
@@ -75,7 +82,10 @@ def load_model(
     elif parsed.kind == "zoo":
         loaded = _load_zoo(parsed.value, progress=progress, cancel=cancel)
     else:
-        loaded = _load_file(Path(parsed.value), trust=trust, source=parsed.value, display_name=parsed.label)
+        loaded = _load_file(Path(parsed.value), trust=trust, source=parsed.value, display_name=parsed.label,
+                            output=output)
+    if output not in (None, "") and not loaded.outputs and loaded.runtime is None:
+        raise ModelLoadError(f"{loaded.display_name} has one output: leave out --output.")
     if preprocess != "auto":
         loaded.preprocess = preprocess
     return loaded
@@ -93,7 +103,8 @@ def _load_zoo(name: str, *, progress, cancel) -> LoadedModel:
     )
 
 
-def _load_file(path: Path, *, trust: bool, source: str, display_name: str) -> LoadedModel:
+def _load_file(path: Path, *, trust: bool, source: str, display_name: str,
+               output: str | int | None = None) -> LoadedModel:
     from .blackbox import is_blackbox_path, open_blackbox
 
     if is_blackbox_path(path):
@@ -129,23 +140,32 @@ def _load_file(path: Path, *, trust: bool, source: str, display_name: str) -> Lo
         display_name=display_name,
         class_names=names,
         preprocess=sidecar.get("preprocess", "auto"),
+        output=output if output not in (None, "") else sidecar.get("output"),
     )
     loaded.sha256 = _sha256(path)
     return loaded
 
 
-def _describe(model, *, source, display_name, class_names, preprocess) -> LoadedModel:
-    """Check the model is a single-image classifier and gather how to feed it."""
+def _describe(model, *, source, display_name, class_names, preprocess, output=None) -> LoadedModel:
+    """Check the model is a single-image classifier and gather how to feed it (a model with several
+    outputs: through the one ``output`` names, core/outputs.py)."""
     if len(model.inputs) != 1:
         raise ModelLoadError(
             f"{display_name} has {len(model.inputs)} inputs; Grad-CAM Desktop explains models "
             "that take one image."
         )
+    described: list = []
+    chosen = None
     if len(model.outputs) != 1:
-        raise ModelLoadError(
-            f"{display_name} has {len(model.outputs)} outputs; Grad-CAM Desktop explains models "
-            "with one classification output."
-        )
+        from . import outputs
+
+        if not isinstance(output, (str, int, type(None))) or isinstance(output, bool):
+            raise ModelLoadError(f'The sidecar\'s "output" must be an output\'s name or index, not {output!r}.')
+        described = outputs.describe(model)
+        chosen = outputs.pick(described, output, display_name)
+        model = outputs.through(model, chosen.index)
+        if isinstance(class_names, dict):
+            class_names = class_names.get(chosen.name)
     in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
     if len(in_shape) != 4 or in_shape[-1] not in (1, 3):
         raise ModelLoadError(
@@ -190,6 +210,8 @@ def _describe(model, *, source, display_name, class_names, preprocess) -> Loaded
         channels=int(in_shape[-1]),
         notices=notices,
         head=head,
+        outputs=described,
+        output=chosen.name if chosen is not None else None,
     )
 
 
@@ -266,9 +288,14 @@ def _read_sidecar(path: Path) -> dict:
     return {}
 
 
-def _class_names_from_sidecar(path: Path, sidecar: dict) -> list[str] | None:
+def _class_names_from_sidecar(path: Path, sidecar: dict) -> list[str] | dict[str, list[str]] | None:
+    """The class names the sidecars give: a list, or for a model with several outputs a dict of lists by
+    output name (``"labels": {"gender": ["female", "male"]}`` in model.gradcam.json)."""
     if isinstance(sidecar.get("labels"), list):
         return [str(name) for name in sidecar["labels"]]
+    if isinstance(sidecar.get("labels"), dict):
+        return {str(key): [str(name) for name in value] for key, value in sidecar["labels"].items()
+                if isinstance(value, list)}
     for candidate in _sidecar_candidates(path, ".labels.txt"):
         if candidate.is_file():
             lines = candidate.read_text(encoding="utf-8-sig").splitlines()

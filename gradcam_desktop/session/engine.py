@@ -110,6 +110,7 @@ class Restore:
     pictures: list[tuple[str, Any, str]]
     custom_layers: list[str] = field(default_factory=list)
     maps: list[Any] = field(default_factory=list)
+    output: str | None = None  # the output explained of a model with several
     id: int = field(default_factory=_next_id)
 
 
@@ -374,7 +375,8 @@ class Engine:
             return self.cancel_download.is_set() or self.stopping.is_set()
 
         self.cancel_download.clear()
-        loaded = models.load_model(request.spec, trust=request.trust, progress=progress, cancel=cancel)
+        loaded = models.load_model(request.spec, trust=request.trust, progress=progress, cancel=cancel,
+                                   output=request.output)
         if self.stopping.is_set():
             raise _Stopping
         engine = gradcam.GradCam(loaded, input_cache=INPUT_CACHE)
@@ -400,7 +402,8 @@ class Engine:
         self._image_counter = itertools.count(max(numbers, default=0) + 1)
         info = None
         if request.model is not None:
-            info = self._load_model(LoadModel(request.model, request.trust, request.id), request.generation)
+            info = self._load_model(LoadModel(request.model, request.trust, request.output, request.id),
+                                    request.generation)
             for result in request.maps:
                 self._maps.remember(result)
         self._emit("restored", info)

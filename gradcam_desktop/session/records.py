@@ -38,6 +38,9 @@ class ModelInfo:
     layers: list[LayerNode] = field(default_factory=list, compare=False)
     file_format: str = "keras"  # "keras", or a black box's "onnx", "tflite", "savedmodel"
     methods: tuple[str, ...] = ()  # the methods this model can run (cams.METHODS names); () = all
+    #: A model with several outputs: each as (name, description, can be explained), and the one explained.
+    outputs: tuple[tuple[str, str, bool], ...] = ()
+    output: str | None = None
 
     @property
     def shows_layers(self) -> bool:

@@ -33,10 +33,11 @@ def _next_id() -> int:
 
 @dataclass
 class LoadModel:
-    """Load a model file, "demo" or "zoo:Name"."""
+    """Load a model file, "demo" or "zoo:Name" (``output``: the output to explain of a model with several)."""
 
     spec: str
     trust: bool = False
+    output: str | None = None
     id: int = field(default_factory=_next_id)
 
 

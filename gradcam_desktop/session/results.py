@@ -56,7 +56,9 @@ def model_info(request_id: int, generation: int, loaded: Any, engine: Any, layer
                      channels=int(loaded.channels), preprocess=str(loaded.preprocess), sha256=loaded.sha256,
                      head=getattr(getattr(loaded, "head", None) or getattr(engine, "head", None), "kind", None),
                      trusted=bool(trusted), file_format="keras" if runtime is None else str(runtime.format),
-                     methods=tuple(name for name in engine_methods(engine)))
+                     methods=tuple(name for name in engine_methods(engine)),
+                     outputs=tuple((info.name, info.describe(), info.usable) for info in getattr(loaded, "outputs", [])),
+                     output=getattr(loaded, "output", None))
 
 
 def engine_methods(engine: Any) -> list[str]:

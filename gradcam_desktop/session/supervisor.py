@@ -40,6 +40,7 @@ class _Model:
     trust: bool
     generation: int
     name: str
+    output: str | None = None
 
 
 class Supervisor:
@@ -74,7 +75,7 @@ class Supervisor:
             self._deaths = 0  # the engine answered: it works
             if name == "modelLoaded" and isinstance(request, LoadModel):
                 info = args[1]
-                self.model = _Model(request.spec, request.trust, info.generation, info.display_name)
+                self.model = _Model(request.spec, request.trust, info.generation, info.display_name, request.output)
             elif name == "jobFinished" and isinstance(request, CustomLayersRequest):
                 self.custom_layers.append(request.path)
         elif name == "restored":
@@ -122,6 +123,7 @@ class Supervisor:
         if not reopen:
             self.model = None
         request = Restore(model.spec if model else None, bool(model and model.trust),
-                          model.generation if model else 0, list(pictures), list(self.custom_layers))
+                          model.generation if model else 0, list(pictures), list(self.custom_layers),
+                          output=model.output if model else None)
         self.restore_id = request.id
         return request

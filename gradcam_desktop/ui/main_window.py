@@ -27,7 +27,7 @@ from gradcam_desktop.session.state import SessionState
 from gradcam_desktop.ui import actions, clipboard, dialogs, dnd, export, layout, status_text
 from gradcam_desktop.ui.explore import caption
 from gradcam_desktop.ui.compare import wiring as compare_wiring
-from gradcam_desktop.ui.explore import object_marks
+from gradcam_desktop.ui.explore import object_marks, output_choice
 from gradcam_desktop.ui.patterns import wiring as patterns_wiring
 from gradcam_desktop.ui.triage import wiring as triage_wiring
 from gradcam_desktop.ui.trust import wiring as trust_wiring
@@ -92,6 +92,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self.triage = triage_wiring.attach(self)  # File → Open Labelled Folder… (issue 9)
         self.patterns = patterns_wiring.attach(self)  # File → Find Patterns…, Export Report… (issue 19)
         self.marks = object_marks.attach(self)  # Edit → Mark Object: the inside share in the caption (issue 19)
+        self.outputs = output_choice.attach(self)  # the output explained, for a model with several (issue 20)
         layout.arrange_panels(self)  # every dock exists: none floats, Trust and Triage share one tabbed area
         actions.add_panel_toggles(self)  # View → Triage beside Trust
         self._set_engine_ready(False)
@@ -121,9 +122,10 @@ class MainWindow(dnd.DropTarget, QMainWindow):
             signal.connect(slot, _Q)
 
     # -- scripting surface ---------------------------------------------------------------------
-    def open_model(self, spec: str | Path | ModelSpec, trust: bool = False) -> int:
-        """Load "demo", "zoo:Name" or a model file/folder; returns the worker request id."""
-        return self._opener.open(spec, trust)
+    def open_model(self, spec: str | Path | ModelSpec, trust: bool = False, output: str | None = None) -> int:
+        """Load "demo", "zoo:Name" or a model file/folder (``output``: the one to explain of a model with
+        several); returns the worker request id."""
+        return self._opener.open(spec, trust, output)
 
     def open_images(self, sources) -> int:
         """Open image files, folders, encoded bytes or (name, bytes); returns the worker request id."""

@@ -37,14 +37,14 @@ class ModelOpener:
         self._refused: dict[int, bool] = {}
         self._dialog: QProgressDialog | None = None
 
-    def open(self, spec: str | Path | ModelSpec, trust: bool = False) -> int:
+    def open(self, spec: str | Path | ModelSpec, trust: bool = False, output: str | None = None) -> int:
         """Ask the worker for ``spec``; returns the request id. A SavedModel's ``saved_model.pb``
         or ``keras_metadata.pb`` opens its folder (which the title and Recent Models then name)."""
         spec = ModelSpec.parse(spec)
         if spec.is_file:
             spec = ModelSpec.parse(model_location(spec.value))
         window = self._window
-        request = window.worker.load_model(str(spec), trust)
+        request = window.worker.load_model(str(spec), trust, output)
         self._pending = (request, spec)
         self._requested(spec.label)  # at once: no view keeps the old model's data meanwhile
         window.set_status(f"Opening model {spec.label}…")

@@ -132,9 +132,9 @@ class GradCamWorker(QThread):
         self._adopting = Reset(dict(self._options))
 
     # -- thread-safe API (UI thread) ------------------------------------------------------
-    def load_model(self, spec: str, trust: bool = False) -> int:
-        """Queue loading a model; returns the request id."""
-        return self._put(LoadModel(str(spec), bool(trust)))
+    def load_model(self, spec: str, trust: bool = False, output: str | None = None) -> int:
+        """Queue loading a model (``output``: the one to explain of a model with several); returns the request id."""
+        return self._put(LoadModel(str(spec), bool(trust), output))
 
     def load_images(self, sources: list) -> int:
         """Queue decoding images (paths, folders or encoded bytes); returns the request id."""
