@@ -1,7 +1,8 @@
 """Issue 19's benchmarks: ``gradcam patterns``' cost per picture against triage's, and its memory at 10,000 pictures.
 
-    python benchmarks/bench_patterns.py [--repeats 3] [--pictures 200] [--models demo,resnet50]
-                                        [--rss 1000,10000] [--skip speed|rss] [--distinct K]
+    python benchmarks/bench_patterns.py [--repeats 3] [--pictures 200] [--demo-pictures 1000]
+                                        [--models demo,resnet50] [--rss 1000,10000]
+                                        [--skip speed|rss] [--distinct K]
 
 Everything runs as the user runs it: a fresh Python process calling ``gradcam_desktop.cli.main``
 (Python and TensorFlow start-up, opening the model, writing the tables and PNGs included).
@@ -9,9 +10,12 @@ Everything runs as the user runs it: a fresh Python process calling ``gradcam_de
 (a) cost per picture: ``gradcam patterns`` (predict every picture, map it, cluster each class's
     maps, write patterns.csv, clusters.csv and a PNG a cluster) against ``gradcam triage --explain
     none`` (predict only) on the same labelled folder of 320×240 JPEGs, at N and 2N pictures
-    (``--pictures`` N). The four commands are timed in turns (bench_methods.interleaved), median
-    of ``--repeats``. Per picture = (time at 2N − time at N) / N, so that start-up cancels out;
-    the ratio of the two slopes is what a picture costs more in patterns. Where the time goes
+    (``--pictures`` N for ResNet50, ``--demo-pictures`` for the demo model, whose maps cost so
+    little that 200 more pictures are lost in the noise). The four commands are timed in turns
+    (bench_methods.interleaved), median of ``--repeats``. Per picture = (time at 2N − time at N)
+    / N, so that start-up cancels out; the ratio of the two slopes is what a picture costs more
+    in patterns. The processes' CPU time (user + system, all threads) is given beside the wall
+    time: on a machine shared with other work it moves less. Where the time goes
     inside patterns is measured, best effort, by wrapping two functions in the child process:
     ``core.patterns.by_class`` (the clustering: k-NN affinity, spectral step, k-means, t-SNE)
     and ``commands.patterns.cluster_sheets`` (the cluster PNGs); left out when the internals
@@ -62,7 +66,7 @@ RSS_SIZE = (96, 96)  # and of (b)
 CLASSES = 4  # circle, square, triangle, star: the demo model's classes, in its order
 EXTRAPOLATE_TO = 100_000
 CHILD = """
-import json, resource, sys, time
+import importlib, json, resource, sys, time
 started = time.perf_counter()
 found = {}
 
@@ -84,18 +88,18 @@ def timed(name, function):
 
 from gradcam_desktop.cli import main
 
-try:  # where patterns' time goes: best effort, skipped when the internals moved
-    from gradcam_desktop.commands import patterns as command
-    from gradcam_desktop.core import patterns as core_patterns
-
-    core_patterns.by_class = timed("cluster", core_patterns.by_class)
-    command.cluster_sheets = timed("sheets", command.cluster_sheets)
-except (ImportError, AttributeError):
-    pass
+for module, name, stage in (("gradcam_desktop.core.patterns", "by_class", "cluster"),
+                            ("gradcam_desktop.commands.patterns", "cluster_sheets", "sheets")):
+    try:  # where patterns' time goes: best effort, left out when the internals moved
+        module = importlib.import_module(module)
+        setattr(module, name, timed(stage, getattr(module, name)))
+    except (ImportError, AttributeError):
+        pass
 ready = time.perf_counter()
 code = main(sys.argv[1:])
+usage = resource.getrusage(resource.RUSAGE_SELF)
 found.update(code=code, main_s=time.perf_counter() - ready, process_s=time.perf_counter() - started,
-             peak_mb=peak_mb())
+             cpu_s=usage.ru_utime + usage.ru_stime, peak_mb=peak_mb())
 print("BENCH " + json.dumps(found), file=sys.stderr)
 """
 
@@ -194,30 +198,38 @@ def speed(work: Path, label: str, spec: str, count: int, repeats: int, distinct:
 
     triage_slope = line("triage --explain none (process)", walls[f"triage{count}"], walls[f"triage{2 * count}"])
     patterns_slope = line("patterns (process)", walls[f"patterns{count}"], walls[f"patterns{2 * count}"])
+    cpu = {name: [median(runs[f"{name}{n}"], "cpu_s") for n in (count, 2 * count)] for name in ("triage", "patterns")}
+    triage_cpu = line("triage, CPU time (user + system)", *cpu["triage"])
+    patterns_cpu = line("patterns, CPU time (user + system)", *cpu["patterns"])
     parts = {key: [median(runs[f"patterns{n}"], key) for n in (count, 2 * count)]
-             for key in ("main_s", "cluster_s", "sheets_s")}
-    if not math.isnan(parts["cluster_s"][0]):
-        rest = [parts["main_s"][i] - parts["cluster_s"][i] - parts["sheets_s"][i] for i in range(2)]
-        line("  open model, predict, map, write", *rest)
+             for key in ("process_s", "main_s", "cluster_s", "sheets_s")}
+    known = {key: values for key, values in parts.items() if not any(map(math.isnan, values))}
+    if "cluster_s" in known:  # the child could time the clustering (and perhaps the PNGs)
+        rest = [parts["main_s"][i] - parts["cluster_s"][i] - known.get("sheets_s", [0, 0])[i] for i in range(2)]
+        line("  open model, predict, map, write" + ("" if "sheets_s" in known else ", PNGs"), *rest)
         line("  clustering (by_class)", *parts["cluster_s"])
-        line("  cluster PNGs (cluster_sheets)", *parts["sheets_s"])
-        line("  Python + TensorFlow start-up", *[median(runs[f"patterns{n}"], "process_s") - parts["main_s"][i]
-                                               for i, n in enumerate((count, 2 * count))])
+        if "sheets_s" in known:
+            line("  cluster PNGs (cluster_sheets)", *parts["sheets_s"])
+        line("  imports before main()", *[parts["process_s"][i] - parts["main_s"][i] for i in range(2)])
     clusters = [ln for ln in runs[f"patterns{2 * count}"][-1]["stdout"].splitlines() if ": cluster " in ln]
-    print(f"    patterns / triage per picture: {patterns_slope / triage_slope:.1f}×  "
-          f"({len(clusters)} clusters at {2 * count} pictures)")
+    print(f"    patterns / triage per picture: {patterns_slope / triage_slope:.1f}× wall, "
+          f"{patterns_cpu / triage_cpu:.1f}× CPU  ({len(clusters)} clusters at {2 * count} pictures; "
+          f"load average {os.getloadavg()[0]:.1f})", flush=True)
 
 
 def rss(work: Path, counts: list[int], distinct: int) -> None:
-    peaks = {}
+    peaks: dict[int, float] = {}
+    mapped: dict[int, float] = {}  # the peak just before the clustering
     for count in counts:
         source = folder(work, "rss", RSS_SIZE, count, distinct)
         found = command(work, "patterns", "demo", source)
         peaks[count] = found["peak_mb"]
-        mapped = found.get("cluster_peak_before_mb")
         clusters = sum(": cluster " in ln for ln in found["stdout"].splitlines())
-        detail = "" if mapped is None else (f" (after mapping {mapped:5.0f} MB; clustering {found['cluster_s']:5.1f} s, "
-                                            f"{clusters} clusters)")
+        detail = f" ({clusters} clusters)"
+        if "cluster_peak_before_mb" in found:
+            mapped[count] = found["cluster_peak_before_mb"]
+            detail = (f" (at the end of the mapping {mapped[count]:5.0f} MB; clustering {found['cluster_s']:5.1f} s, "
+                      f"{clusters} clusters)")
         print(f"(b) gradcam patterns of {count:6d} pictures: peak RSS {peaks[count]:6.0f} MB{detail}, "
               f"process {found['wall_s']:5.0f} s", flush=True)
     if len(peaks) >= 2:
@@ -225,26 +237,39 @@ def rss(work: Path, counts: list[int], distinct: int) -> None:
         per_picture = max(0.0, (peaks[large] - peaks[small]) / (large - small))
         estimate = peaks[large] + per_picture * max(0, EXTRAPOLATE_TO - large)
         print(f"(b) growth {per_picture * 1024:.1f} kB/picture between {small} and {large} "
-              f"(a map's 32×32 float64 grid: 8 kB); {EXTRAPOLATE_TO:,} pictures extrapolated: {estimate:.0f} MB")
+              f"(a map's 32×32 float64 grid: 8 kB){mapping_growth(mapped, small, large)}; "
+              f"{EXTRAPOLATE_TO:,} pictures extrapolated: {estimate:.0f} MB")
+
+
+def mapping_growth(mapped: dict[int, float], small: int, large: int) -> str:
+    """The growth of the peak at the end of the mapping, when the child could measure it."""
+    if small not in mapped or large not in mapped:
+        return ""
+    return f", {(mapped[large] - mapped[small]) / (large - small) * 1024:.1f} kB of it by the end of the mapping"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each command (median)")
-    parser.add_argument("--pictures", type=int, default=200, help="N: (a) times folders of N and 2N pictures")
+    parser.add_argument("--pictures", type=int, default=200, help="N: (a) times ResNet50 on N and 2N pictures")
+    parser.add_argument("--demo-pictures", type=int, default=1000, help="N: (a) times the demo model on N and 2N pictures")
     parser.add_argument("--models", default="demo,resnet50", help="models of (a): demo and/or resnet50")
     parser.add_argument("--rss", default="1000,10000", help="comma-separated picture counts for (b)'s peak RSS")
     parser.add_argument("--skip", default="", help="speed and/or rss")
     parser.add_argument("--distinct", type=int, default=0, help="hard links to K distinct pictures (0: all differ)")
     args = parser.parse_args()
+    models = [m for m in args.models.split(",") if m]
+    if set(models) - {"demo", "resnet50"}:
+        parser.error(f"--models: demo and/or resnet50, not {args.models}")
     work = Path(tempfile.mkdtemp(prefix="gradcam-bench-patterns-"))
     began = time.perf_counter()
-    print(f"CPU: {cpu_name()}; every figure is a fresh `gradcam` process")
+    print(f"CPU: {cpu_name()}; load average {os.getloadavg()[0]:.1f}; every figure is a fresh `gradcam` process")
     try:
+        command(work, "patterns", "demo", folder(work, "warm", RSS_SIZE, 48, args.distinct))  # disk cache, not timed
         if "speed" not in args.skip:
-            for model in [m for m in args.models.split(",") if m]:
+            for model in models:
                 if model == "demo":
-                    speed(work, "demo model 128²", "demo", args.pictures, args.repeats, args.distinct)
+                    speed(work, "demo model 128²", "demo", args.demo_pictures, args.repeats, args.distinct)
                 else:
                     _flat, _layer, spec = build(model, work)
                     speed(work, "ResNet50 224² (random weights)", spec, args.pictures, args.repeats, args.distinct)
@@ -252,7 +277,7 @@ def main() -> None:
             rss(work, [int(n) for n in args.rss.split(",") if n], args.distinct)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"({time.perf_counter() - began:.0f} s in all)")
+    print(f"({time.perf_counter() - began:.0f} s in all; load average now {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out-dir", required=True, metavar="DIR",
                      help="writes triage.csv, confusion.csv and maps/ here (created if missing)")
     sub.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_ray(sub)
     sub.add_argument("source", metavar="FOLDER|CSV",
                      help="a folder with one subfolder per class (named by class name or index), or a CSV of "
                      "path,label")
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out-dir", required=True, metavar="DIR",
                      help="writes patterns.csv, clusters.csv and clusters/*.png here (created if missing)")
     sub.add_argument("--json", action="store_true", help="print the clusters as JSON")
+    _add_ray(sub)
 
     sub = add("report", "One self-contained HTML page to share: accuracy, confusion matrix, each class's "
               "clusters and the mistakes with their maps.")
@@ -180,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("zoo", "List the Keras Applications models and whether their weights are cached.")
     sub.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def _add_ray(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                     help="run on Ray Data (pip install \"gradcam-desktop[ray]\"): an actor pool with one model per "
+                     "CPU reads and predicts the pictures, the same rows and files as without it. No ADDRESS: a "
+                     "local Ray instance; host:port (the head's) or auto: that cluster, whose nodes must "
+                     "read the pictures' paths (docs/SCALING.md). Give it after FOLDER|CSV, or as --ray=ADDRESS")
 
 
 _CAPTION_HELP = "burn what the map shows (class, probability, layer) and the colour legend into the picture"

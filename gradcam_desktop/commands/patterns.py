@@ -9,7 +9,9 @@ progress bar. With ``--masks DIR`` (``<stem>.png``, non-zero = the object), ``--
 gets its **inside share** — the map's energy inside the object over its total
 (core/inside_share.py). Writes patterns.csv (a row a picture), clusters.csv (a row a cluster) and
 one PNG a cluster (core/cluster_sheets.py: its mean map and the pictures nearest its centre) into
---out-dir, and prints the clusters, flagging the small far ones.
+--out-dir, and prints the clusters, flagging the small far ones. With ``--ray [ADDRESS]`` the
+pictures are predicted and mapped by a Ray actor pool (core/ray_folder.py, docs/SCALING.md) and
+clustered here: the same ``Analysis``, the same files.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..core import cams, files, patterns
+from ..core import cams, files, patterns, ray_folder
 from ..core.batch import make_out_dir
 from ..core.cluster_sheets import cluster_sheets
 from ..core.errors import GradCamError
@@ -45,8 +47,13 @@ def analyse(args) -> tuple[Any, GradCam, Analysis]:
     boxes = boxes_from_csv(args.boxes) if args.boxes else None
     if args.masks and not Path(args.masks).is_dir():
         raise GradCamError(f"--masks {shared.one_line(args.masks)} is not a folder.")
+    address = getattr(args, "ray", None)  # gradcam report has no --ray
+    if address:
+        ray_folder.check(address)
     loaded, engine, labels = shared.open_labelled(args)
     method = shared.settle_method(engine, args, {"method": chosen})
+    if address:
+        return loaded, engine, _analyse_on_ray(args, address, engine, labels.pictures, method, boxes)
     bar = shared.count_bar("Mapping", len(labels.pictures))
     run = PatternsRun(engine, labels.pictures, method=method, layer=args.layer, by=args.by, masks_dir=args.masks,
                       boxes=boxes, clusters=args.clusters, seed=0, say=lambda line: shared.say(bar, line))
@@ -62,6 +69,32 @@ def analyse(args) -> tuple[Any, GradCam, Analysis]:
         if bar is not None:
             bar.stop()
     return loaded, engine, run.finish(interrupted=interrupted)
+
+
+def _analyse_on_ray(args, address: str, engine: GradCam, pictures, method: cams.Method, boxes) -> Analysis:
+    """``analyse``'s loop on a Ray actor pool: the pictures predicted and mapped by the workers, the
+    progress bar and the skipped pictures' lines here, the clustering here (the same ``Analysis``)."""
+    pieces: list[ray_folder.Piece] = []
+    interrupted = False
+    with ray_folder.connected(address, quiet=not args.debug):
+        bar = shared.count_bar("Mapping", len(pictures))
+        worker = ray_folder.WorkerModel(args.model, trust=args.trust_model, preprocess=args.preprocess,
+                                        custom_objects=args.custom_objects)
+        try:
+            for piece in ray_folder.map_folder(pictures, worker, method=method.name, layer=args.layer, by=args.by,
+                                               masks_dir=args.masks, boxes=boxes):
+                pieces.append(piece)
+                for line in piece.notes:
+                    shared.say(bar, line)
+                if bar is not None:
+                    bar.advance(bar.task_ids[0])
+        except KeyboardInterrupt:
+            interrupted = True  # the maps made so far are still clustered
+        finally:
+            if bar is not None:
+                bar.stop()
+    return ray_folder.analysis(pieces, method=method, names=engine.class_names, total=len(pictures), by=args.by,
+                               clusters=args.clusters, seed=0, interrupted=interrupted)
 
 
 def run(args) -> int:

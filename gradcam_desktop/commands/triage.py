@@ -2,7 +2,8 @@
 
 The rows and tables are core/triage.py's; this module reads the arguments, draws the progress bar,
 writes each mistake's picture (the map of the predicted class beside the map of the true class)
-and prints the accuracy and the most confused pairs.
+and prints the accuracy and the most confused pairs. With ``--ray [ADDRESS]`` the rows come from a Ray
+actor pool (core/ray_folder.py, docs/SCALING.md): the same rows, tables and maps.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import json
 import math
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
-from ..core import cams, files
+from ..core import cams, files, ray_folder
 from ..core.batch import make_out_dir
 from ..core.errors import GradCamError
 from ..core.gradcam import GradCam
@@ -39,37 +41,47 @@ MAPS_FOLDER = "maps"
 
 def run(args) -> int:
     """Predict every labelled picture, write triage.csv, confusion.csv and the maps asked for; print the summary.
-    --out-dir is checked first and created once the model has opened."""
+    --out-dir is checked first and created once the model has opened. With --ray the rows are
+    computed by a Ray actor pool (core/ray_folder.py) and everything else is the same."""
     shared.check_output_path(args.out_dir, "--out-dir", folder=True)
     chosen = cams.method(args.method or shared.DEFAULT_METHOD)  # an unknown method fails before the model loads
+    address = getattr(args, "ray", None)
+    if address:
+        ray_folder.check(address)  # Ray installed, the address answers: before the model opens
     loaded, engine, labels = shared.open_labelled(args)
     method = shared.settle_method(engine, args, {"method": chosen}).name if args.explain != "none" else chosen.name
     out_dir = make_out_dir(args.out_dir)
     pictures = labels.pictures
     # "square-img001": a class folder's name keeps apart the many img001.jpg of a labelled folder.
     stems = files.unique_stems([f"{Path(p.path).parent.name}-{Path(p.path).name}" for p in pictures])
-    bar = shared.count_bar("Triage", len(pictures))
-    rows: list[TriageRow] = []
+    indexed: list[tuple[int, TriageRow]] = []  # with --ray in the order the workers finish
     maps = 0
     interrupted = False
-    try:
-        for index, row in enumerate(triage(engine, pictures)):
-            rows.append(row)
-            if row.error:
-                shared.say(bar, f"Skipped: {row.error}")
-            elif args.explain == "all" or (args.explain == "wrong" and not row.correct):
-                try:
-                    _write_explained(engine, row, out_dir / MAPS_FOLDER / f"{stems[index]}.png", args.layer, method)
-                    maps += 1
-                except GradCamError as error:
-                    shared.say(bar, f"No map for {Path(row.image).name}: {error}")
+    with ray_folder.connected(address, quiet=not args.debug) if address else nullcontext():
+        bar = shared.count_bar("Triage", len(pictures))
+        found = (ray_folder.triage_rows(pictures, ray_folder.WorkerModel(
+            args.model, trust=args.trust_model, preprocess=args.preprocess, custom_objects=args.custom_objects))
+            if address else enumerate(triage(engine, pictures)))
+        try:
+            for index, row in found:
+                indexed.append((index, row))
+                if row.error:
+                    shared.say(bar, f"Skipped: {row.error}")
+                elif args.explain == "all" or (args.explain == "wrong" and not row.correct):
+                    try:
+                        _write_explained(engine, row, out_dir / MAPS_FOLDER / f"{stems[index]}.png", args.layer,
+                                         method)
+                        maps += 1
+                    except GradCamError as error:
+                        shared.say(bar, f"No map for {Path(row.image).name}: {error}")
+                if bar is not None:
+                    bar.advance(bar.task_ids[0])
+        except KeyboardInterrupt:
+            interrupted = True  # the rows so far still get their tables
+        finally:
             if bar is not None:
-                bar.advance(bar.task_ids[0])
-    except KeyboardInterrupt:
-        interrupted = True  # the rows so far still get their tables
-    finally:
-        if bar is not None:
-            bar.stop()
+                bar.stop()
+    rows = [row for _index, row in sorted(indexed, key=lambda item: item[0])]
     matrix = confusion_matrix(rows, len(loaded.class_names))
     write_triage_csv(out_dir / "triage.csv", rows)
     write_confusion_csv(out_dir / "confusion.csv", matrix, loaded.class_names)

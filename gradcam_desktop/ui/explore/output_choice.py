@@ -61,11 +61,12 @@ class OutputChoice(QObject):
             return
         items = self.box.model()
         for name, text, usable in outputs:
-            self.box.addItem(text, name)
+            # "kind — softmax" in the box (the panel is narrow); the shape and any reason in the tooltip.
+            kind = text.split("), ", 1)[-1] if "), " in text else text
+            self.box.addItem(f"{name} — {kind}" if usable else f"{name} — cannot be explained", name)
+            self.box.setItemData(self.box.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
             if not usable and isinstance(items, QStandardItemModel):
-                item = items.item(self.box.count() - 1)
-                item.setEnabled(False)
-                item.setToolTip(text)
+                items.item(self.box.count() - 1).setEnabled(False)
         current = self.box.findData(info.output)
         if current >= 0:
             self.box.setCurrentIndex(current)
