@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "permissions: only for files you trust")
         sub.add_argument("--preprocess", default="auto", metavar="MODE",
                          help="auto (default), raw, unit, symmetric, caffe or torch")
+        sub.add_argument("--output", metavar="NAME|INDEX",
+                         help="for a model with several outputs: the one to explain (default: the sidecar's "
+                         "\"output\", else the first that can be explained; `gradcam layers` lists them)")
 
     def add_map(sub: argparse.ArgumentParser, *, fill: bool = True) -> None:
         sub.add_argument("--layer", "-l", action="append", metavar="PATH",

@@ -51,7 +51,8 @@ def explain(args) -> int:
     files.atomic_write_all(contents)
     notes += [note for note in (shared.flat_note(result), shared.patch_note(engine, result)) if note]
     if args.json:
-        print(json.dumps({**result.record(), "image": str(args.image), "overlay": args.out,
+        output = {"output": loaded.output} if getattr(loaded, "output", None) else {}
+        print(json.dumps({**result.record(), **output, "image": str(args.image), "overlay": args.out,
                           "heatmap": args.heatmap, "notes": notes}, indent=2))
     else:
         h, w = result.raw.shape

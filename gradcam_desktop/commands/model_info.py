@@ -23,7 +23,8 @@ def layers(args) -> int:
         for node in iter_layers(nodes)
     ]
     if args.json:
-        print(json.dumps({"model": loaded.source, "default_layer": default, "layers": rows}, indent=2))
+        print(json.dumps({"model": loaded.source, **_outputs_json(loaded), "default_layer": default,
+                          "layers": rows}, indent=2))
         return 0
     width = max(len(row["path"]) for row in rows)
     for row in rows:
@@ -31,7 +32,20 @@ def layers(args) -> int:
         shape = "×".join("?" if side is None else str(side) for side in row["output_shape"][1:])
         print(f"{mark} {row['path']:<{width}}  {row['type']:<24} {shape}")
     print(f"\n+ a map can be taken here   * default layer ({default})")
+    if loaded.outputs:
+        print(f"\nOutputs (--output NAME; these are the layers of '{loaded.output}'):")
+        for info in loaded.outputs:
+            print(f"  {'*' if info.name == loaded.output else ' '} {info.describe()}")
     return 0
+
+
+def _outputs_json(loaded) -> dict:
+    """"output" (the one explained) and "outputs" for a model with several; nothing otherwise."""
+    if not loaded.outputs:
+        return {}
+    return {"output": loaded.output,
+            "outputs": [{"index": info.index, "name": info.name, "shape": list(info.shape), "kind": info.kind,
+                         "explainable": info.usable, "why_not": info.problem or None} for info in loaded.outputs]}
 
 
 # -- predict -----------------------------------------------------------------------------
@@ -45,8 +59,8 @@ def predict(args) -> int:
     rows = [{"class_index": int(i), "class_name": loaded.class_names[i],
              "probability": float(prediction.probabilities[i])} for i in order]
     if args.json:
-        print(json.dumps({"image": str(args.image), "model": loaded.source, "head": prediction.head,
-                          "predictions": rows}, indent=2))
+        print(json.dumps({"image": str(args.image), "model": loaded.source, **_outputs_json(loaded),
+                          "head": prediction.head, "predictions": rows}, indent=2))
         return 0
     for row in rows:
         print(f"{row['probability'] * 100:6.2f} %  {row['class_name']} ({row['class_index']})")

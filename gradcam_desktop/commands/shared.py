@@ -84,12 +84,17 @@ def open_model(args) -> LoadedModel:
         note(load_for_model(custom, args.model, trust=args.trust_model).note)
     update, progress = download_progress()
     try:
-        loaded = load_model(args.model, trust=args.trust_model, preprocess=args.preprocess, progress=update)
+        loaded = load_model(args.model, trust=args.trust_model, preprocess=args.preprocess, progress=update,
+                            output=getattr(args, "output", None))
     finally:
         if progress is not None:
             progress.stop()
     for notice in loaded.notices:
         note(notice)
+    if loaded.outputs and not getattr(args, "output", None):
+        others = ", ".join(info.name for info in loaded.outputs if info.name != loaded.output)
+        note(f"{loaded.display_name} has {len(loaded.outputs)} outputs: explaining '{loaded.output}' "
+             f"(--output {others} for another).")
     return loaded
 
 
