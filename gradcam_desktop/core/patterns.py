@@ -108,6 +108,8 @@ DENSE_UP_TO = 1500
 TSNE_FROM = 10
 #: t-SNE's perplexity at most (its usual value), and the principal components it is given at most.
 PERPLEXITY = 30.0
+#: Up to this many maps t-SNE runs on one thread (_view).
+TSNE_ONE_THREAD_UP_TO = 2000
 TSNE_DIMENSIONS = 50
 #: k-means restarts (fixed, so that a seed fixes the result).
 KMEANS_INIT = 10
@@ -391,7 +393,14 @@ def _view(x: np.ndarray, adjacency, vectors: np.ndarray, seed: int) -> np.ndarra
         if x.shape[1] > TSNE_DIMENSIONS and n > TSNE_DIMENSIONS:
             data = PCA(n_components=TSNE_DIMENSIONS, random_state=seed).fit_transform(x)
         tsne = TSNE(n_components=2, perplexity=min(PERPLEXITY, (n - 1) / 3.0), init="pca", random_state=seed)
-        return np.asarray(tsne.fit_transform(data), np.float64)
+        if n > TSNE_ONE_THREAD_UP_TO:
+            return np.asarray(tsne.fit_transform(data), np.float64)
+        from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
+
+        # One OpenMP thread: a few hundred maps take a fraction of a second alone, but the gradient
+        # steps' threads waited on each other for 7-13 s on 42 maps when the machine was busy.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return np.asarray(tsne.fit_transform(data), np.float64)
     degree = np.asarray(adjacency.sum(axis=1)).ravel()
     scale = np.divide(1.0, np.sqrt(degree), out=np.zeros_like(degree), where=degree > 0)
     view = np.zeros((n, 2))
