@@ -21,12 +21,17 @@ Everything runs as the user runs it: a fresh Python process calling ``gradcam_de
     and ``commands.patterns.cluster_sheets`` (the cluster PNGs); left out when the internals
     moved. Models: the offline demo model (128², four classes) and ResNet50 224² with random
     weights (bench_methods.build; nothing downloaded), its class folders named 0..3.
-(b) memory: peak RSS (``ru_maxrss``) of a fresh ``gradcam patterns --model demo`` process over N
-    96×96 JPEGs in 4 class folders, for each N of ``--rss``, with the peak at the end of the
-    mapping (just before the clustering) and the clustering's own seconds. Each mapped picture
-    is kept as SpRAy's 32 × 32 float64 grid (8 kB) until the clustering, so a growth of some kB
-    a picture is by design; printed: the growth per picture between the two largest N and an
-    extrapolation to 100,000 pictures.
+(b) memory: peak RSS of a fresh ``gradcam patterns --model demo`` process over N 96×96 JPEGs in
+    4 class folders, for each N of ``--rss``, with the peak at the end of the mapping (just
+    before the clustering) and the clustering's own seconds. Each mapped picture is kept as
+    SpRAy's 32 × 32 float64 grid (8 kB) until the clustering, so a growth of some kB a picture
+    is by design; printed: the growth per picture between the two largest N and an
+    extrapolation to 100,000 pictures. The peak is the child's VmHWM (/proc/self/status), not
+    ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux keeps in ru_maxrss the high-water mark of the
+    memory a process had before its exec, and a child that subprocess starts (vfork) had its
+    parent's (a parent holding 1.5 GB makes ``python -c`` report 1,456 MB). This parent has
+    TensorFlow and ResNet50 in memory: ru_maxrss read 1,017 MB for 1,000 pictures and for
+    10,000 alike.
 
 The pictures are drawn here (no package internals): a shape of the folder's class (circle,
 square, triangle, star: the demo model's classes) of random size, colour and place on a smooth
@@ -35,9 +40,14 @@ colour field with grain, every picture different, so that the maps differ as rea
 K identical maps per class are a degenerate case for the clustering (exact duplicates), not
 the usual one.
 
-Duration of a full default run on 2 cores (AMD EPYC, 2 cores): about 25 minutes, ~7 of
-them for the 10,000-picture patterns run of (b) (see the issue's report for the figures).
-Not a test.
+Duration of a full default run on this machine (AMD EPYC, 2 cores shared with other work, load
+average 5–9): 42 minutes — (a) demo 8 min, (a) ResNet50 19 min, (b) 13 min, of which the
+10,000-picture ``gradcam patterns`` process took 7.7 min (6.3 of them clustering). With the
+machine less busy (load ~1) that process took 1.5 min, 46 s of it clustering, 44.5 s of that
+t-SNE's 2-D view. The clustering's time is the noisiest figure: t-SNE's OpenMP threads lose
+many times their time when the cores are shared (a t-SNE of 50 maps: 2–11 s with 2 threads
+under load, 0.2–0.4 s with OMP_NUM_THREADS=1), which is why CPU times are printed beside the
+wall times. Not a test.
 """
 
 from __future__ import annotations
@@ -71,8 +81,12 @@ started = time.perf_counter()
 found = {}
 
 
-def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_mb():  # VmHWM, not ru_maxrss: that one keeps the parent's RSS at the fork (the docstring's (b))
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(ln.split()[1]) for ln in status if ln.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def timed(name, function):
@@ -189,7 +203,7 @@ def speed(work: Path, label: str, spec: str, count: int, repeats: int, distinct:
     walls = interleaved(contenders, repeats, warmup=0)
     print(f"(a) {label}: {count} and {2 * count} JPEGs {SPEED_SIZE[1]}×{SPEED_SIZE[0]} in {CLASSES} class folders, "
           f"median of {repeats} runs in turns ({time.perf_counter() - start:.0f} s)")
-    print(f"    {'':34}{count:>9} pics{2 * count:>9} pics   per picture (slope)")
+    print(f"    {'':34}{count:>9} pics{2 * count:>9} pics   per picture (slope)   [medians of each line]")
 
     def line(title: str, at_small: float, at_large: float) -> float:
         slope = (at_large - at_small) / count
@@ -201,16 +215,18 @@ def speed(work: Path, label: str, spec: str, count: int, repeats: int, distinct:
     cpu = {name: [median(runs[f"{name}{n}"], "cpu_s") for n in (count, 2 * count)] for name in ("triage", "patterns")}
     triage_cpu = line("triage, CPU time (user + system)", *cpu["triage"])
     patterns_cpu = line("patterns, CPU time (user + system)", *cpu["patterns"])
+    for run in runs[f"patterns{count}"] + runs[f"patterns{2 * count}"]:  # the parts of each run, then medians
+        run["imports_s"] = run["process_s"] - run["main_s"]
+        if "cluster_s" in run:  # the child could time the clustering (and perhaps the PNGs)
+            run["rest_s"] = run["main_s"] - run["cluster_s"] - run.get("sheets_s", 0.0)
     parts = {key: [median(runs[f"patterns{n}"], key) for n in (count, 2 * count)]
-             for key in ("process_s", "main_s", "cluster_s", "sheets_s")}
-    known = {key: values for key, values in parts.items() if not any(map(math.isnan, values))}
-    if "cluster_s" in known:  # the child could time the clustering (and perhaps the PNGs)
-        rest = [parts["main_s"][i] - parts["cluster_s"][i] - known.get("sheets_s", [0, 0])[i] for i in range(2)]
-        line("  open model, predict, map, write" + ("" if "sheets_s" in known else ", PNGs"), *rest)
-        line("  clustering (by_class)", *parts["cluster_s"])
-        if "sheets_s" in known:
-            line("  cluster PNGs (cluster_sheets)", *parts["sheets_s"])
-        line("  imports before main()", *[parts["process_s"][i] - parts["main_s"][i] for i in range(2)])
+             for key in ("rest_s", "cluster_s", "sheets_s", "imports_s")}
+    titles = {"rest_s": "  open model, predict, map, write" + ("" if "sheets_s" in runs[f"patterns{count}"][0] else ", PNGs"),
+              "cluster_s": "  clustering (by_class)", "sheets_s": "  cluster PNGs (cluster_sheets)",
+              "imports_s": "  imports before main()"}
+    for key, title in titles.items():
+        if not any(map(math.isnan, parts[key])):
+            line(title, *parts[key])
     clusters = [ln for ln in runs[f"patterns{2 * count}"][-1]["stdout"].splitlines() if ": cluster " in ln]
     print(f"    patterns / triage per picture: {patterns_slope / triage_slope:.1f}× wall, "
           f"{patterns_cpu / triage_cpu:.1f}× CPU  ({len(clusters)} clusters at {2 * count} pictures; "
@@ -245,7 +261,7 @@ def mapping_growth(mapped: dict[int, float], small: int, large: int) -> str:
     """The growth of the peak at the end of the mapping, when the child could measure it."""
     if small not in mapped or large not in mapped:
         return ""
-    return f", {(mapped[large] - mapped[small]) / (large - small) * 1024:.1f} kB of it by the end of the mapping"
+    return f" ({(mapped[large] - mapped[small]) / (large - small) * 1024:.1f} kB/picture by the end of the mapping)"
 
 
 def main() -> None:

@@ -56,7 +56,8 @@ def analyse(args) -> tuple[Any, GradCam, Analysis]:
         return loaded, engine, _analyse_on_ray(args, address, engine, labels.pictures, method, boxes)
     bar = shared.count_bar("Mapping", len(labels.pictures))
     run = PatternsRun(engine, labels.pictures, method=method, layer=args.layer, by=args.by, masks_dir=args.masks,
-                      boxes=boxes, clusters=args.clusters, seed=0, say=lambda line: shared.say(bar, line))
+                      boxes=boxes, clusters=args.clusters, seed=0, say=lambda line: shared.say(bar, line),
+                      view=False)  # the command shows no 2-D view: no t-SNE
     interrupted = False
     try:
         while rows := run.step():
@@ -79,7 +80,8 @@ def _analyse_on_ray(args, address: str, engine: GradCam, pictures, method: cams.
     with ray_folder.connected(address, quiet=not args.debug):
         bar = shared.count_bar("Mapping", len(pictures))
         worker = ray_folder.WorkerModel(args.model, trust=args.trust_model, preprocess=args.preprocess,
-                                        custom_objects=args.custom_objects)
+                                        custom_objects=args.custom_objects,
+                                        output=getattr(args, "output", None))
         try:
             for piece in ray_folder.map_folder(pictures, worker, method=method.name, layer=args.layer, by=args.by,
                                                masks_dir=args.masks, boxes=boxes):

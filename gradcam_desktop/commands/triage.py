@@ -60,7 +60,8 @@ def run(args) -> int:
     with ray_folder.connected(address, quiet=not args.debug) if address else nullcontext():
         bar = shared.count_bar("Triage", len(pictures))
         found = (ray_folder.triage_rows(pictures, ray_folder.WorkerModel(
-            args.model, trust=args.trust_model, preprocess=args.preprocess, custom_objects=args.custom_objects))
+            args.model, trust=args.trust_model, preprocess=args.preprocess, custom_objects=args.custom_objects,
+            output=getattr(args, "output", None)))
             if address else enumerate(triage(engine, pictures)))
         try:
             for index, row in found:

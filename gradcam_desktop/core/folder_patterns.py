@@ -114,17 +114,25 @@ def map_group(engine: Any, group: Sequence[tuple[str, int]], *, method: cams.Met
             mask = None
         if mask is not None:
             share = inside_share(result.raw, mask, image.rgb.shape[:2])
-        mapped.append(Mapped(path, class_index, patterns.prepare_one(result.raw).reshape(-1), share))
+        # float32: 4 KB a picture (the clustering works in float64 on one class at a time).
+        mapped.append(Mapped(path, class_index, patterns.prepare_one(result.raw).reshape(-1).astype(np.float32),
+                             share))
     return mapped, skipped
 
 
 def cluster_analysis(done: list[Mapped], *, method: cams.Method, names: Sequence[str], triage_rows: list[TriageRow],
                      skipped: int, interrupted: bool, total: int, by: str = "predicted",
-                     clusters: int | None = None, seed: int = 0) -> Analysis:
-    """Cluster each class's grids of ``done`` (``patterns.by_class``) and make the tables."""
+                     clusters: int | None = None, seed: int = 0, view: bool = True) -> Analysis:
+    """Cluster each class's grids of ``done`` (``patterns.by_class``; ``view``: with the 2-D t-SNE view)
+    and make the tables. The grids move into ``Analysis.features``: each ``Mapped`` lets go of its own
+    copy (one copy in memory, not two)."""
     classes = [item.class_index for item in done]
-    features = np.stack([item.features for item in done]) if done else np.zeros((0, patterns.GRID ** 2), np.float32)
-    clusterings = patterns.by_class(classes, features, clusters=clusters, seed=seed)
+    features = (np.stack([item.features for item in done]).astype(np.float32, copy=False) if done
+                else np.zeros((0, patterns.GRID ** 2), np.float32))
+    empty = np.zeros(0, np.float32)
+    for item in done:
+        item.features = empty
+    clusterings = patterns.by_class(classes, features, clusters=clusters, seed=seed, view=view)
     names = list(names)
     rows = patterns.pattern_rows([item.image for item in done], classes, clusterings, class_names=names,
                                  inside_shares=[item.share for item in done])
@@ -144,7 +152,7 @@ class PatternsRun:
     def __init__(self, engine: Any, pictures: Sequence[LabelledPicture], *, method: cams.Method,
                  layer: str | None = None, by: str = "predicted", masks_dir: str | None = None,
                  boxes: Mapping[str, Sequence[Box]] | None = None, clusters: int | None = None, seed: int = 0,
-                 say: Callable[[str], None] | None = None, group: int = GROUP) -> None:
+                 say: Callable[[str], None] | None = None, group: int = GROUP, view: bool = True) -> None:
         if by not in ("predicted", "true"):
             raise ValueError(f"by must be 'predicted' or 'true', not {by!r}")
         self.engine = engine
@@ -152,7 +160,7 @@ class PatternsRun:
         self.total = len(pictures)
         self._options: dict[str, Any] = {"method": method, "layer": layer, "masks_dir": masks_dir, "boxes": boxes,
                                          "say": say}
-        self._by, self._clusters, self._seed = by, clusters, seed
+        self._by, self._clusters, self._seed, self._view = by, clusters, seed, view
         self._say = say or (lambda _line: None)
         self._group = max(1, int(group))
         self._rows: Iterator[TriageRow] | None = triage(engine, pictures, batch=self._group)
@@ -199,7 +207,8 @@ class PatternsRun:
         self.close()
         return cluster_analysis(self.done, method=self.method, names=list(self.engine.class_names),
                                 triage_rows=self.triage_rows, skipped=self.skipped, interrupted=interrupted,
-                                total=self.total, by=self._by, clusters=self._clusters, seed=self._seed)
+                                total=self.total, by=self._by, clusters=self._clusters, seed=self._seed,
+                                view=self._view)
 
     def close(self) -> None:
         """Stop the predictions' decoding threads (also when the run ends early)."""

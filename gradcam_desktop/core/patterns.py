@@ -322,7 +322,7 @@ def _one_cluster(x: np.ndarray) -> Clustering:
 
 
 def spray(features: np.ndarray, *, clusters: int | None = None, max_clusters: int = MAX_CLUSTERS,
-          neighbours: int | None = None, seed: int = 0) -> Clustering:
+          neighbours: int | None = None, seed: int = 0, view: bool = True) -> Clustering:
     """SpRAy on prepared maps (``prepare``'s (N, grid²) rows): the clusters of the module's docstring.
 
     ``clusters`` fixes the number of clusters (capped at N) instead of the eigengap's choice among
@@ -350,8 +350,10 @@ def spray(features: np.ndarray, *, clusters: int | None = None, max_clusters: in
     labels, distances = _kmeans(vectors[:, :count], count, seed)
     count = int(labels.max()) + 1
     sizes = np.bincount(labels, minlength=count).astype(np.int64)
-    view = _view(x, adjacency, vectors, seed)
-    return Clustering(labels, count, values, view, distances, outlier_clusters(x, labels), sizes)
+    # The 2-D view is only looked at (the window's scatter): t-SNE was most of the clustering's time
+    # at 10,000 maps, so callers that show no view skip it (zeros).
+    shown = _view(x, adjacency, vectors, seed) if view else np.zeros((n, 2))
+    return Clustering(labels, count, values, shown, distances, outlier_clusters(x, labels), sizes)
 
 
 def _all_same(x: np.ndarray) -> bool:
