@@ -58,8 +58,8 @@ def test_resources_ship_inside_the_package():
 #: The core modules the window's process may import at module level (ui/ and session/): Keras- and
 #: TensorFlow-free. Everything else in core (engine, models, layers, zoo, ...) is imported by the
 #: engine process only (session.engine.Engine.run), so the window never loads TensorFlow.
-UI_MAY_IMPORT = {"annotate", "assets", "batch", "cams", "errors", "files", "images", "overlay", "trust", "types",
-                 "verdicts"}
+UI_MAY_IMPORT = {"annotate", "assets", "batch", "cams", "errors", "files", "images", "object_sidecar", "overlay", "trust",
+                 "types", "verdicts"}
 #: The one UI module that reaches the engine (through session.host, on its own thread).
 ENGINE_OWNER = "worker.py"
 

@@ -200,7 +200,7 @@ class _SlowDownload:
     def __init__(self):
         self.calls = 0
 
-    def load_model(self, spec, *, trust, progress, cancel):
+    def load_model(self, spec, *, trust, progress, cancel, output=None):
         from gradcam_desktop.core.errors import ZooDownloadError
 
         for chunk in range(100_000):

@@ -64,11 +64,13 @@ class ObjectMarks(QObject):
         self.mark_action.setStatusTip("Drag a box around the object on the picture: the caption then says how much "
                                       "of the map falls on it (saved beside the picture)")
         self.mark_action.toggled.connect(self._set_marking)
+        self._marking = False  # a Python copy: the filter may see events while Qt objects are being deleted
         self.clear_action = QAction("Clear Object &Marks", window)
         self.clear_action.setObjectName("clearObjectMarks")
         self.clear_action.setStatusTip("Remove the boxes marked on this picture")
         self.clear_action.triggered.connect(lambda _c=False: self.set_boxes([]))
-        self.view.viewport().installEventFilter(self)
+        self._viewport = self.view.viewport()
+        self._viewport.installEventFilter(self)
         window.state.subscribe(self._follow_state)
         window.resultShown.connect(self._show_share)
 
@@ -137,13 +139,14 @@ class ObjectMarks(QObject):
 
     # -- drawing -------------------------------------------------------------------------------
     def _set_marking(self, on: bool) -> None:
+        self._marking = on
         self.view.setDragMode(QGraphicsView.DragMode.NoDrag if on else QGraphicsView.DragMode.ScrollHandDrag)
         self.view.viewport().setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.OpenHandCursor)
         if on:
             self.window.set_status("Mark Object: drag a box around the object (press M again to stop).")
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if not self.mark_action.isChecked() or watched is not self.view.viewport():
+        if not self._marking or watched is not self._viewport:
             return False
         kind = event.type()
         if kind == QEvent.Type.MouseButtonPress and isinstance(event, QMouseEvent) \
