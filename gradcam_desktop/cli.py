@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="explain why the class rather than this one (the score y_class − y_versus)")
         sub.add_argument("--counterfactual", action="store_true",
                          help="explain what speaks against the class (the score −y_class)")
+        sub.add_argument("--region", metavar="TOP,LEFT,BOTTOM,RIGHT", type=_region,
+                         help="a segmentation model: sum the class's scores over this box (fractions of the "
+                         "picture, 0–1) instead of over the class's predicted mask")
         sub.add_argument("--max-channels", type=int, metavar="N",
                          help="Score-CAM only: use the N feature maps of largest spatial variance (faster)")
         sub.add_argument("--window", type=int, metavar="W",
@@ -206,6 +209,18 @@ def _alpha(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"alpha must be from 0 to 1, not {value}")
     return value
+
+
+def _region(text: str) -> tuple[float, float, float, float]:
+    parts = text.replace(" ", "").split(",")
+    try:
+        box = tuple(float(part) for part in parts)
+    except ValueError:
+        box = ()
+    if len(box) != 4 or not all(0.0 <= side <= 1.0 for side in box) or not (box[0] < box[2] and box[1] < box[3]):
+        raise argparse.ArgumentTypeError(f"a region is TOP,LEFT,BOTTOM,RIGHT: four fractions of the picture from 0 to 1, "
+                                         f"top < bottom and left < right (not {text!r})")
+    return box  # type: ignore[return-value]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,7 +57,7 @@ def explain(args) -> int:
     else:
         h, w = result.raw.shape
         y = f", score y = {result.target_score:.4g}" if np.isfinite(result.target_score) else ""
-        print(f"{describe(result)} (class {result.class_index}, p = {result.score:.3f}{y}) "
+        print(f"{describe(result)} (class {result.class_index}, {_score_words(result)}{y}) "
               f"{annotate.where(result)}: {h}×{w} map in {result.seconds:.2f} s")
         for label, path in (("overlay", args.out), ("raw map", args.heatmap)):
             if path:
@@ -71,6 +71,13 @@ def explain(args) -> int:
 
 
 # -- batch -------------------------------------------------------------------------------
+def _score_words(result) -> str:
+    """"p = 0.953", "value = 31.2" or "41.0 % of the pixels" (annotate.format_score)."""
+    head = result.prediction.head
+    return f"p = {result.score:.3f}" if head not in ("value", "segmentation") else \
+        annotate.format_score(result.score, head).replace("value ", "value = ")
+
+
 def _expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict]]:
     """Images from files and folders; an input that yields none becomes a failed row, not a stop."""
     paths: list[Path] = []

@@ -16,7 +16,7 @@ from . import shared
 def layers(args) -> int:
     loaded = shared.open_model(args)
     nodes = layer_tree(loaded.model)
-    default = default_layer(loaded.model)
+    default = default_layer(loaded.model, getattr(loaded.head, "kind", "") == "segmentation")
     rows = [
         {"path": node.path, "type": node.type, "output_shape": list(node.output_shape),
          "eligible": node.eligible, "default": node.path == default}
@@ -55,7 +55,9 @@ def predict(args) -> int:
     image = shared.load_picture(args.image)
     prediction = engine.predict(image)
     k = max(1, min(args.top, len(loaded.class_names)))
-    order = np.argsort(-prediction.probabilities, kind="stable")[:k]
+    # A value head's values keep their order (none is "more predicted"); classes go best first.
+    order = (np.arange(len(prediction.probabilities)) if prediction.head == "value"
+             else np.argsort(-prediction.probabilities, kind="stable"))[:k]
     rows = [{"class_index": int(i), "class_name": loaded.class_names[i],
              "probability": float(prediction.probabilities[i])} for i in order]
     if args.json:
@@ -63,7 +65,11 @@ def predict(args) -> int:
                           "head": prediction.head, "predictions": rows}, indent=2))
         return 0
     for row in rows:
-        print(f"{row['probability'] * 100:6.2f} %  {row['class_name']} ({row['class_index']})")
+        if prediction.head == "value":
+            print(f"{row['probability']:>10.4g}  {row['class_name']} ({row['class_index']})")
+        else:
+            print(f"{row['probability'] * 100:6.2f} %  {row['class_name']} ({row['class_index']})"
+                  + ("  of the pixels" if prediction.head == "segmentation" else ""))
     return 0
 
 

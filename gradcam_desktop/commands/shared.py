@@ -121,8 +121,10 @@ def map_options(args) -> dict:
     if chosen.uses_layer is False and args.layer:
         raise MethodError(f"{chosen.title} works on the input pixels and takes no --layer.")
     layers = list(dict.fromkeys(args.layer or []))  # a layer named twice would only weigh double
+    region = getattr(args, "region", None)
     return {"layer": None if not layers else layers[0] if len(layers) == 1 else layers, "method": chosen,
-            "counterfactual": bool(args.counterfactual), "method_options": options}
+            "counterfactual": bool(args.counterfactual), "method_options": options,
+            **({"region": region} if region is not None else {})}
 
 
 def settle_method(engine: GradCam, args, options: dict) -> cams.Method:
@@ -143,7 +145,7 @@ def settle_method(engine: GradCam, args, options: dict) -> cams.Method:
 def target_of(engine: GradCam, args) -> tuple[int | None, int | None]:
     """(class index, versus index) from --class and --versus, checked by the engine (MethodError when
     they name one class)."""
-    target = engine.target(args.cls, args.versus, args.counterfactual)
+    target = engine.target(args.cls, args.versus, args.counterfactual, getattr(args, "region", None))
     return target.class_index, target.versus
 
 

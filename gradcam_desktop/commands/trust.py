@@ -53,12 +53,13 @@ def run(args) -> int:
         record["verdicts"] = {name: {"light": v.light, "sentence": v.sentence} for name, v in found.items()}
         print(json.dumps(record, indent=2))
         return 0
-    print(f"Trust figures for {shared.describe(result)} (p = {result.score:.3f}) {annotate.where(result)}, "
+    print(f"Trust figures for {shared.describe(result)} ({annotate.format_score(result.score, result.prediction.head)}) "
+          f"{annotate.where(result)}, "
           f"{report.steps} steps:")
     # The curves are of ``quantity`` (p of the class, or its share against the "rather than" one); an
     # "against" map wants them the other way round (core/verdicts.py).
     better = BETTER.get(report.kind, BETTER["class"])
-    of = quantity(report.kind, result.class_name, result.versus_name)
+    of = quantity(report.kind, result.class_name, result.versus_name, result.prediction.head)
     lines = {
         "deletion": f"Deletion AUC {report.deletion_auc:.3f}{_versus(report.random_deletion_auc)} of {of} "
                     f"({better['deletion']} is better)",

@@ -45,11 +45,22 @@ def format_probability(p: float) -> str:
     return f"{p * 100:.1f} %"
 
 
+def format_score(value: float, head: str) -> str:
+    """What a class's "probability" is, in words: "93.1 %" for a classifier, "value 31.2" for a value
+    (regression) head, "41.0 % of the pixels" for a segmentation head (the class's share of them)."""
+    if head == "value":
+        return f"value {value:.4g}"
+    if head == "segmentation":
+        return f"{format_probability(value)} of the pixels"
+    return format_probability(value)
+
+
 def caption(result: MapResult) -> str:
     """"Evidence for 'star' (0.4 %) · layer last_conv"; another method is named first and another
     score said: "Grad-CAM++ · Evidence for 'star' (93.1 %) rather than 'circle' (2.0 %) · layer …",
     "Score-CAM · Evidence against 'star' (93.1 %) · layer …". Eigen-CAM's map is no class's."""
-    probability = format_probability(result.score)
+    head = result.prediction.head
+    probability = format_score(result.score, head)
     if not _class_specific(result.method):
         text = "The layer's main pattern, the same for every class"
     elif result.score_kind == "counterfactual":
@@ -57,9 +68,11 @@ def caption(result: MapResult) -> str:
     elif result.score_kind == "versus":
         text = f"Evidence for '{result.class_name}' ({probability}) rather than '{result.versus_name}'"
         if result.versus_index is not None and 0 <= result.versus_index < len(result.probabilities):
-            text += f" ({format_probability(float(result.probabilities[result.versus_index]))})"
+            text += f" ({format_score(float(result.probabilities[result.versus_index]), head)})"
     else:
         text = f"Evidence for '{result.class_name}' ({probability})"
+    if result.region is not None:
+        text += " · over the region drawn"
     text += " · input pixels" if result.layer == cams.INPUT_LAYER else f" · layer {result.layer}"
     if result.patch_grid is not None:  # a transformer's tokens: one value per patch
         text += f" · patch resolution {result.patch_grid[0]}×{result.patch_grid[1]}"

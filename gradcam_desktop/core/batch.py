@@ -246,7 +246,7 @@ def explain_batch(engine, sources: Sequence[str | os.PathLike[str] | LoadedImage
                   layer: str | Sequence[str] | None = None, class_index: int | str | None = None,
                   method: str | cams.Method = "gradcam", versus: int | str | None = None, counterfactual: bool = False,
                   max_channels: int | None = None, method_options: dict | None = None,
-                  style: OutputStyle | None = None, write_ahead: int | None = None,
+                  region: Sequence[float] | None = None, style: OutputStyle | None = None, write_ahead: int | None = None,
                   group_size: int = GROUP, progress: ProgressCallback | None = None,
                   measure: Callable[[LoadedImage, MapResult], dict] | None = None) -> Iterator[BatchRow]:
     """Explain and write every picture, yielding one ``BatchRow`` per picture in order.
@@ -269,7 +269,8 @@ def explain_batch(engine, sources: Sequence[str | os.PathLike[str] | LoadedImage
     if write_ahead is None:
         write_ahead = 0 if one_by_one else group_size
     options = {"layer": layer, "method": method, "versus": versus, "counterfactual": counterfactual,
-               "max_channels": max_channels, **({"method_options": method_options} if method_options else {})}
+               "max_channels": max_channels, **({"method_options": method_options} if method_options else {}),
+               **({"region": region} if region is not None else {})}
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gradcam-batch")
     pending: deque[_Item] = deque()
     batch_size = balanced_size(len(sources), group_size)  # every later group is this size or one less

@@ -61,9 +61,16 @@ class Captured:
 
 
 def top_class_weights(head: Head, logits):
-    """Score vectors of each row's top class: one-hot, or ±1 for a binary head (z > 0: class 1)."""
+    """Score vectors of each row's top class (``Head.top_index``): one-hot, or ±1 for a binary head
+    (z > 0: class 1); a value head's first value; a segmentation head's most covering class."""
     if head.kind == "binary":
         return tf.where(logits > 0.0, 1.0, -1.0)
+    if head.kind == "value":
+        return tf.one_hot(tf.zeros(tf.shape(logits)[:1], tf.int32), head.units, dtype=tf.float32)
+    if head.kind == "segmentation":
+        pixels = tf.reshape(logits[:, head.classes:], (tf.shape(logits)[0], -1, head.classes))
+        coverage = tf.reduce_sum(tf.one_hot(tf.argmax(pixels, axis=-1), head.classes), axis=1)
+        return tf.one_hot(tf.argmax(coverage, axis=-1), head.units, dtype=tf.float32)
     return tf.one_hot(tf.argmax(logits, axis=-1), head.units, dtype=tf.float32)
 
 

@@ -80,7 +80,8 @@ class GradCam:
             self.head = _black_box_head(self.runtime)
         else:
             self.head = detect_head(self.model)
-        self.default_layer = default_layer(self.model) if self.model is not None else None
+        self.default_layer = (default_layer(self.model, self.head.kind == "segmentation")
+                              if self.model is not None else None)
         self._captures: dict[str, Capture] = {}
         self._input_gradients: dict[bool, pixels.InputGradients] = {}  # guided or not
         # (id(rgb), layer, score vector, top) -> (weakref to rgb, Captured): switching the method of a
@@ -235,12 +236,15 @@ class GradCam:
     def prediction(self, logits: np.ndarray, top: int = 5) -> Prediction:
         """A ``Prediction`` from one row of logits."""
         probabilities = self.head.probabilities(logits)
-        order = np.argsort(-probabilities, kind="stable")[:top]
+        # A value head's values keep their order: no value is "more predicted" than another.
+        order = (np.arange(len(probabilities)) if self.head.kind == "value"
+                 else np.argsort(-probabilities, kind="stable"))[:top]
         names = self.class_names
         return Prediction(
             probabilities=probabilities,
             top=[(int(i), names[i], float(probabilities[i])) for i in order],
             head=self.head.kind,
+            mask=self.head.mask(logits),
         )
 
     def resolve_class(self, cls: int | str | None, prediction: Prediction | None = None) -> int:
@@ -261,9 +265,10 @@ class GradCam:
         return index
 
     def target(self, class_index: int | str | None = None, versus: int | str | None = None,
-               counterfactual: bool = False) -> Target:
+               counterfactual: bool = False, region: Sequence[float] | None = None) -> Target:
         """A checked ``Target``: classes resolved, wrong combinations refused (MethodError)."""
         chosen = None if class_index is None else self.resolve_class(class_index)
+        box = None if region is None else check_region(region, self.head.kind)
         other = None if versus is None else self.resolve_class(versus)
         if other is not None and counterfactual:
             raise MethodError("A map explains one class versus another, or what speaks against a class — "
@@ -271,29 +276,37 @@ class GradCam:
         if other is not None and other == chosen:
             raise MethodError(f"'{self.class_names[other]}' cannot be compared with itself: "
                               "choose a different class to compare with.")
-        return Target(chosen, other, bool(counterfactual))
+        return Target(chosen, other, bool(counterfactual), box)
 
     def score_vector(self, target: Target) -> tuple[np.ndarray, float]:
-        """(v, t) of ``Capture.run``: the explained score is (v + t · onehot(top class)) · logits."""
+        """(v, t) of ``Capture.run``: the explained score is (v + t · onehot(top class)) · logits. A
+        region (segmentation) needs its class resolved: the top class's weights are a predicted mask's."""
         sign = -1.0 if target.counterfactual else 1.0
+        region = target.region
+
+        def weights(index: int) -> np.ndarray:
+            return self.head.class_weights(index) if region is None else self.head.region_weights(index, region)
+
         vector = np.zeros(self.head.units, np.float32)
         if target.versus is not None:
-            vector -= self.head.class_weights(target.versus)
+            vector -= weights(target.versus)
         if target.class_index is None:
+            if region is not None:
+                raise MethodError("A region's score needs a class: choose the class to sum over the region.")
             return vector, sign
-        return vector + sign * self.head.class_weights(target.class_index), 0.0
+        return vector + sign * weights(target.class_index), 0.0
 
     def explain(self, image: LoadedImage, layer: str | Sequence[str] | None = None,
                 class_index: int | str | None = None, method: str | cams.Method = "gradcam", *,
                 versus: int | str | None = None, counterfactual: bool = False, max_channels: int | None = None,
-                method_options: dict | None = None,
+                method_options: dict | None = None, region: Sequence[float] | None = None,
                 progress: Callable[[int, int], None] | None = None) -> MapResult:
         """The map of ``class_index`` (default: the top class) at ``layer`` (default: the last spatial
         one; several layers: a fused map). ``method_options``: the method's options (``cams.OPTION_NAMES``:
         occlusion's window, RISE's samples and seed, …). ``progress(done, total)`` is called between the
         steps of a stepwise method (Score-CAM's mask batches, …); an exception raised from it stops it."""
         task = self.task(image, layer, class_index, method, versus=versus, counterfactual=counterfactual,
-                         max_channels=max_channels, method_options=method_options)
+                         max_channels=max_channels, method_options=method_options, region=region)
         while not task.step():
             if progress is not None:
                 progress(*task.progress)
@@ -304,7 +317,7 @@ class GradCam:
              class_index: int | str | None = None, method: str | cams.Method = "gradcam", *,
              versus: int | str | None = None, counterfactual: bool = False,
              max_channels: int | None = None, step_seconds: float | None = None,
-             method_options: dict | None = None) -> MapTask:
+             method_options: dict | None = None, region: Sequence[float] | None = None) -> MapTask:
         """One map as a stepwise computation (see ``MapTask``): for a UI job that must stay cancellable.
 
         ``step_seconds``: Score-CAM scores as many masks per step as fit in about that time (estimated
@@ -313,7 +326,9 @@ class GradCam:
         reduction = self.check_method(method)
         options = _method_options(reduction, max_channels, method_options)
         layers = _layer_list(layer, self.default_layer) if reduction.uses_layer else []
-        target = self.target(class_index, versus, counterfactual)
+        if region is not None and class_index is None:  # the region's class: the top one
+            class_index = self.predict(image).top[0][0]
+        target = self.target(class_index, versus, counterfactual, region)
         if reduction.family in ("gradient", "guided-gradcam", "perturbation"):
             return MapTask(self._pixel_steps(image, layers, target, reduction, options))
         return MapTask(self._steps(image, layers, target, reduction, options.get("max_channels"), step_seconds))
@@ -322,7 +337,7 @@ class GradCam:
                      class_indices: Sequence[int | str | None] | None = None,
                      method: str | cams.Method = "gradcam", *, versus: int | str | None = None,
                      counterfactual: bool = False, max_channels: int | None = None, batch_size: int | None = None,
-                     method_options: dict | None = None) -> list[MapResult]:
+                     method_options: dict | None = None, region: Sequence[float] | None = None) -> list[MapResult]:
         """One map per (image, class) pair, computed in one batched capture per layer where sizes allow.
 
         ``class_indices[i]`` None explains image i's top class. The same picture may appear
@@ -338,12 +353,16 @@ class GradCam:
         layers = _layer_list(layer, self.default_layer) if reduction.uses_layer else []
         if class_indices is None:
             class_indices = [None] * len(images)
-        targets = [self.target(c, versus, counterfactual) for c in class_indices]
+        if region is not None:  # a region's class must be known before the pass: the top one
+            class_indices = [self.predict(image).top[0][0] if c is None else c
+                             for image, c in zip(images, class_indices, strict=True)]
+        targets = [self.target(c, versus, counterfactual, region) for c in class_indices]
         fixed = all(self.loaded.input_size)
         pad_to = int(batch_size) if batch_size and fixed else 0
         if reduction.family != "cam" or (len(images) == 1 and not self._pads(layers, 1, pad_to)):
             return [self.task(image, layers or None, target.class_index, reduction, versus=target.versus,
-                              counterfactual=target.counterfactual, method_options=options).finish()
+                              counterfactual=target.counterfactual, method_options=options,
+                              region=target.region).finish()
                     for image, target in zip(images, targets, strict=True)]
         inputs = [self.model_input(image) for image in images]
         vectors = [self.score_vector(t) for t in targets]
@@ -469,11 +488,7 @@ class GradCam:
 
     def _top_weights(self, logits: np.ndarray) -> np.ndarray:
         """The score vector of the top class of one row of logits (±1 for a binary head)."""
-        if self.head.kind == "binary":
-            weights = np.zeros(self.head.units, np.float32)
-            weights[0] = 1.0 if float(logits[0]) > 0 else -1.0
-            return weights
-        return self.head.class_weights(int(np.argmax(logits)))
+        return self.head.class_weights(self.head.top_index(logits))
 
     def _captured(self, image: LoadedImage, picture: np.ndarray, layer: str, vector: np.ndarray,
                   top: float) -> Captured:
@@ -522,11 +537,28 @@ class GradCam:
             seconds=seconds, model=self.loaded.source, preprocess=self.loaded.preprocess,
             image=image.path or image.name, versus_index=versus,
             versus_name=None if versus is None else self.class_names[versus],
-            counterfactual=target.counterfactual,
+            counterfactual=target.counterfactual, region=target.region,
             target_score=float(np.dot(weights.astype(np.float64), logits.astype(np.float64))),
             layers=tuple(layers) if len(layers) > 1 else (),
             patch_grid=_patch_grid(self.capture(layers[0])) if len(layers) == 1 and reduction.family == "cam" else None,
         )
+
+
+def check_region(region: Sequence[float], head_kind: str) -> tuple[float, float, float, float]:
+    """A region as (top, left, bottom, right) fractions of the picture, checked (MethodError: one line)."""
+    if head_kind != "segmentation":
+        raise MethodError("A region can be chosen for a segmentation model's output only: this model's is "
+                          f"a {head_kind} head.")
+    try:
+        box = tuple(float(side) for side in region)
+    except (TypeError, ValueError):
+        raise MethodError(f"A region is four numbers (top, left, bottom, right), not {region!r}.") from None
+    if len(box) != 4 or not all(np.isfinite(box)):
+        raise MethodError(f"A region is four finite numbers (top, left, bottom, right), not {region!r}.")
+    top, left, bottom, right = (min(1.0, max(0.0, side)) for side in box)
+    if not (top < bottom and left < right):
+        raise MethodError("A region needs top < bottom and left < right (fractions of the picture, 0–1).")
+    return top, left, bottom, right
 
 
 def _patch_grid(capture: Capture) -> tuple[int, int] | None:

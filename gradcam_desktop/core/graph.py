@@ -39,7 +39,7 @@ def run_graph(model, inputs, head: Head, target: str | None = None, watch: Calla
     is the layer, or the head's linear twin in its place).
     """
     run = _Run(target=target, head=head, watch=watch, call=call)
-    logits = _forward(model, inputs, "", run)
+    logits = head.reduce(_forward(model, inputs, "", run))  # a segmentation output: its score space
     return logits, (run.captured[-1] if run.captured else None)
 
 

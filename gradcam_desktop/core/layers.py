@@ -159,8 +159,15 @@ def eligible_paths(model) -> list[str]:
     return [node.path for node in iter_layers(layer_tree(model)) if node.eligible]
 
 
-def default_layer(model) -> str:
+#: Layers that only reshape or squash a segmentation output: not its default layer.
+_OUTPUT_SIDE = ("Activation", "Softmax", "ReLU", "UpSampling2D", "Resizing", "Reshape", "Cropping2D", "ZeroPadding2D")
+
+
+def default_layer(model, per_pixel_output: bool = False) -> str:
     """The last eligible layer: the usual Grad-CAM choice (deepest spatial features).
+
+    ``per_pixel_output`` (a segmentation model): the last layer before the output's own per-pixel
+    classifier (a layer whose channels are the classes) and whatever only upsamples or squashes it.
 
     Never a 1 × 1 logit convolution: those have no spatial grid and are not eligible (the
     MobileNetV3 trap, where the classifier is a 1 × 1 convolution after pooling). A nested
@@ -173,6 +180,12 @@ def default_layer(model) -> str:
             "This model has no layer with a spatial map (a 4-D output larger than 1 × 1, or patch "
             "tokens of a Vision Transformer), so Grad-CAM cannot be shown. Is it an image classifier?"
         )
+    if per_pixel_output:
+        classes = tuple(model.outputs[0].shape)[-1]
+        inner = list(candidates)
+        while len(inner) > 1 and (inner[-1].output_shape[-1] == classes or inner[-1].type in _OUTPUT_SIDE):
+            inner.pop()
+        candidates = inner
     last = candidates[-1]
     grid = token_grid(last.output_shape, patch_grids(model)) if len(last.output_shape) == 3 else None
     if grid is not None and grid.prefix:

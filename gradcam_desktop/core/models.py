@@ -141,14 +141,24 @@ def _load_file(path: Path, *, trust: bool, source: str, display_name: str,
         class_names=names,
         preprocess=sidecar.get("preprocess", "auto"),
         output=output if output not in (None, "") else sidecar.get("output"),
+        heads=sidecar.get("head"),
+        loss=checked.loss,
     )
     loaded.sha256 = _sha256(path)
     return loaded
 
 
-def _describe(model, *, source, display_name, class_names, preprocess, output=None) -> LoadedModel:
-    """Check the model is a single-image classifier and gather how to feed it (a model with several
-    outputs: through the one ``output`` names, core/outputs.py)."""
+def _describe(model, *, source, display_name, class_names, preprocess, output=None, heads=None,
+              loss=None) -> LoadedModel:
+    """Check the model takes one image and has an output that can be explained, and gather how to feed
+    it (a model with several outputs: through the one ``output`` names, core/outputs.py). ``heads`` is
+    the sidecar's "head": a kind, or kinds by output name; ``loss`` the compiled loss the file records."""
+    from .heads import detect_head, loss_name  # local: heads needs a built model
+    from .outputs import output_name
+
+    if not (heads is None or isinstance(heads, str)
+            or isinstance(heads, dict) and all(isinstance(v, str) for v in heads.values())):
+        raise ModelLoadError('The sidecar\'s "head" must be a head kind, or head kinds by output name.')
     if len(model.inputs) != 1:
         raise ModelLoadError(
             f"{display_name} has {len(model.inputs)} inputs; Grad-CAM Desktop explains models "
@@ -161,26 +171,29 @@ def _describe(model, *, source, display_name, class_names, preprocess, output=No
 
         if not isinstance(output, (str, int, type(None))) or isinstance(output, bool):
             raise ModelLoadError(f'The sidecar\'s "output" must be an output\'s name or index, not {output!r}.')
-        described = outputs.describe(model)
+        described = outputs.describe(model, heads=heads, loss=loss)
         chosen = outputs.pick(described, output, display_name)
         model = outputs.through(model, chosen.index)
         if isinstance(class_names, dict):
             class_names = class_names.get(chosen.name)
+        declared = heads.get(chosen.name) if isinstance(heads, dict) else heads
+        trained_with = loss_name(loss, chosen.name, chosen.index)
+    else:
+        declared = heads.get(output_name(model, 0)) if isinstance(heads, dict) else heads
+        trained_with = loss_name(loss, output_name(model, 0), 0)
     in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
     if len(in_shape) != 4 or in_shape[-1] not in (1, 3):
         raise ModelLoadError(
             f"{display_name} takes input of shape {in_shape}; Grad-CAM Desktop needs images "
             "shaped (batch, height, width, 1 or 3 channels)."
         )
-    if len(out_shape) != 2 or not out_shape[-1]:
+    if len(out_shape) not in (2, 4) or not out_shape[-1]:
         raise ModelLoadError(
-            f"{display_name} outputs shape {out_shape}; Grad-CAM Desktop explains classifiers "
-            "with an output of shape (batch, classes)."
+            f"{display_name} outputs shape {out_shape}; Grad-CAM Desktop explains outputs of shape "
+            "(batch, classes), (batch, values) and (batch, height, width, classes)."
         )
     default_layer(model)  # raises LayerError when no layer has a spatial map
-    from .heads import detect_head  # local: heads needs a built model
-
-    head = detect_head(model)
+    head = detect_head(model, declared, trained_with)
     count = head.num_classes
     notices = []
     if class_names is None or len(class_names) != count:
@@ -189,7 +202,7 @@ def _describe(model, *, source, display_name, class_names, preprocess, output=No
                 f"The labels file lists {len(class_names)} names but the model has {count} "
                 "classes; using 'class 0', 'class 1', …"
             )
-        class_names = [f"class {i}" for i in range(count)]
+        class_names = _default_names(head, output_name(model, 0) if chosen is None else chosen.name, count)
     height, width = in_shape[1], in_shape[2]
     converter = image_converter(model)
     if preprocess == "auto" and converter is not None:
@@ -213,6 +226,14 @@ def _describe(model, *, source, display_name, class_names, preprocess, output=No
         outputs=described,
         output=chosen.name if chosen is not None else None,
     )
+
+
+def _default_names(head, output: str, count: int) -> list[str]:
+    """Names when no labels are given: 'class 0', 'class 1', …; a value head's are its output's name
+    ('age'; several values: 'scores 0', 'scores 1', …)."""
+    if head.kind == "value":
+        return [output] if count == 1 else [f"{output} {i}" for i in range(count)]
+    return [f"class {i}" for i in range(count)]
 
 
 def image_converter(model):

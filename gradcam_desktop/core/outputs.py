@@ -2,8 +2,8 @@
 
 A network with an age and a gender head, or a classifier with an auxiliary output, has several
 outputs; a map explains one score of one of them. ``describe`` says, for each output, its name,
-shape and kind of head (heads.py: softmax, logits, binary, multilabel — or why it cannot be
-explained: "(batch, H, W, classes): a segmentation output, not yet"); ``pick`` finds the output the
+shape and kind of head (heads.py: softmax, logits, binary, multilabel, value, segmentation — or
+why it cannot be explained); ``pick`` finds the output the
 user named (``--output NAME|INDEX``, the sidecar's ``"output"``) or the first one that can be
 explained; ``through`` is the model seen through that output — a functional model over the same
 layers and weights (nothing is copied), whose graph holds only the layers that lead to it. The
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .backend import keras_of
 from .errors import ModelLoadError
 
-__all__ = ["OutputInfo", "describe", "pick", "through"]
+__all__ = ["OutputInfo", "describe", "output_name", "pick", "through"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class OutputInfo:
         return f"{self.name}: ({shape}), {what}"
 
 
-def _name(model, index: int) -> str:
+def output_name(model, index: int) -> str:
     names = getattr(model, "output_names", None)
     if isinstance(names, (list, tuple)) and index < len(names) and names[index]:
         return str(names[index])
@@ -52,22 +52,23 @@ def _name(model, index: int) -> str:
     return str(getattr(layer, "name", None) or f"output {index}")
 
 
-def describe(model) -> list[OutputInfo]:
-    """Every output of ``model``, in order."""
-    from .heads import detect_head
+def describe(model, heads: str | dict | None = None, loss=None) -> list[OutputInfo]:
+    """Every output of ``model``, in order. ``heads``: the sidecar's declared head kind(s) (one for
+    all, or by output name); ``loss``: the compiled loss the file records (heads.loss_name)."""
+    from .heads import detect_head, loss_name
 
     found = []
     for index, tensor in enumerate(model.outputs):
         shape = tuple(None if side is None else int(side) for side in tensor.shape)
-        name = _name(model, index)
-        if len(shape) != 2 or not shape[-1]:
-            kind = "segmentation" if len(shape) == 4 else "other"
-            problem = ("a per-pixel (segmentation) output: not explained yet" if kind == "segmentation"
-                       else f"an output of shape {shape}: Grad-CAM Desktop explains (batch, classes) outputs")
-            found.append(OutputInfo(index, name, shape, kind, problem))
+        name = output_name(model, index)
+        if len(shape) not in (2, 4) or not shape[-1]:
+            problem = (f"an output of shape {shape}: Grad-CAM Desktop explains (batch, classes), (batch, values) "
+                       "and (batch, height, width, classes) outputs")
+            found.append(OutputInfo(index, name, shape, "other", problem))
             continue
+        declared = heads.get(name) if isinstance(heads, dict) else heads
         try:
-            kind = detect_head(through(model, index)).kind
+            kind = detect_head(through(model, index), declared, loss_name(loss, name, index)).kind
         except ModelLoadError as error:
             found.append(OutputInfo(index, name, shape, "", str(error)))
             continue

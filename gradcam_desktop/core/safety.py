@@ -78,6 +78,7 @@ class CheckedModel:
     rewrite: bool             # Keras must read ``config`` from a copy, not the file's own
     footprint: Footprint | None  # None for trusted files with code (not measured)
     keras: int = 3            # the Keras that wrote it and opens it: 3 (keras) or 2 (tf_keras)
+    loss: Any = None          # the loss it was compiled with, as its config says (only read, never built)
 
 
 def check_model_file(path: str | os.PathLike, *, trust: bool = False) -> CheckedModel:
@@ -114,9 +115,9 @@ def check_model_file(path: str | os.PathLike, *, trust: bool = False) -> Checked
         raw, extra, h5_summary, keras = _read_h5_config(p, name, size)
     config = _parse_json(raw, name, "config.json" if kind == "keras" else "model_config")
     runs_code = scan_config(config, trust=trust, source=name, keras=keras)
-    if extra:  # legacy h5 training config: only deserialized with compile=True
-        scan_config({"training_config": _parse_json(extra, name, "training_config")},
-                    trust=trust, source=name, keras=keras)
+    training = _parse_json(extra, name, "training_config") if extra else None
+    if training is not None:  # legacy h5 training config: only deserialized with compile=True
+        scan_config({"training_config": training}, trust=trust, source=name, keras=keras)
     # Keras' h5 loader decodes the config as plain UTF-8 text: with a BOM (or in UTF-16)
     # it needs a clean copy; config.json is read as bytes, like here.
     rewrite = strip_nested_compile(config) or (kind == "h5" and raw.lstrip()[:1] != b"{")
@@ -134,7 +135,13 @@ def check_model_file(path: str | os.PathLike, *, trust: bool = False) -> Checked
         _check_memory(footprint, unpacked, name)
     if kind == "keras":  # last: its work is bounded by the declared sizes checked above
         _check_members(p, name)
-    return CheckedModel(p, kind, config, runs_code, rewrite, footprint, keras)
+    compiled = config.get("compile_config") if isinstance(config, dict) else None
+    return CheckedModel(p, kind, config, runs_code, rewrite, footprint, keras, _loss_of(compiled or training))
+
+
+def _loss_of(compiled: Any) -> Any:
+    """The "loss" entry of a compile or training config (plain JSON data), or None."""
+    return compiled.get("loss") if isinstance(compiled, dict) else None
 
 
 def _check_savedmodel(folder: Path, name: str, *, trust: bool) -> CheckedModel:
@@ -152,7 +159,7 @@ def _check_savedmodel(folder: Path, name: str, *, trust: bool) -> CheckedModel:
     if footprint is not None:
         _check_weights(name, footprint, stored, stored.stored_bytes)
         _check_memory(footprint, 0, name)
-    return CheckedModel(folder, "savedmodel", config, runs_code, False, footprint, 2)
+    return CheckedModel(folder, "savedmodel", config, runs_code, False, footprint, 2, _loss_of(training))
 
 
 def keras_major(version: Any) -> int:

@@ -9,7 +9,10 @@ Definitions (issue 8, so results are comparable with the literature):
   (softmax; binary: p or 1 − p; multi-label: that unit's sigmoid). A "rather than B" map explains
   y_c − y_B, so its p is the class's share of the two, p_c / (p_c + p_B) (for softmax exactly
   σ(z_c − z_B)); an "against" map's p stays p_c, and ``core.verdicts`` reads its curves the other
-  way round (``TrustReport.kind``).
+  way round (``TrustReport.kind``). A value head (regression) and a segmentation head have no
+  probability: p is the explained score y (the value; the class's sum over its predicted mask or
+  the region) rescaled to (y − y_B) / (y_X − y_B), B the blurred picture below: 1 at the picture, 0
+  at its blur (``relative_to_blurred``).
 * Deletion: X_i = X with the first i·k pixels of the order set to 0 in every channel (RISE);
   insertion: X_i = B with the first i·k pixels taken from X, B = X blurred (Gaussian 11 × 11,
   σ = 5, OpenCV's default border). AUC = (Σ_i p_i − (p_0 + p_n)/2) / n.
@@ -45,6 +48,8 @@ __all__ = ["STEPS", "RandomizedCopy", "SanityStep", "TrustReport", "TrustTask", 
            "trust_report", "trust_task", "upsample"]
 
 STEPS = 50
+#: Heads whose curves follow the explained score, not a probability (``relative_to_blurred``).
+SCORE_HEADS = ("value", "segmentation")
 MAX_BATCH = 32
 MAX_SANITY_STEPS = 8
 BLUR_KERNEL = (11, 11)
@@ -113,6 +118,18 @@ def explained_probability(probabilities: np.ndarray, class_index: int, versus: i
         return p
     total = p + float(probabilities[versus])
     return p / total if total > 0 else 0.5
+
+
+def relative_to_blurred(scores: Sequence[float], blurred: float) -> list[float]:
+    """A value head's scores as (y − y_B) / (y_X − y_B): 1 at the picture X, 0 at its blurred copy B
+    (the insertion curve's start), so the curves read like probabilities: deletion falls from 1 toward
+    0 as the value moves to the blurred picture's. A picture whose value its blur does not change
+    (|y_X − y_B| ≤ 1e-9 · (1 + |y_X|)) gives y − y_B unscaled."""
+    original = float(scores[0])
+    scale = original - float(blurred)
+    if abs(scale) <= 1e-9 * (1.0 + abs(original)):
+        scale = 1.0
+    return [(float(y) - float(blurred)) / scale for y in scores]
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -265,15 +282,24 @@ def _report_steps(engine, image, result, steps, baseline, sanity, sanity_steps, 
     total = batches + len(cascade_plan)
     probabilities: list[float] = []
     inputs = (x for source in sources for x in source)
+    # A value or segmentation head has no probability: its curves follow the explained score itself
+    # (the class's value or region sum; "against" reads the value, like p_c), rescaled below.
+    scored = engine.head.kind in SCORE_HEADS
+    weights = engine.score_vector(dataclasses.replace(result.target, counterfactual=False))[0] if scored else None
     for b in range(batches):
         chunk = [x for _, x in zip(range(size), inputs, strict=False)]
         padded = np.zeros((size, *picture.shape), np.float32)
         padded[:len(chunk)] = chunk
         logits = engine.logits(padded)[:len(chunk)]
-        probabilities += [explained_probability(engine.head.probabilities(row), result.class_index, result.versus_index)
-                          for row in logits]
+        if weights is not None:
+            probabilities += [float(value) for value in logits.astype(np.float64) @ weights.astype(np.float64)]
+        else:
+            probabilities += [explained_probability(engine.head.probabilities(row), result.class_index,
+                                                    result.versus_index) for row in logits]
         yield b + 1, total
     n = steps + 1
+    if scored:
+        probabilities = relative_to_blurred(probabilities, blurred=probabilities[n])
     report = TrustReport(steps=steps, deletion_curve=np.array(probabilities[:n]),
                          insertion_curve=np.array(probabilities[n:2 * n]),
                          original=probabilities[0], masked=probabilities[2 * n], kind=result.score_kind)
@@ -291,7 +317,7 @@ def _report_steps(engine, image, result, steps, baseline, sanity, sanity_steps, 
             done += group
             task = copy.engine.task(image, list(result.layers) or result.layer, result.class_index, result.method,
                                     versus=result.versus_index, counterfactual=result.counterfactual,
-                                    step_seconds=step_seconds)
+                                    step_seconds=step_seconds, region=result.region)
             while not task.step():
                 if step_seconds is not None:  # a slow map (Score-CAM) in steps too
                     yield batches + i, total

@@ -93,11 +93,13 @@ class LayerNode:
 
 @dataclass
 class Prediction:
-    """Class probabilities for one image (binary heads: [1 − p, p])."""
+    """Class probabilities for one image (binary heads: [1 − p, p]; a value head: the values, in
+    their order; a segmentation head: each class's share of the output pixels)."""
 
     probabilities: np.ndarray
     top: list[tuple[int, str, float]]  # (index, name, probability), best first
     head: str  # one of heads.HEAD_KINDS
+    mask: np.ndarray | None = None  # a segmentation head: the predicted class of each output pixel (H′, W′)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ class Target:
     * ``versus`` B: y = y_c − y_B, "why c rather than B";
     * ``counterfactual``: y = −y_c, "what speaks against c".
 
+    A value head's y_c is the value itself; a segmentation head's is the sum of c's pre-softmax
+    scores over c's predicted mask, or over ``region``.
+
     ``class_index`` None is each picture's top class. For a binary head class 1 is z and class 0
     is −z, as everywhere else.
     """
@@ -115,6 +120,9 @@ class Target:
     class_index: int | None = None
     versus: int | None = None
     counterfactual: bool = False
+    #: A segmentation model's region: (top, left, bottom, right) as fractions of the picture; the
+    #: scores are summed over it instead of over each class's predicted mask (None).
+    region: tuple[float, float, float, float] | None = None
 
     @property
     def kind(self) -> str:
@@ -162,6 +170,7 @@ class MapResult:
     #: The query this map answers (session.requests.MapSpec: picture, layer, class, method, score),
     #: carried back unchanged by the session's engine; None from the core alone.
     query: Any = None
+    region: tuple[float, float, float, float] | None = None  # ``Target.region``
 
     @property
     def score_kind(self) -> str:
@@ -170,7 +179,7 @@ class MapResult:
 
     @property
     def target(self) -> Target:
-        return Target(self.class_index, self.versus_index, self.counterfactual)
+        return Target(self.class_index, self.versus_index, self.counterfactual, self.region)
 
     @property
     def predicted(self) -> tuple[int, str, float]:
@@ -196,6 +205,8 @@ class MapResult:
             "versus_index": None if self.versus_index is None else int(self.versus_index),
             "versus_name": self.versus_name,
             "explained_score": _finite_or_none(self.target_score),
+            "head": self.prediction.head,
+            "region": None if self.region is None else [round(float(side), 6) for side in self.region],
             "layer": self.layer,
             "layers": list(self.layers) or [self.layer],
             "patch_grid": None if self.patch_grid is None else [int(side) for side in self.patch_grid],

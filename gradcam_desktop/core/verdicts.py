@@ -73,8 +73,12 @@ def verdicts(report: TrustReport, class_name: str, versus_name: str | None = Non
     return result
 
 
-def quantity(kind: str, class_name: str, versus_name: str | None = None) -> str:
-    """What the curves plot, in a few words: "p('star')", or the share of a "rather than" map."""
+def quantity(kind: str, class_name: str, versus_name: str | None = None, head: str = "") -> str:
+    """What the curves plot, in a few words: "p('star')", or the share of a "rather than" map; for a
+    value or segmentation head the explained score relative to the blurred picture's (core/trust.py)."""
+    if head in ("value", "segmentation"):
+        what = "value" if head == "value" else "region score"
+        return f"{what} of '{class_name}' (1 = the picture's, 0 = its blur's)"
     if kind == "versus" and versus_name:
         return f"share of '{class_name}' vs '{versus_name}'"
     return f"p('{class_name}')"

@@ -17,28 +17,31 @@ from typing import Any
 __all__ = ["MapCache", "map_key", "result_bytes", "score_key"]
 
 
-def score_key(versus: int | None = None, counterfactual: bool = False) -> str | tuple[str, int]:
-    """Which score a map explains, as a key: "class", ("versus", B) or "counterfactual"."""
+def score_key(versus: int | None = None, counterfactual: bool = False, region: Any = None) -> Any:
+    """Which score a map explains, as a key: "class", ("versus", B) or "counterfactual" (with a
+    segmentation region: (that, region))."""
     if counterfactual:
-        return "counterfactual"
-    return "class" if versus is None else ("versus", int(versus))
+        kind: Any = "counterfactual"
+    else:
+        kind = "class" if versus is None else ("versus", int(versus))
+    return kind if region is None else (kind, tuple(round(float(side), 6) for side in region))
 
 
 def map_key(image_key: str, generation: int, layer: str, class_index: int, method: str,
-            versus: int | None = None, counterfactual: bool = False) -> tuple:
+            versus: int | None = None, counterfactual: bool = False, region: Any = None) -> tuple:
     """The cache key of one map: everything that changes the map (the model by its generation).
 
     Method and score are part of it: Grad-CAM++ of 'star' versus 'circle' is another map than
     Grad-CAM of 'star', though the engine may reuse the same capture for both.
     """
     return (image_key, int(generation), layer, int(class_index), getattr(method, "name", method),
-            score_key(versus, counterfactual))
+            score_key(versus, counterfactual, region))
 
 
 def result_key(result: Any) -> tuple:
     """``map_key`` of a finished ``MapResult`` (its picture key and generation set)."""
     return map_key(result.image_key, result.generation, result.layer, result.class_index, result.method,
-                   result.versus_index, result.counterfactual)
+                   result.versus_index, result.counterfactual, getattr(result, "region", None))
 
 
 def result_bytes(result: Any) -> int:

@@ -118,8 +118,8 @@ class MapMaker:
     def task(self, spec: MapSpec) -> Any:
         """The engine's stepwise computation of a resolved ``spec`` (``step()``, ``progress``, ``result``)."""
         image = self.image(spec.image_key)
-        return self.engine.task(image, spec.layer, spec.class_index, spec.method, versus=spec.versus,
-                                counterfactual=spec.counterfactual, step_seconds=STEP_SECONDS)
+        return self.engine.task(image, spec.layer, spec.class_index, spec.method, step_seconds=STEP_SECONDS,
+                                **spec.score_options())
 
     def finish(self, image_key: str, explanation: MapResult, seconds: float, generation: int) -> MapResult:
         """The engine's result with the picture's display map; cached unless the model changed since."""

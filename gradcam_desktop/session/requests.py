@@ -66,11 +66,16 @@ class MapSpec:
     method: Any = "gradcam"  # a cams.Method; a name given here is looked up once (unknown: MethodError)
     versus: int | None = None
     counterfactual: bool = False
+    #: A segmentation model's region, (top, left, bottom, right) fractions of the picture; None: each
+    #: class's predicted mask (``core.types.Target.region``).
+    region: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
         from gradcam_desktop.core import cams
 
         object.__setattr__(self, "method", cams.method(self.method))
+        if self.region is not None:
+            object.__setattr__(self, "region", tuple(float(side) for side in self.region))
 
     def key(self, generation: int) -> tuple | None:
         """The cache key (``map_key``); None while the layer or class is still to be resolved. A method
@@ -81,13 +86,14 @@ class MapSpec:
         if layer is None or self.class_index is None:
             return None
         return map_key(self.image_key, generation, layer, self.class_index, self.method, self.versus,
-                       self.counterfactual)
+                       self.counterfactual, self.region)
 
     def score_options(self) -> dict:
         """The engine's keyword arguments for the score; empty for the class logit (the engine's default)."""
+        options: dict = {} if self.region is None else {"region": self.region}
         if self.counterfactual:
-            return {"counterfactual": True}
-        return {} if self.versus is None else {"versus": int(self.versus)}
+            return {**options, "counterfactual": True}
+        return options if self.versus is None else {**options, "versus": int(self.versus)}
 
 
 @dataclass

@@ -47,7 +47,7 @@ def spec_of(result: MapResult) -> MapSpec:
     if isinstance(result.query, MapSpec) and result.query.layer is not None and result.query.class_index is not None:
         return result.query
     return MapSpec(str(result.image_key), result.layer, result.class_index, result.method, result.versus_index,
-                   bool(result.counterfactual))
+                   bool(result.counterfactual), getattr(result, "region", None))
 
 
 @dataclass
