@@ -240,12 +240,14 @@ def open_labelled(args):
     """(model, its engine, the labels) for the folder commands (triage, patterns, report): the model
     opened, --layer checked before any picture, the labelled folder or CSV read (its warning printed)."""
     from ..core.layers import check_eligible
-    from ..core.triage import read_labels
+    from ..core.triage import check_classifier, read_labels
 
     loaded = open_model(args)
     if args.layer:
         check_eligible(loaded.model, args.layer)
+    engine = GradCam(loaded)
+    check_classifier(engine)
     labels = read_labels(args.source, loaded.class_names)
     if labels.warning:
         print(f"Warning: {labels.warning}", file=sys.stderr)
-    return loaded, GradCam(loaded), labels
+    return loaded, engine, labels

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import files
 from . import preprocess as preprocessing
-from .errors import GradCamError
+from .errors import GradCamError, LabelError
 from .images import load_image, to_model_input
 from .labels import LabelledPicture, LabelSet, read_labels, shown_path
 
@@ -74,6 +74,18 @@ class TriageRow:
 
 def _number(value: float) -> str:
     return "" if value is None or math.isnan(value) else f"{value:.6g}"
+
+
+def check_classifier(engine) -> None:
+    """Triage and patterns compare a predicted class with a folder's labels: a value (regression) head
+    predicts no class. LabelError (one line) for it, naming the output and what to do."""
+    head = getattr(engine, "head", None)
+    if getattr(head, "kind", "") == "value":
+        output = getattr(engine.loaded, "output", None)
+        which = f"output '{output}' of " if output else ""
+        raise LabelError(f"{which}{engine.loaded.display_name} gives values (a regression head), not classes: "
+                         "a labelled folder needs a classifier output to compare with"
+                         + (" (choose one with --output or the Output row)." if output else "."))
 
 
 def prepare(engine, path: str) -> np.ndarray:

@@ -117,7 +117,7 @@ class PatternsJob(Job):
     def _begin(self) -> bool:
         from gradcam_desktop.core import cams
         from gradcam_desktop.core.folder_patterns import PatternsRun
-        from gradcam_desktop.core.triage import read_labels
+        from gradcam_desktop.core.triage import check_classifier, read_labels
 
         try:
             import sklearn  # noqa: F401 - only to know whether the extra is installed
@@ -127,6 +127,7 @@ class PatternsJob(Job):
         request = self._request
         method = cams.method(request.method)
         self._engine.check_method(method)
+        check_classifier(self._engine)
         names = list(self._engine.class_names)
         labels = read_labels(request.source, names)
         self._run = PatternsRun(self._engine, labels.pictures, method=method, layer=request.layer, by=request.by,

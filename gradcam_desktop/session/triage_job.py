@@ -108,6 +108,7 @@ class TriageJob(Job):
         from gradcam_desktop.core import triage as core
 
         read_labels = self._read_labels or core.read_labels
+        core.check_classifier(self._engine)
         names = list(self._engine.class_names)
         labels = read_labels(self._request.source, names)
         self._total = len(labels.pictures)

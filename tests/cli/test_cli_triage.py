@@ -154,3 +154,23 @@ def test_csv_input_and_one_line_errors(capsys, tmp_path, labelled):
                         ((listing, "--layer", "nope"), "nope")]:
         code, _, err = run(capsys, "triage", "--model", "demo", "--out-dir", tmp_path / "x", *argv)
         assert code == 1 and err.startswith("Error: ") and words in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["triage", "patterns"])
+def test_a_value_head_is_refused_in_one_line_and_writes_nothing(capsys, tmp_path, command):
+    """A regression output predicts no class: there is nothing to compare with the folder's labels."""
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="age")(keras.layers.GlobalAveragePooling2D()(x)))
+    model.compile(loss="mse")  # the file records it: the unit is a value, not a binary logit
+    path = tmp_path / "age.keras"
+    model.save(path)
+    (tmp_path / "folder" / "age").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "folder" / "age" / "a.png"), np.zeros((16, 16, 3), np.uint8))
+    out_dir = tmp_path / "out"
+    code, _out, err = run(capsys, command, "-m", path, tmp_path / "folder", "--out-dir", out_dir)
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert "gives values (a regression head), not classes" in err
+    assert not out_dir.exists()
