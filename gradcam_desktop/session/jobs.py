@@ -242,14 +242,14 @@ class ExportJob(Job):
 
     def __init__(self, job_id: int, engine: Any, images: Sequence[Any], folder: str | Path, *,
                  layer: str | None, class_index: int | None, method: str = "gradcam",
-                 versus: int | None = None, counterfactual: bool = False,
+                 versus: int | None = None, counterfactual: bool = False, region: Any = None,
                  style: OutputStyle | None = None, missing: Sequence[tuple[str, str]] = (),
                  log_hint: str = "", step_seconds: float | None = None) -> None:
         super().__init__(job_id)
         self._engine = engine
         self._images = list(images)
         self._folder = Path(folder)
-        score = MapSpec("", layer, class_index, method, versus, counterfactual).score_options()
+        score = MapSpec("", layer, class_index, method, versus, counterfactual, region).score_options()
         # Groups of one and write_ahead=0: a step is one map and its files, so a click waits at
         # most one map and a cancel leaves no picture without its row in results.csv.
         self._options = {"layer": layer, "class_index": class_index, "method": method,
@@ -370,7 +370,8 @@ def export_job(request: ExportAll, engine: Any, images: Any, *, log_hint: str = 
              **(style.sidecar_extra or {})}
     return ExportJob(request.id, engine, pictures, request.folder, layer=request.layer,
                      class_index=request.class_index, method=request.method, versus=request.versus,
-                     counterfactual=request.counterfactual, style=replace(style, sidecar_extra=extra),
+                     counterfactual=request.counterfactual, region=getattr(request, "region", None),
+                     style=replace(style, sidecar_extra=extra),
                      missing=missing, log_hint=log_hint, step_seconds=STEP_SECONDS)
 
 

@@ -112,17 +112,19 @@ class Explain:
     method: str = "gradcam"
     versus: int | None = None
     counterfactual: bool = False
+    region: tuple[float, float, float, float] | None = None  # MapSpec.region
     id: int = field(default_factory=_next_id)
 
     @property
     def spec(self) -> MapSpec:
-        return MapSpec(self.image_key, self.layer, self.class_index, self.method, self.versus, self.counterfactual)
+        return MapSpec(self.image_key, self.layer, self.class_index, self.method, self.versus, self.counterfactual,
+                       self.region)
 
     @classmethod
     def of(cls, spec: MapSpec, supersedable: bool = True) -> Explain:
         """The request for the map ``spec`` names."""
         return cls(spec.image_key, spec.layer, spec.class_index, supersedable, spec.method, spec.versus,
-                   spec.counterfactual)
+                   spec.counterfactual, spec.region)
 
 
 @dataclass
@@ -150,6 +152,7 @@ class ExportAll:
     method: str = "gradcam"
     versus: int | None = None
     counterfactual: bool = False
+    region: tuple[float, float, float, float] | None = None  # MapSpec.region
     id: int = field(default_factory=_next_id)
 
 
@@ -172,6 +175,7 @@ class Precompute:
     method: str = "gradcam"
     versus: int | None = None
     counterfactual: bool = False
+    region: tuple[float, float, float, float] | None = None  # MapSpec.region
 
     def next_class(self, cached: Container[tuple]) -> int | None:
         """Pop class indices until one whose map key (``map_key``) is not in ``cached``; None when none is left.
@@ -190,11 +194,12 @@ class Precompute:
     def after(cls, spec: MapSpec, result: Any, generation: int, top: int) -> Precompute:
         """The plan once ``result`` (the map of ``spec``) is shown: the same map for the ``top`` classes."""
         return cls(spec.image_key, generation, result.layer, [index for index, _n, _p in result.prediction.top[:top]],
-                   spec.method, spec.versus, spec.counterfactual)
+                   spec.method, spec.versus, spec.counterfactual, spec.region)
 
     def spec(self, class_index: int) -> MapSpec:
         """The map this plan wants for ``class_index``."""
-        return MapSpec(self.image_key, self.layer, class_index, self.method, self.versus, self.counterfactual)
+        return MapSpec(self.image_key, self.layer, class_index, self.method, self.versus, self.counterfactual,
+                       self.region)
 
 
 @dataclass
