@@ -383,11 +383,16 @@ class RandomizedCopy:
     def __init__(self, engine):
         from .backend import clone_model
         from .gradcam import GradCam
+        from .heads import DECLARABLE, detect_head
 
         self.model = clone_model(engine.model)
         self._original = engine.model.get_weights()
         self.model.set_weights(self._original)
-        self.engine = GradCam(dataclasses.replace(engine.loaded, model=self.model, head=None), input_cache=1,
+        # The copy's head is found on its own layers, of the kind the original's was resolved to (a
+        # value read from the file's loss or the sidecar is not in the copy's graph to be found again).
+        kind = engine.head.kind
+        head = detect_head(self.model, kind if kind in DECLARABLE else None)
+        self.engine = GradCam(dataclasses.replace(engine.loaded, model=self.model, head=head), input_cache=1,
                              capture_cache_mb=0)
 
     def reset(self) -> None:
