@@ -45,7 +45,7 @@ def run(args) -> int:
         if bar is not None:
             bar.stop()
     report = task.finish()
-    found = verdicts(report, result.class_name, result.versus_name)
+    found = verdicts(report, result.class_name, result.versus_name, result.prediction.head)
     if args.json:
         record = {key: result.record()[key] for key in ("image", "model", "method", "score_kind", "versus_name",
                                                          "layer", "class_index", "class_name", "score")}

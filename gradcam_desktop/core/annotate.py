@@ -105,7 +105,8 @@ def warning(result: MapResult) -> str | None:
         if result.score_kind == "versus":
             return "flat map: nothing in the picture favours this class over the other at this layer"
         return "flat map: nothing in the picture speaks for this class at this layer"
-    if result.score < UNLIKELY and _class_specific(result.method) and result.score_kind != "counterfactual":
+    if (result.score < UNLIKELY and _class_specific(result.method) and result.score_kind != "counterfactual"
+            and result.prediction.head != "value"):  # a value is no probability: small is not unlikely
         return "unlikely class: the map still shows where the evidence would be"
     return None
 

@@ -56,12 +56,17 @@ class Verdict:
     sentence: str
 
 
-def verdicts(report: TrustReport, class_name: str, versus_name: str | None = None) -> dict[str, Verdict]:
+def verdicts(report: TrustReport, class_name: str, versus_name: str | None = None,
+             head: str = "") -> dict[str, Verdict]:
     """One verdict per figure: "deletion", "insertion", "average_drop" and (when run) "sanity".
 
-    ``versus_name``: the "rather than" class of a versus map (its sentences name both).
+    ``versus_name``: the "rather than" class of a versus map (its sentences name both). ``head``: a
+    "value" or "segmentation" head's class map is told in the words of its score, not of a belief.
     """
-    words = _words(report.kind, f"'{class_name}'", f"'{versus_name}'" if versus_name else "the other class")
+    if head in ("value", "segmentation") and report.kind == "class":
+        words = _score_words(f"the {'value' if head == 'value' else 'region score'} of '{class_name}'")
+    else:
+        words = _words(report.kind, f"'{class_name}'", f"'{versus_name}'" if versus_name else "the other class")
     seen = as_evidence(report)
     result = {
         "deletion": _deletion(seen, words),
@@ -188,6 +193,33 @@ def _words(kind: str, name: str, other: str) -> dict[str, str]:
                 "({before} → {after}): {tail}",
         "drop.green": "the highlighted parts carry the model's decision.",
         "drop.yellow": "the highlighted parts carry part of the decision.",
+        "drop.red": "the model needs more than the highlighted parts.",
+    }
+
+
+def _score_words(name: str) -> dict[str, str]:
+    """The sentences of a value's (or region score's) map: its curves run from 1 at the picture to 0 at
+    the blurred picture (core/trust.py), so "{before} → {after}" is how much of the way is left."""
+    return {
+        "deletion.none": f"The blurred picture gives {name} the same as the picture: deletion says nothing here.",
+        "deletion.green": f"Removing the map's hottest parts first moves {name} quickly to the blurred picture's: "
+                          "the map points at what sets it.",
+        "deletion.yellow": f"Removing the map's hottest parts first moves {name} toward the blurred picture's, but "
+                           "slowly: the map finds some of what sets it.",
+        "deletion.red": f"Removing the map's hottest parts first hardly moves {name}: the map may not show what "
+                        "sets it.",
+        "insertion.green": f"Showing the map's hottest parts first on a blurred picture brings {name} back quickly: "
+                           "they are enough to set it.",
+        "insertion.yellow": f"Showing the hottest parts first brings {name} back only slowly: the model needs more "
+                            "than what the map highlights.",
+        "insertion.red": f"Showing the hottest parts first brings {name} back no faster than random pixels: the map "
+                         "does not find what sets it.",
+        "drop.gain": f"Keeping only what the map highlights moves {name} even further from the blurred picture's "
+                     "({before} → {after} of the way).",
+        "drop": f"Keeping only what the map highlights, {name} loses {{drop}} of its way from the blurred "
+                "picture's ({before} → {after}): {tail}",
+        "drop.green": "the highlighted parts set it.",
+        "drop.yellow": "the highlighted parts set part of it.",
         "drop.red": "the model needs more than the highlighted parts.",
     }
 

@@ -8,7 +8,7 @@ with what changed:
                 model's data clears (nothing may show another model's maps, classes or rows)
     "pictures"  pictures were added or removed (``pictures`` is the new list)
     "picture"   another picture is current, or none (``current()``)
-    "choice"    the layer or the kept class changed
+    "choice"    the layer, the kept class or the region (a segmentation model's) changed
 
 The views (compare grid, trust panel, triage table) subscribe once and keep nothing of a model or a
 picture that the state has let go. ``query()`` turns the state and the method and score chosen
@@ -37,7 +37,9 @@ _KEEP: Any = object()
 class SessionState:
     """The open model (``model``; ``opening`` while another is asked for), the open ``pictures`` and the
     current one (``index``), the ``layer`` maps are taken at and the class kept from picture to picture
-    (``kept_class``; None: each picture's top class)."""
+    (``kept_class``; None: each picture's top class) and, for a segmentation model, the ``region`` whose
+    scores the maps sum (top, left, bottom, right fractions of any picture; None: each class's predicted
+    mask). Another model clears the region."""
 
     model: ModelInfo | None = None
     opening: str | None = None  # the label of a model asked for and not yet opened
@@ -45,6 +47,7 @@ class SessionState:
     index: int = -1
     layer: str | None = None
     kept_class: int | None = None
+    region: tuple[float, float, float, float] | None = None
     _listeners: list[Listener] = field(default_factory=list, repr=False)
 
     # -- following it ---------------------------------------------------------------------------
@@ -69,11 +72,12 @@ class SessionState:
 
     def query(self, method: Any = "gradcam", versus: int | None = None, counterfactual: bool = False) -> MapSpec | None:
         """The map the views should show now: the current picture at the chosen layer and class, by
-        ``method`` for the chosen score; None without a model ready or a picture."""
+        ``method`` for the chosen score (over the ``region``, if one is drawn); None without a model ready
+        or a picture."""
         picture = self.current()
         if picture is None or not self.ready():
             return None
-        return MapSpec(picture.key, self.layer, self.kept_class, method, versus, counterfactual)
+        return MapSpec(picture.key, self.layer, self.kept_class, method, versus, counterfactual, self.region)
 
     # -- the model ------------------------------------------------------------------------------
     def open_requested(self, label: str) -> None:
@@ -91,6 +95,7 @@ class SessionState:
         self.model, self.opening = info, None
         self.layer = info.default_layer if info is not None else None
         self.kept_class = None
+        self.region = None
         self._changed("model")
 
     # -- the pictures ---------------------------------------------------------------------------
@@ -127,11 +132,15 @@ class SessionState:
         return removed
 
     # -- the choice -----------------------------------------------------------------------------
-    def choose(self, *, layer: str | None = _KEEP, kept_class: int | None = _KEEP) -> None:
-        """Take maps at ``layer`` and/or keep ``kept_class`` (None: each picture's top class); what is
-        not given stays."""
+    def choose(self, *, layer: str | None = _KEEP, kept_class: int | None = _KEEP,
+               region: tuple[float, float, float, float] | None = _KEEP) -> None:
+        """Take maps at ``layer`` and/or keep ``kept_class`` (None: each picture's top class) and/or sum a
+        segmentation model's scores over ``region`` (None: each class's predicted mask); what is not given stays."""
         if layer is not _KEEP:
             self.layer = layer
         if kept_class is not _KEEP:
             self.kept_class = kept_class
+        if region is not _KEEP:
+            self.region = None if region is None else (float(region[0]), float(region[1]), float(region[2]),
+                                                       float(region[3]))
         self._changed("choice")

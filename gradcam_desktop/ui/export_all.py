@@ -57,9 +57,11 @@ class ExportAllRun(QObject):
 
     def start(self, image_keys: list[str], *, layer: str | None, class_index: int | None,
               style: OutputStyle, method: str = "gradcam", versus: int | None = None,
-              counterfactual: bool = False) -> int:
+              counterfactual: bool = False, region: tuple[float, float, float, float] | None = None) -> int:
         """Ask the worker for the job (the score only when it is not the class's own); returns its id."""
-        score = {"versus": versus} if versus is not None else {"counterfactual": True} if counterfactual else {}
+        score: dict = {"versus": versus} if versus is not None else {"counterfactual": True} if counterfactual else {}
+        if region is not None:
+            score["region"] = region
         self.job_id = self._worker.export_all(image_keys, self.folder, layer=layer, class_index=class_index,
                                               style=style, method=method, **score)
         return self.job_id
@@ -120,6 +122,7 @@ def report_text(summary: dict) -> str:
 
 def start_export_all(window: Any, folder: str | Path, *, layer: str | None, class_index: int | None,
                      method: str = "gradcam", versus: int | None = None, counterfactual: bool = False,
+                     region: tuple[float, float, float, float] | None = None,
                      style: OutputStyle | None = None, decorate: Decorate | None = None) -> ExportAllRun:
     """Export every picture of ``window`` into ``folder`` with a cancellable progress dialog.
 
@@ -161,5 +164,5 @@ def start_export_all(window: Any, folder: str | Path, *, layer: str | None, clas
     run.progressed.connect(lambda done, total, _name: window.set_status(f"Exporting {done} of {total}…"))
     run.finished.connect(report)
     run.start([image.key for image in images], layer=layer, class_index=class_index, style=style, method=method,
-              versus=versus, counterfactual=counterfactual)
+              versus=versus, counterfactual=counterfactual, region=region)
     return run

@@ -27,7 +27,7 @@ from gradcam_desktop.session.state import SessionState
 from gradcam_desktop.ui import actions, clipboard, dialogs, dnd, export, layout, status_text
 from gradcam_desktop.ui.explore import caption
 from gradcam_desktop.ui.compare import wiring as compare_wiring
-from gradcam_desktop.ui.explore import object_marks, output_choice
+from gradcam_desktop.ui.explore import object_marks, output_choice, segmentation_view
 from gradcam_desktop.ui.patterns import wiring as patterns_wiring
 from gradcam_desktop.ui.triage import wiring as triage_wiring
 from gradcam_desktop.ui.trust import wiring as trust_wiring
@@ -93,6 +93,10 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self.patterns = patterns_wiring.attach(self)  # File → Find Patterns…, Export Report… (issue 19)
         self.marks = object_marks.attach(self)  # Edit → Mark Object: the inside share in the caption (issue 19)
         self.outputs = output_choice.attach(self)  # the output explained, for a model with several (issue 20)
+        # A segmentation model's predicted mask outlined, and Edit → Draw Region (issue 20); after the marks:
+        # the two drag tools exclude each other.
+        self.segmentation = segmentation_view.attach(self)
+        self.segmentation.regionChanged.connect(lambda _region: self._request_map())
         layout.arrange_panels(self)  # every dock exists: none floats, Trust and Triage share one tabbed area
         actions.add_panel_toggles(self)  # View → Triage beside Trust
         self._set_engine_ready(False)
@@ -155,7 +159,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
             self.show_error("Open a model and some pictures before exporting them.")
             return None
         self._batch = start_export_all(self, folder, layer=self.state.layer, class_index=self.state.kept_class,
-                                       **self.choice.options())
+                                       region=self.state.region, **self.choice.options())
         return self._batch
 
     def images(self) -> list[Picture]:
@@ -306,6 +310,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         self._show_model(info)
         self.choice.set_offered(info.methods)
         self.choice.set_classes(info.class_names)
+        self.ui.score_choice.set_head(info.head)  # a value head's "against" is what pushes the value down
         self.settings.add_recent_model(info.source)
         self._fill_recent_menu()
         self.set_status(status_text.model_ready(info, bool(self.state.pictures)))
@@ -387,7 +392,7 @@ class MainWindow(dnd.DropTarget, QMainWindow):
         names = list(model.class_names) if model else []
         if (result.image_key, result.generation) != self._probabilities_for and len(names) == len(result.probabilities):
             self._probabilities_for = (result.image_key, result.generation)
-            ui.class_list.set_classes(names, result.probabilities.tolist())
+            ui.class_list.set_classes(names, result.probabilities.tolist(), head=result.prediction.head)
         ui.class_list.show_explained(result.class_index)
         if ui.layer_tree.current_path() != result.layer:
             ui.layer_tree.show_path(result.layer)  # the tree names the layer the map comes from

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from gradcam_desktop.core import annotate
-from gradcam_desktop.core.annotate import format_probability
+from gradcam_desktop.core.annotate import format_score
 from gradcam_desktop.core.types import MapResult
 from gradcam_desktop.ui.explore.layer_tree import describe
 from gradcam_desktop.session.records import ModelInfo, Picture
@@ -41,9 +41,10 @@ def model_ready(info: ModelInfo, has_images: bool) -> str:
 
 
 def prediction(result: MapResult) -> str:
-    """The prediction label: the top class and its probability."""
+    """The prediction label: the top class and its probability (a value head: its first value; a
+    segmentation head: the class that covers most pixels, and its share)."""
     _top_index, top_name, top_p = result.predicted
-    return f"Predicted: {top_name} ({format_probability(top_p)})"
+    return f"Predicted: {top_name} ({format_score(top_p, result.prediction.head)})"
 
 
 def map_time(result: MapResult) -> str:

@@ -179,14 +179,14 @@ class GradCamWorker(QThread):
 
     def export_all(self, image_keys: list[str], folder: str | Path, *, layer: str | None, class_index: int | None,
                    style: Any, method: str = "gradcam", versus: int | None = None,
-                   counterfactual: bool = False) -> int:
+                   counterfactual: bool = False, region: tuple[float, float, float, float] | None = None) -> int:
         """Start the Export All job (``core.batch`` rows, then results.csv); returns its job id.
 
         ``style`` is a ``core.batch.OutputStyle``. Progress arrives as ``jobProgress``, the end as
         ``jobFinished`` (or ``failed`` with this id when the export cannot start, e.g. no model).
         """
         return self._put(ExportAll(list(image_keys), str(folder), layer, class_index, style, method, versus,
-                                   counterfactual))
+                                   counterfactual, region))
 
     def trust(self, result: Any) -> int:
         """Queue the trust report of ``result`` (a map sent here): a job whose ``jobPartial(id, ("trust", outcome))``

@@ -58,11 +58,13 @@ class Score:
 
     versus: int | None = None
     counterfactual: bool = False
+    region: tuple[float, float, float, float] | None = None  # a segmentation model's box (MapSpec.region)
 
     @classmethod
     def of(cls, result: Any) -> Score:
         """The score a ``MapResult`` explains (results from before issue 7 explain the class logit)."""
-        return cls(getattr(result, "versus_index", None), bool(getattr(result, "counterfactual", False)))
+        return cls(getattr(result, "versus_index", None), bool(getattr(result, "counterfactual", False)),
+                   getattr(result, "region", None))
 
     def kwargs(self) -> dict[str, Any]:
         """The request's score keywords: only those that differ from the class logit, so a plain
@@ -72,6 +74,8 @@ class Score:
             out["versus"] = self.versus
         if self.counterfactual:
             out["counterfactual"] = True
+        if self.region is not None:
+            out["region"] = self.region
         return out
 
 
@@ -86,6 +90,7 @@ class Context:
     score: Score = Score()
     probabilities: tuple[float, ...] = ()
     methods: tuple[str, ...] = field(default_factory=method_names)
+    head: str = ""  # Prediction.head: how a class's "probability" reads (annotate.format_score)
 
     @classmethod
     def of(cls, result: Any, class_names, layers, methods=()) -> Context:
@@ -95,7 +100,8 @@ class Context:
         return cls(class_names=tuple(class_names), layers=tuple(layers), methods=tuple(methods) or method_names(),
                    current=CellKey(result.layer, int(result.class_index), result.method or "gradcam"),
                    score=Score.of(result),
-                   probabilities=tuple(float(p) for p in probabilities) if probabilities is not None else ())
+                   probabilities=tuple(float(p) for p in probabilities) if probabilities is not None else (),
+                   head=str(getattr(getattr(result, "prediction", None), "head", "") or ""))
 
     # -- choices -------------------------------------------------------------------------------
     def choices(self, dimension: str) -> tuple:
@@ -123,7 +129,7 @@ class Context:
 
     def _ranked_classes(self) -> list[int]:
         count = len(self.class_names) or len(self.probabilities)
-        if len(self.probabilities) == count and count:
+        if len(self.probabilities) == count and count and self.head != "value":  # values keep their order
             return sorted(range(count), key=lambda i: -self.probabilities[i])
         return list(range(count))
 
@@ -145,7 +151,7 @@ class Context:
     def detail(self, dimension: str, value: Any) -> str:
         """A header's second line: a class's probability; nothing for the others."""
         p = self.probability(value) if dimension == "class" else None
-        return annotate.format_probability(p) if p is not None else ""
+        return annotate.format_score(p, self.head) if p is not None else ""
 
     def score_text(self, class_index: int) -> str:
         """What a map of ``class_index`` explains under this context's score: "'star'", "'star' vs

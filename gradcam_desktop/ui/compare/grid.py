@@ -17,7 +17,7 @@ from PySide6.QtCore import QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QHideEvent, QPalette, QShowEvent
 from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
-from gradcam_desktop.core.annotate import format_probability
+from gradcam_desktop.core.annotate import format_score
 from gradcam_desktop.core.overlay import COLORMAPS
 
 from gradcam_desktop.ui.compare.cell import CompareCell
@@ -121,7 +121,7 @@ class CompareGrid(QWidget):
             for column, key in enumerate(keys):
                 cell = CompareCell(key, context.caption(key))
                 p = context.probability(key.class_index)
-                cell.set_detail(format_probability(p) if p is not None else "")
+                cell.set_detail(format_score(p, context.head) if p is not None else "")
                 cell.set_region(self.region)
                 self._layout.addWidget(cell, row + 1, column + 1)
                 cells.append(cell)
@@ -148,7 +148,7 @@ class CompareGrid(QWidget):
     def show_result(self, cell: CompareCell, result: Any, render: bool = True) -> None:
         """``result``'s map in ``cell``, with its probability and time (``render``: composite it now)."""
         cell.set_result(result)
-        detail = format_probability(result.score)
+        detail = format_score(result.score, result.prediction.head)
         seconds: float = getattr(result, "seconds", 0.0)
         if not getattr(result, "cached", False) and seconds:
             detail += f" · {duration(seconds)}"

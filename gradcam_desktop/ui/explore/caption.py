@@ -15,14 +15,19 @@ __all__ = ["CaptionBar", "pane_title"]
 
 
 def pane_title(result: MapResult) -> str:
-    """The map pane's title in side-by-side view: what the map explains, in a few words."""
+    """The map pane's title in side-by-side view: what the map explains, in a few words (a value head's
+    "against" map: what pushes the value down; a segmentation model's region: "over the region")."""
     if not result.method or result.method not in cams.METHODS or cams.METHODS[result.method].class_specific:
-        if result.score_kind == "counterfactual":
+        if result.score_kind == "counterfactual" and result.prediction.head == "value":
+            text = f"What pushes '{result.class_name}' down"
+        elif result.score_kind == "counterfactual":
             text = f"Evidence against '{result.class_name}'"
         elif result.score_kind == "versus":
             text = f"'{result.class_name}' rather than '{result.versus_name}'"
         else:
             text = f"Evidence for '{result.class_name}'"
+        if result.region is not None:
+            text += " over the region"
     else:
         text = "Main pattern (no class)"
     return text if result.method == "gradcam" else f"{annotate.method_title(result.method)}: {text}"

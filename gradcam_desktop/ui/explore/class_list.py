@@ -1,5 +1,9 @@
 """The class picker: classes sorted by probability, a filter box, probability bars, and whether
-the class is kept from picture to picture or follows each picture's top class."""
+the class is kept from picture to picture or follows each picture's top class.
+
+A value (regression) head's rows keep their index order and show each value as text, without a bar
+(no value is "more predicted" than another); a segmentation head's bar is the class's share of the
+output pixels (``core.annotate.format_score`` says which in the tooltip)."""
 
 from __future__ import annotations
 
@@ -13,9 +17,10 @@ from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPalette
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QLineEdit, QListView, QRadioButton, QSizePolicy, QStyle,
                                QStyledItemDelegate, QStyleOptionViewItem, QVBoxLayout, QWidget)
 
-from gradcam_desktop.core.annotate import format_probability
+from gradcam_desktop.core.annotate import format_probability, format_score
 
-__all__ = ["ClassFilterProxyModel", "ClassListModel", "ClassListWidget", "ProbabilityBarDelegate", "format_probability"]
+__all__ = ["ClassFilterProxyModel", "ClassListModel", "ClassListWidget", "ProbabilityBarDelegate", "format_probability",
+           "score_text"]
 
 _Index = QModelIndex | QPersistentModelIndex
 #: Names wider than this many "M"s are elided rather than widening the panel further.
@@ -23,24 +28,32 @@ _MAX_NAME_EMS = 18
 
 
 class ClassListModel(QAbstractListModel):
-    """One row per class, most probable first (index order when there are no probabilities).
+    """One row per class, most probable first (index order when there are no probabilities, and for a
+    value head, whose "probabilities" are its values).
 
     Roles: ``DisplayRole`` → class name; ``Qt.ItemDataRole.UserRole`` → class index (int);
-    ``ProbabilityRole`` (= UserRole + 1) → probability (float, None without probabilities);
-    ``ToolTipRole`` → "dog: 93.1 %".
+    ``ProbabilityRole`` (= UserRole + 1) → probability, a value head's value (float, None without
+    probabilities); ``ScoreTextRole`` → the text at the row's right ("93.1 %", a value's "31.2");
+    ``BarRole`` → the bar's length 0..1 (None: no bar, as for a value); ``ToolTipRole`` → "dog: 93.1 %",
+    "age: value 31.2", "road: 41.0 % of the pixels".
 
-    Interface: ``set_classes(names, probabilities=None)``, ``clear()``, ``row_for_class(index)``.
+    Interface: ``set_classes(names, probabilities=None, head="")``, ``clear()``, ``row_for_class(index)``,
+    ``head()``.
     """
 
     ProbabilityRole = Qt.ItemDataRole.UserRole + 1
+    ScoreTextRole = Qt.ItemDataRole.UserRole + 2
+    BarRole = Qt.ItemDataRole.UserRole + 3
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._rows: list[tuple[int, str, float | None]] = []
         self._row_of: dict[int, int] = {}
+        self._head = ""
 
-    def set_classes(self, names: Sequence[str], probabilities: Sequence[float] | None = None) -> None:
-        """Replace all rows; ``probabilities`` (one per name) sorts them, most probable first."""
+    def set_classes(self, names: Sequence[str], probabilities: Sequence[float] | None = None, head: str = "") -> None:
+        """Replace all rows; ``probabilities`` (one per name) sorts them, most probable first — except a
+        value head's (``head`` "value"): its values keep the index order."""
         if probabilities is not None and len(probabilities) != len(names):
             raise ValueError(f"{len(names)} class names but {len(probabilities)} probabilities")
         self.beginResetModel()
@@ -49,8 +62,10 @@ class ClassListModel(QAbstractListModel):
             rows = [(i, str(n), None) for i, n in enumerate(names)]
         else:
             ranked = [(i, str(n), float(p)) for i, (n, p) in enumerate(zip(names, probabilities))]
-            ranked.sort(key=lambda r: -r[2])  # stable: equal probabilities keep index order
+            if head != "value":
+                ranked.sort(key=lambda r: -r[2])  # stable: equal probabilities keep index order
             rows = list(ranked)
+        self._head = str(head or "")
         self._rows = rows
         self._row_of = {cls: row for row, (cls, _, _) in enumerate(rows)}
         self.endResetModel()
@@ -72,6 +87,10 @@ class ClassListModel(QAbstractListModel):
         """Every class name, in row order."""
         return [name for _cls, name, _p in self._rows]
 
+    def head(self) -> str:
+        """The head kind the rows were given with ("" when not said: a classifier's probabilities)."""
+        return self._head
+
     def rowCount(self, parent: _Index = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self._rows)
 
@@ -85,9 +104,19 @@ class ClassListModel(QAbstractListModel):
             return cls
         if role == self.ProbabilityRole:
             return p
+        if role == self.ScoreTextRole:
+            return "" if p is None else score_text(p, self._head)
+        if role == self.BarRole:
+            return None if p is None or self._head == "value" else p
         if role == Qt.ItemDataRole.ToolTipRole:
-            return name if p is None else f"{name}: {format_probability(p)}"
+            return name if p is None else f"{name}: {format_score(p, self._head)}"
         return None
+
+
+def score_text(value: float, head: str) -> str:
+    """The short text at a row's right: "93.1 %" (a segmentation head's share of the pixels too), or a
+    value head's value as ``format_score`` writes it, without the word ("31.2")."""
+    return format_score(value, "value").removeprefix("value ") if head == "value" else format_probability(value)
 
 
 def _loose(text: str) -> str:
@@ -126,7 +155,8 @@ class ClassFilterProxyModel(QSortFilterProxyModel):
 
 
 class ProbabilityBarDelegate(QStyledItemDelegate):
-    """Paints a bar as long as the probability behind the name, and the percentage at the right.
+    """Paints a bar as long as the probability behind the name (``BarRole``), and the percentage (a value
+    head: the value, no bar; ``ScoreTextRole``) at the right.
 
     Colours come from the view's palette (Highlight for the bar), so light and dark themes both
     work; on a selected row the bar uses the highlighted-text colour so it stays visible.
@@ -142,7 +172,7 @@ class ProbabilityBarDelegate(QStyledItemDelegate):
         opt.text = ""  # the panel (selection, hover, focus) comes from the style; text is ours
         style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
 
-        p = index.data(ClassListModel.ProbabilityRole)
+        p = index.data(ClassListModel.BarRole)
         name = index.data(Qt.ItemDataRole.DisplayRole) or ""
         rect = opt.rect.adjusted(2, 2, -2, -2)
         pal = opt.palette
@@ -160,8 +190,8 @@ class ProbabilityBarDelegate(QStyledItemDelegate):
         painter.setFont(opt.font)
         fm = opt.fontMetrics
         text_rect = rect.adjusted(self.PAD, 0, -self.PAD, 0)
-        pct = format_probability(p) if p is not None else ""
-        pct_width = self.percent_width(fm) if pct else 0
+        pct = index.data(ClassListModel.ScoreTextRole) or ""
+        pct_width = max(self.percent_width(fm), fm.horizontalAdvance(pct)) if pct else 0
         align = Qt.AlignmentFlag.AlignVCenter
         if pct:
             painter.drawText(text_rect, align | Qt.AlignmentFlag.AlignRight, pct)
@@ -197,8 +227,8 @@ class ClassListWidget(QWidget):
     the filter stays chosen). Signal ``followTopChosen()``: the user picked "Follow each
     picture's top class". The widget only shows the mode (``set_kept``); the window decides.
 
-    Interface: ``set_classes(names, probabilities=None)`` (keeps the chosen class if it still
-    exists, without emitting), ``clear()``, ``select_class(index) -> bool``,
+    Interface: ``set_classes(names, probabilities=None, head="")`` (keeps the chosen class if it still
+    exists, without emitting; ``head`` "value": index order, values as text), ``clear()``, ``select_class(index) -> bool``,
     ``current_class() -> int | None``, ``show_explained(index)`` (silent), ``set_kept(kept)``,
     ``is_kept()``, ``content_width()``;
     attributes ``model`` (ClassListModel), ``proxy`` (ClassFilterProxyModel, the view's model:
@@ -255,13 +285,14 @@ class ClassListWidget(QWidget):
         self.keep_button.clicked.connect(self._on_keep_clicked)
         self._show_mode()
 
-    def set_classes(self, names: Sequence[str], probabilities: Sequence[float] | None = None) -> None:
-        """Show ``names`` (sorted by ``probabilities`` if given); see the class docstring."""
+    def set_classes(self, names: Sequence[str], probabilities: Sequence[float] | None = None, head: str = "") -> None:
+        """Show ``names`` (sorted by ``probabilities`` if given, but a value ``head``'s in index order);
+        see the class docstring."""
         keep = self._chosen
         if list(names) != self.model.names():
             self._name_width = None
         with self._silenced():
-            self.model.set_classes(names, probabilities)
+            self.model.set_classes(names, probabilities, head)
             self._chosen = keep if keep is not None and self.model.row_for_class(keep) is not None else None
             self._show_chosen()
         self._show_mode()

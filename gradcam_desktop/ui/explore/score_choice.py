@@ -3,7 +3,8 @@
 ``MethodBox`` lists ``core.cams.METHODS`` (title shown, method name as item data, the method's
 one-sentence summary as tooltip). ``ScoreChoice`` sits under the class list: explain the class
 (default), the class *rather than* another one (y_c − y_B, with a picker of B), or what speaks
-*against* the class (−y_c); it also carries the note that Eigen-CAM explains no class. Both
+*against* the class (−y_c) — for a value (regression) head, what pushes the value down; it also
+carries the note that Eigen-CAM explains no class. Both
 emit only on the user's choices (``activated``, ``clicked``), never when the window sets them.
 """
 
@@ -18,6 +19,18 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QGridLayout, QLabel, QRa
 from gradcam_desktop.core import cams
 
 __all__ = ["MethodBox", "ScoreChoice", "method_note", "other_class"]
+
+#: The buttons' words and tooltips: (class, versus, against) for a classifier, and for a value head, whose
+#: "class" is a value (an age): its map shows what raises it, "against" what pushes it down (−y).
+_WORDS = {
+    "": (("For the class", "What in the picture raises the class's score (the usual map)"),
+         ("For it, rather than:", "Why the class rather than another one: what raises its score more than "
+                                  "the other's (the difference of the two scores)"),
+         ("Against the class", "What in the picture lowers the class's score (its negative)")),
+    "value": (("For the value", "What in the picture raises the value (the usual map)"),
+              ("Raises it more than:", "What raises this value more than the other one (the difference of the two)"),
+              ("Against: what pushes it down", "What in the picture pushes the value down (its negative)")),
+}
 
 #: The combo boxes' narrowest width in characters: the dock may be squeezed that far (longer
 #: titles and class names are then elided); they grow with the dock.
@@ -119,22 +132,19 @@ class ScoreChoice(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("scoreChoice")
-        self.class_button = QRadioButton("For the class")
+        self.class_button = QRadioButton()
         self.class_button.setObjectName("scoreClass")
-        self.class_button.setToolTip("What in the picture raises the class's score (the usual map)")
-        self.versus_button = QRadioButton("For it, rather than:")
+        self.versus_button = QRadioButton()
         self.versus_button.setObjectName("scoreVersus")
-        self.versus_button.setToolTip("Why the class rather than another one: what raises its score more than "
-                                      "the other's (the difference of the two scores)")
         self.versus_box = QComboBox()
         self.versus_box.setObjectName("versusBox")
         self.versus_box.setToolTip("The class to compare with")
         self.versus_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.versus_box.setMinimumContentsLength(_BOX_CHARS)
         self.versus_box.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.against_button = QRadioButton("Against the class")
+        self.against_button = QRadioButton()
         self.against_button.setObjectName("scoreAgainst")
-        self.against_button.setToolTip("What in the picture lowers the class's score (its negative)")
+        self.set_head(None)
         self.note = QLabel()
         self.note.setObjectName("methodNote")
         self.note.setWordWrap(True)
@@ -173,6 +183,14 @@ class ScoreChoice(QWidget):
         self._picked = self._explained = None
         self._fill_box()
         self.class_button.setChecked(True)
+
+    def set_head(self, head: str | None) -> None:
+        """Word the choice for the open model's head (``Prediction.head``): a value head's "against" is
+        what pushes the value down; every other head's are a class's."""
+        words = _WORDS.get(head or "", _WORDS[""])
+        for button, (text, tip) in zip((self.class_button, self.versus_button, self.against_button), words):
+            button.setText(text)
+            button.setToolTip(tip)
 
     def picked(self) -> int | None:
         """The "rather than" class the user chose (None: none yet), whatever the box shows for this picture."""

@@ -129,6 +129,7 @@ class CurvePlot(pg.PlotWidget):
             else:
                 ys = np.asarray(values, np.float64)
                 item.setData(np.arange(len(ys)) / (len(ys) - 1), ys)  # x_i = i / n
+        self._fit_y(curve, random)
         self.setLabel("left", label or (f"p('{class_name}')" if class_name else "probability"))
         self.legend.clear()
         self._legend_texts = []
@@ -136,6 +137,21 @@ class CurvePlot(pg.PlotWidget):
             if value is not None:
                 self._legend_texts.append(f"area {value:.3f}: {text}")
                 self.legend.addItem(sample, self._legend_texts[-1])
+
+    def _fit_y(self, *curves: Sequence[float] | np.ndarray | None) -> None:
+        """0 … 1 for probabilities; a value or region score relative to the blurred picture's
+        (core/trust.py) may leave it: then the range takes in every point, with pyqtgraph's ticks."""
+        values = np.concatenate([np.asarray(c, np.float64).ravel() for c in curves if c is not None and len(c)] or
+                                [np.zeros(0)])
+        values = values[np.isfinite(values)]
+        low = min(0.0, float(values.min())) if values.size else 0.0
+        high = max(1.0, float(values.max())) if values.size else 1.0
+        self.setYRange(low, high, padding=0.04)
+        minor = [(0.25, ""), (0.75, "")]
+        self.getAxis("left").setTicks([[(0.0, "0"), (0.5, "0.5"), (1.0, "1")], minor] if (low, high) == (0.0, 1.0)
+                                      else None)
+        for line in self._grid[::2]:  # the horizontal lines only mean something on the 0 … 1 scale
+            line.setVisible((low, high) == (0.0, 1.0))
 
     def legend_texts(self) -> list[str]:
         """The legend's lines (the areas under the curves), as shown."""

@@ -29,7 +29,7 @@ from gradcam_desktop.core.verdicts import BETTER, Verdict, as_evidence, drop_fig
 from gradcam_desktop.ui.trust.figures import CurvePlot, Light, SanityMap, SanityRow
 from gradcam_desktop.session.trust_job import TrustOutcome
 
-__all__ = ["FIGURES", "TrustCard", "TrustPanel", "card_titles", "figure_numbers", "sanity_maps"]
+__all__ = ["FIGURES", "TrustCard", "TrustPanel", "card_titles", "curve_label", "figure_numbers", "sanity_maps"]
 
 FIGURES = ("deletion", "insertion", "average_drop", "sanity")
 TITLES = {"deletion": "Deletion  (the lower the curve, the better)",
@@ -49,6 +49,8 @@ TIPS = {"deletion": "The picture's pixels are set to 0 in the map's order, hotte
 #: Narrowest a card gets before the cards wrap into fewer columns: four in a row under the picture
 #: at 1280×800, where the Classes column beside the panel leaves it about 1000 pixels.
 CARD_WIDTH = 225
+#: Heads whose curves follow the explained score, not a probability (``core.trust``).
+SCORE_HEADS = ("value", "segmentation")
 #: Shares of a row of four cards: the curves need room, Average Drop is a number, the sanity
 #: check's row of small maps the most.
 _STRETCH = {"deletion": 6, "insertion": 6, "average_drop": 5, "sanity": 8}
@@ -65,9 +67,20 @@ def card_titles(kind: str) -> dict[str, str]:
     return titles
 
 
-def figure_numbers(report: TrustReport, class_name: str, versus_name: str | None = None) -> dict[str, str]:
-    """The numbers under each figure, in words (the curves' areas are in their plots' legends)."""
-    of = quantity(report.kind, class_name, versus_name)
+def figure_numbers(report: TrustReport, class_name: str, versus_name: str | None = None, head: str = "") -> dict[str, str]:
+    """The numbers under each figure, in words (the curves' areas are in their plots' legends). A value or
+    segmentation ``head`` has no probability: its figures are the explained score relative to the blurred
+    picture's (``core.verdicts.quantity``), plain numbers rather than percentages."""
+    of = quantity(report.kind, class_name, versus_name, head)
+    if head in SCORE_HEADS:  # the curves' axis is short (``curve_label``): their scale is said under them
+        return {
+            "deletion": of,
+            "insertion": of,
+            "average_drop": (f"{of}: {report.original:.2f} on the picture, {report.masked:.2f} on the picture × map · "
+                             f"Average Drop {report.average_drop:.1f} % · Increase: "
+                             f"{'yes' if report.increase_in_confidence else 'no'}"),
+            "sanity": "ρ: how alike each map is to the map on screen (1 = the same, 0 = unrelated)",
+        }
     if report.kind == "counterfactual":  # the figures of 1 − p, which the verdict reads
         seen = as_evidence(report)
         measured = (f"Average Drop of 1 − {of}: {seen.average_drop:.1f} % · Increase in Confidence of 1 − {of}: "
@@ -81,6 +94,15 @@ def figure_numbers(report: TrustReport, class_name: str, versus_name: str | None
         "average_drop": f"{of}: {report.original:.1%} on the picture, {report.masked:.1%} on the picture × map · {measured}",
         "sanity": "ρ: how alike each map is to the map on screen (1 = the same, 0 = unrelated)",
     }
+
+
+def curve_label(kind: str, class_name: str, versus_name: str | None = None, head: str = "") -> str:
+    """The curves' axis, short: "p('star')", "'circle' vs 'star'" for the share of a "rather than" map, and
+    for a value or segmentation head what ``core.verdicts.quantity`` names without its scale ("value of
+    'age'": the cards' numbers say 1 = the picture's, 0 = its blur's)."""
+    if head in SCORE_HEADS:
+        return quantity(kind, class_name, versus_name, head).split(" (", 1)[0]
+    return f"'{class_name}' vs '{versus_name}'" if kind == "versus" and versus_name else f"p('{class_name}')"
 
 
 def sanity_maps(original: np.ndarray, report: TrustReport) -> list[SanityMap]:
@@ -234,15 +256,19 @@ class TrustPanel(QWidget):
         self._header.setVisible(bool(text))
 
     def show_outcome(self, outcome: TrustOutcome, *, class_name: str, original: np.ndarray,
-                     picture: np.ndarray | None, versus_name: str | None = None, layers: bool = True) -> None:
+                     picture: np.ndarray | None, versus_name: str | None = None, layers: bool = True,
+                     head: str | None = None) -> None:
         """The report ``outcome`` of the map ``original`` (raw) of ``picture`` (RGB), explaining ``class_name``
         (rather than ``versus_name`` for a "rather than" map; an "against" map is read as one: ``report.kind``).
-        ``layers`` False: the model is a file that shows no layers (no sanity check can re-draw them)."""
+        ``layers`` False: the model is a file that shows no layers (no sanity check can re-draw them).
+        ``head``: the model's head kind (None: the open model's, asked of the window the panel is in) — a
+        value or segmentation head's curves are its explained score, 1 = the picture's, 0 = its blur's."""
         self._outcome = outcome
         report = outcome.report
+        head = self._head() if head is None else head
         self.show_message("")
-        said = verdicts(report, class_name, versus_name)
-        numbers = figure_numbers(report, class_name, versus_name)
+        said = verdicts(report, class_name, versus_name, head or "")
+        numbers = figure_numbers(report, class_name, versus_name, head)
         self._set_titles(report.kind)
         for key, card in self.cards.items():
             card.set_verdict(said.get(key), numbers[key])
@@ -252,7 +278,7 @@ class TrustPanel(QWidget):
                 "No sanity check for this model: it re-draws the model's weights layer by layer, and this file "
                 "shows neither layers nor weights.")
         # The axis is short: "'circle' vs 'star'" for the share of a "rather than" map (the full words are below).
-        label = f"'{class_name}' vs '{versus_name}'" if report.kind == "versus" and versus_name else f"p('{class_name}')"
+        label = curve_label(report.kind, class_name, versus_name, head)
         self.plots["deletion"].set_curves(report.deletion_curve, outcome.random_deletion, label=label,
                                           area=report.deletion_auc, random_area=report.random_deletion_auc)
         self.plots["insertion"].set_curves(report.insertion_curve, outcome.random_insertion, label=label,
@@ -260,6 +286,15 @@ class TrustPanel(QWidget):
         # In words, as its sentence says it: "drops 67 %" beside "… drops by 67 %", never a sign to misread.
         self.drop.setText(drop_figure(report))
         self.sanity.set_maps(picture, sanity_maps(original, report) if report.sanity else [], *self._look)
+
+    def _head(self) -> str:
+        """The open model's head kind, from the main window this panel is in (a floating dock's parent is
+        still that window); "" when it cannot be told."""
+        widget = self.parentWidget()
+        while widget is not None and not callable(getattr(widget, "model_info", None)):
+            widget = widget.parentWidget()
+        info = widget.model_info() if widget is not None else None  # type: ignore[attr-defined]
+        return str(getattr(info, "head", "") or "")
 
     def set_look(self, alpha: float, colormap: str) -> None:
         """The main view's opacity (0–1) and colours, for the sanity check's small maps."""

@@ -199,7 +199,7 @@ class TrustController(QObject):
         self._shown_key = outcome.key
         info = self.window.model_info()
         self.panel.show_outcome(outcome, class_name=result.class_name, original=result.raw, picture=self._picture,
-                                versus_name=result.versus_name,
+                                versus_name=result.versus_name, head=result.prediction.head,
                                 layers=info is None or info.shows_layers)
         self._set_title(result)
         self.reportShown.emit(outcome)
