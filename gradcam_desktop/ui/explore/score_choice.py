@@ -220,6 +220,10 @@ class ScoreChoice(QWidget):
                 self.versus_box.addItem(name, index)
         row = self.versus_box.findData(current) if current is not None else -1
         self.versus_box.setCurrentIndex(max(row, 0) if self.versus_box.count() else -1)
+        # One class (one value) has nothing to be compared with: the choice is greyed, not an empty box.
+        alone = self.versus_box.count() == 0 and bool(self._names)
+        self.versus_button.setEnabled(not alone)
+        self.versus_box.setEnabled(not alone)
 
     def score(self) -> tuple[int | None, bool]:
         """(the "rather than" class or None, whether the map explains what speaks against the class)."""
