@@ -16,18 +16,17 @@ import math
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QAction, QColor, QKeySequence, QMouseEvent, QPen
+from PySide6.QtCore import QObject, QRectF, Signal
+from PySide6.QtGui import QAction, QColor, QKeySequence
 from PySide6.QtWidgets import QGraphicsRectItem, QGraphicsView, QMenu
 
 from gradcam_desktop.core.errors import GradCamError
 from gradcam_desktop.core.object_sidecar import read_boxes, write_boxes
+from gradcam_desktop.ui.explore.box_drag import BoxDrag, pen
 
-__all__ = ["MIN_SIDE", "ObjectMarks", "attach"]
+__all__ = ["ObjectMarks", "attach"]
 
 log = logging.getLogger(__name__)
-#: A drag shorter than this (picture pixels, either side) is a click, not a box.
-MIN_SIDE = 2.0
 
 Box = tuple[float, float, float, float]
 
@@ -55,8 +54,6 @@ class ObjectMarks(QObject):
         self._boxes: list[Box] = []
         self._path: str | None = None  # the picture the boxes belong to
         self._outlines: list[QGraphicsRectItem] = []
-        self._drag: QPointF | None = None
-        self._band: QGraphicsRectItem | None = None
         self.mark_action = QAction("&Mark Object", window)
         self.mark_action.setObjectName("markObject")
         self.mark_action.setCheckable(True)
@@ -64,13 +61,11 @@ class ObjectMarks(QObject):
         self.mark_action.setStatusTip("Drag a box around the object on the picture: the caption then says how much "
                                       "of the map falls on it (saved beside the picture)")
         self.mark_action.toggled.connect(self._set_marking)
-        self._marking = False  # a Python copy: the filter may see events while Qt objects are being deleted
         self.clear_action = QAction("Clear Object &Marks", window)
         self.clear_action.setObjectName("clearObjectMarks")
         self.clear_action.setStatusTip("Remove the boxes marked on this picture")
         self.clear_action.triggered.connect(lambda _c=False: self.set_boxes([]))
-        self._viewport = self.view.viewport()
-        self._viewport.installEventFilter(self)
+        self.drag = BoxDrag(self.view, self._picture_size, QColor("#ffd400"), self._add_box, z=10.0)
         window.state.subscribe(self._follow_state)
         window.resultShown.connect(self._show_share)
 
@@ -139,56 +134,17 @@ class ObjectMarks(QObject):
 
     # -- drawing -------------------------------------------------------------------------------
     def _set_marking(self, on: bool) -> None:
-        self._marking = on
-        self.view.setDragMode(QGraphicsView.DragMode.NoDrag if on else QGraphicsView.DragMode.ScrollHandDrag)
-        self.view.viewport().setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.OpenHandCursor)
+        self.drag.set_active(on)
         if on:
             self.window.set_status("Mark Object: drag a box around the object (press M again to stop).")
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if not self._marking or watched is not self._viewport:
-            return False
-        kind = event.type()
-        if kind == QEvent.Type.MouseButtonPress and isinstance(event, QMouseEvent) \
-                and event.button() == Qt.MouseButton.LeftButton:
-            point = self._picture_point(event)
-            if point is None:
-                return False
-            self._drag = point
-            self._band = QGraphicsRectItem(QRectF(point, point))
-            self._band.setPen(_pen(QColor("#ffd400"), dashed=True))
-            self.view.scene().addItem(self._band)
-            return True
-        if kind == QEvent.Type.MouseMove and self._drag is not None and isinstance(event, QMouseEvent):
-            point = self._picture_point(event, clamp=True)
-            if point is not None and self._band is not None:
-                self._band.setRect(QRectF(self._drag, point).normalized())
-            return True
-        if kind == QEvent.Type.MouseButtonRelease and self._drag is not None and isinstance(event, QMouseEvent):
-            point = self._picture_point(event, clamp=True)
-            start, self._drag = self._drag, None
-            if self._band is not None:
-                self.view.scene().removeItem(self._band)
-                self._band = None
-            if point is not None:
-                rect = QRectF(start, point).normalized()
-                if rect.width() >= MIN_SIDE and rect.height() >= MIN_SIDE:
-                    self.set_boxes([*self._boxes, (round(rect.left(), 1), round(rect.top(), 1),
-                                                   round(rect.right(), 1), round(rect.bottom(), 1))])
-            return True
-        return False
+    def _add_box(self, rect: QRectF) -> None:
+        self.set_boxes([*self._boxes, (round(rect.left(), 1), round(rect.top(), 1),
+                                       round(rect.right(), 1), round(rect.bottom(), 1))])
 
-    def _picture_point(self, event: QMouseEvent, clamp: bool = False) -> QPointF | None:
-        """The picture pixel under the pointer (left pane); None off the picture unless ``clamp``."""
+    def _picture_size(self) -> tuple[int, int] | None:
         rgb = self._picture_rgb()
-        if rgb is None:
-            return None
-        h, w = rgb.shape[:2]
-        scene = self.view.mapToScene(event.position().toPoint())
-        x, y = scene.x(), scene.y()
-        if not clamp and not (0 <= x < w and 0 <= y < h):
-            return None
-        return QPointF(min(max(x, 0.0), float(w)), min(max(y, 0.0), float(h)))
+        return None if rgb is None else (int(rgb.shape[0]), int(rgb.shape[1]))
 
     def _picture_rgb(self) -> np.ndarray | None:
         picture = self.window.current_image()
@@ -202,16 +158,8 @@ class ObjectMarks(QObject):
         for x0, y0, x1, y1 in self._boxes:
             for colour, dashed in ((QColor(0, 0, 0, 200), False), (QColor("#ffd400"), True)):
                 item = QGraphicsRectItem(QRectF(x0, y0, x1 - x0, y1 - y0))
-                item.setPen(_pen(colour, dashed=dashed))
+                item.setPen(pen(colour, dashed=dashed))
                 item.setZValue(10)
                 scene.addItem(item)
                 self._outlines.append(item)
         self.clear_action.setEnabled(bool(self._boxes))
-
-
-def _pen(colour: QColor, *, dashed: bool) -> QPen:
-    pen = QPen(colour, 2)
-    pen.setCosmetic(True)  # two screen pixels at any zoom
-    if dashed:
-        pen.setStyle(Qt.PenStyle.DashLine)
-    return pen

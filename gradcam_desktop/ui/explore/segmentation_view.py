@@ -19,17 +19,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, QPointF, QRect, QRectF, Qt, Signal
-from PySide6.QtGui import QAction, QColor, QKeySequence, QMouseEvent, QPainterPath, QPen, QRegion, QTransform
-from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QGraphicsView, QMenu
+from PySide6.QtCore import QObject, QRect, QRectF, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QKeySequence, QPainterPath, QRegion, QTransform
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QMenu
 
 from gradcam_desktop.ui.actions import insert_after
+from gradcam_desktop.ui.explore.box_drag import BoxDrag, pen
 from gradcam_desktop.ui.explore.image_view import ImageView
 
-__all__ = ["MIN_SIDE", "SegmentationView", "attach", "mask_path"]
+__all__ = ["SegmentationView", "attach", "mask_path"]
 
-#: A drag shorter than this (picture pixels, either side) is a click, not a region.
-MIN_SIDE = 2.0
 _OUTLINE = QColor("#00e5ff")  # cyan: apart from the map's jet colours and the object marks' yellow
 _REGION = QColor("#ff4fd8")  # magenta: the region drawn
 
@@ -85,8 +84,6 @@ class SegmentationView(QObject):
         self._marks = getattr(window, "marks", None)  # object_marks.ObjectMarks: the other drag tool
         self._outline: list[QGraphicsPathItem] = []
         self._boxes: list[QGraphicsRectItem] = []
-        self._drag: QPointF | None = None
-        self._band: QGraphicsRectItem | None = None
         self._shown: Any = None  # the MapResult whose mask is outlined
         self.outline_action = QAction("Predicted Mask &Outline", window)
         self.outline_action.setObjectName("maskOutline")
@@ -102,15 +99,13 @@ class SegmentationView(QObject):
         self.region_action.setStatusTip("Drag a box on the picture: a segmentation model's map then explains the "
                                         "class's scores summed over the box instead of over its predicted mask")
         self.region_action.toggled.connect(self._set_drawing)
-        self._drawing = False  # a Python copy: the filter may see events while Qt objects are being deleted
         self.clear_action = QAction("Clear Re&gion", window)
         self.clear_action.setObjectName("clearRegion")
         self.clear_action.setStatusTip("Explain the class's predicted mask again instead of the region drawn")
         self.clear_action.triggered.connect(lambda _c=False: self.set_region(None))
         if self._marks is not None:
             self._marks.mark_action.toggled.connect(self._marking_toggled)
-        self._viewport = self.view.viewport()
-        self._viewport.installEventFilter(self)
+        self.drag = BoxDrag(self.view, self._picture_size, _REGION, self._set_box, z=12.0)
         window.state.subscribe(self._follow_state)
         window.resultShown.connect(self._show_result)
         for action in getattr(window.acts, "modes", {}).values():  # side by side: drawn on both panes
@@ -190,66 +185,20 @@ class SegmentationView(QObject):
 
     # -- the region tool -----------------------------------------------------------------------
     def _set_drawing(self, on: bool) -> None:
-        self._drawing = on
         if on and self._marks is not None:
             self._marks.mark_action.setChecked(False)  # one drag tool at a time
         marking = self._marks is not None and self._marks.mark_action.isChecked()
+        self.drag.set_active(on, restore=not marking)  # Mark Object took over: its cursor and drag mode stay
         if on:
-            self.view.setDragMode(QGraphicsView.DragMode.NoDrag)
-            self._viewport.setCursor(Qt.CursorShape.CrossCursor)
             self.window.set_status("Draw Region: drag a box on the picture; the map then explains the class's scores "
                                    "summed over it (press R again to stop; Edit → Clear Region goes back to the "
                                    "predicted mask).")
-        elif not marking:  # Mark Object took over: its cursor and drag mode stay
-            self.view.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
-            self._viewport.setCursor(Qt.CursorShape.OpenHandCursor)
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if not self._drawing or watched is not self._viewport:
-            return False
-        kind = event.type()
-        if kind == QEvent.Type.MouseButtonPress and isinstance(event, QMouseEvent) \
-                and event.button() == Qt.MouseButton.LeftButton:
-            point = self._picture_point(event)
-            if point is None:
-                return False
-            self._drag = point
-            self._band = QGraphicsRectItem(QRectF(point, point))
-            self._band.setPen(_pen(_REGION, dashed=True))
-            self._band.setZValue(12)
-            self.view.scene().addItem(self._band)
-            return True
-        if kind == QEvent.Type.MouseMove and self._drag is not None and isinstance(event, QMouseEvent):
-            point = self._picture_point(event, clamp=True)
-            if point is not None and self._band is not None:
-                self._band.setRect(QRectF(self._drag, point).normalized())
-            return True
-        if kind == QEvent.Type.MouseButtonRelease and self._drag is not None and isinstance(event, QMouseEvent):
-            point = self._picture_point(event, clamp=True)
-            start, self._drag = self._drag, None
-            if self._band is not None:
-                self.view.scene().removeItem(self._band)
-                self._band = None
-            size = self._picture_size()
-            if point is not None and size is not None:
-                rect = QRectF(start, point).normalized()
-                if rect.width() >= MIN_SIDE and rect.height() >= MIN_SIDE:
-                    h, w = size
-                    self.set_region((rect.top() / h, rect.left() / w, rect.bottom() / h, rect.right() / w))
-            return True
-        return False
-
-    def _picture_point(self, event: QMouseEvent, clamp: bool = False) -> QPointF | None:
-        """The picture point under the pointer (left pane); None off the picture unless ``clamp``."""
+    def _set_box(self, rect: QRectF) -> None:
         size = self._picture_size()
-        if size is None:
-            return None
-        h, w = size
-        scene = self.view.mapToScene(event.position().toPoint())
-        x, y = scene.x(), scene.y()
-        if not clamp and not (0 <= x < w and 0 <= y < h):
-            return None
-        return QPointF(min(max(x, 0.0), float(w)), min(max(y, 0.0), float(h)))
+        if size is not None:
+            h, w = size
+            self.set_region((rect.top() / h, rect.left() / w, rect.bottom() / h, rect.right() / w))
 
     def _picture_size(self) -> tuple[int, int] | None:
         picture = self.window.current_image()
@@ -274,7 +223,7 @@ class SegmentationView(QObject):
             for x, (colour, dashed) in ((x, look) for x in panes for look in ((QColor(0, 0, 0, 200), False),
                                                                              (_REGION, True))):
                 item = QGraphicsRectItem(QRectF(x + left * w, top * h, (right - left) * w, (bottom - top) * h))
-                item.setPen(_pen(colour, dashed=dashed))
+                item.setPen(pen(colour, dashed=dashed))
                 item.setZValue(11)
                 scene.addItem(item)
                 self._boxes.append(item)
@@ -286,10 +235,9 @@ class SegmentationView(QObject):
         grid_h, grid_w = np.shape(mask)
         for x, (colour, width) in ((x, look) for x in panes for look in ((QColor(0, 0, 0, 190), 4.0), (_OUTLINE, 2.0))):
             item = QGraphicsPathItem(path)
-            pen = QPen(colour, width)
-            pen.setCosmetic(True)  # the same width on screen at any zoom
-            pen.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
-            item.setPen(pen)
+            line = pen(colour, dashed=False, width=width)
+            line.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
+            item.setPen(line)
             # Output cells → picture pixels (the model input is the whole picture, resized).
             item.setTransform(QTransform.fromScale(w / grid_w, h / grid_h) * QTransform.fromTranslate(x, 0))
             item.setZValue(9)
@@ -303,11 +251,3 @@ class SegmentationView(QObject):
         if self.view.mode() == "side" and round(rect.height()) == h and rect.width() > 2 * w:
             return [0.0, rect.width() - w]
         return [0.0]
-
-
-def _pen(colour: QColor, *, dashed: bool) -> QPen:
-    pen = QPen(colour, 2)
-    pen.setCosmetic(True)  # two screen pixels at any zoom
-    if dashed:
-        pen.setStyle(Qt.PenStyle.DashLine)
-    return pen
