@@ -324,6 +324,25 @@ def test_gradcam_of_a_box_is_the_map_of_the_class_scores_summed_over_it(seg, box
         assert abs(result.target_score - y) <= y_error, (result.target_score, y, y_error)
 
 
+@pytest.mark.parametrize("score", ["versus", "counterfactual", "counterfactual over a box", "versus over a box"])
+def test_the_other_scores_of_a_segmentation_class(seg, score):
+    """"Rather than B" is y_c − y_B (each over its own predicted mask, or both over the box); "against"
+    is −y_c: their seeds are the same linear combinations of the reference's seeds."""
+    engine, _model, net, image, x, z, _error = seg
+    c, other = 1, 2
+    box = BOXES[0] if "box" in score else None
+    one = (lambda k: box_seed(k, box, sigmoid=False)) if box else (lambda k: mask_seed(z, k))
+    if score.startswith("versus"):
+        seed, options = one(c) - one(other), {"versus": other}
+    else:
+        seed, options = -one(c), {"counterfactual": True}
+    expected, y, y_error = hf.gradcam_reference(net, x, "conv2", seed)
+    result = engine.explain(image, class_index=c, region=box, **options)
+    assert result.score_kind == score.split()[0] and result.region == (None if box is None else pytest.approx(box))
+    assert_close(result.raw, expected, what=score, vacuous_ok=False)
+    assert abs(result.target_score - y) <= y_error, (result.target_score, y, y_error)
+
+
 def test_box_cells_follow_the_centre_rule():
     """The reference's own rule, on the boxes above (tests the helper the region tests trust)."""
     cells = hf.box_cells(GRID, BOXES[1])
