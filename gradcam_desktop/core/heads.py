@@ -11,7 +11,7 @@ Two heads are not classifiers:
 * **value** (regression): linear units whose outputs are values (an age, a quality score). The
   explained score is the value y itself, or −y ("what pushes it down"); the class list shows the
   values. A one-unit linear output is read as a binary logit unless the model's file says it was
-  trained with a regression loss (``compiled_loss``) or the sidecar declares ``"head": "value"``.
+  trained with a regression loss (``loss_name``) or the sidecar declares ``"head": "value"``.
 * **segmentation**: an output of shape (H′, W′, C) of per-pixel class scores. Its score space has
   C + H′·W′·C entries (``Head.units``): first, for each class c, y_c = the sum of c's pre-softmax
   scores over the pixels the model assigns to c (its predicted mask, fixed during the pass:
@@ -38,7 +38,7 @@ DECLARABLE = ("softmax", "logits", "binary", "multilabel", "value")
 REGRESSION_LOSSES = ("mse", "mae", "mape", "msle", "mean_squared_error", "mean_absolute_error",
                      "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "huber", "huber_loss",
                      "log_cosh", "logcosh", "meansquarederror", "meanabsoluteerror", "meanabsolutepercentageerror",
-                     "meansquaredlogarithmicerror", "logcosh")
+                     "meansquaredlogarithmicerror")
 _REGRESSION = {name.replace("_", "") for name in REGRESSION_LOSSES}
 _SQUASHING = ("softmax", "sigmoid")
 

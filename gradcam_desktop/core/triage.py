@@ -80,7 +80,7 @@ def check_classifier(engine) -> None:
     """Triage and patterns compare a predicted class with a folder's labels: a value (regression) head
     predicts no class. LabelError (one line) for it, naming the output and what to do."""
     head = getattr(engine, "head", None)
-    if getattr(head, "kind", "") == "value":
+    if head is not None and not head.is_classifier:
         output = getattr(engine.loaded, "output", None)
         which = f"output '{output}' of " if output else ""
         raise LabelError(f"{which}{engine.loaded.display_name} gives values (a regression head), not classes: "
