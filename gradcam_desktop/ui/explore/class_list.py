@@ -295,6 +295,9 @@ class ClassListWidget(QWidget):
             self.model.set_classes(names, probabilities, head)
             self._chosen = keep if keep is not None and self.model.row_for_class(keep) is not None else None
             self._show_chosen()
+        # A value head has no top class: "following" it explains each picture's first value.
+        self.follow_button.setText("Follow each picture's first value" if head == "value"
+                                   else "Follow each picture's top class")
         self._show_mode()
         self.view.scrollToTop()
 
