@@ -36,7 +36,10 @@ def with_note(note: str, text: str) -> str:
 
 def model_ready(info: ModelInfo, has_images: bool) -> str:
     """A model has opened; without pictures, say how to open some."""
-    return (f"Model {info.display_name} ready: {len(info.class_names)} classes."
+    count = len(info.class_names)
+    singular, plural = ("value", "values") if getattr(info, "head", "") == "value" else ("class", "classes")
+    what = singular if count == 1 else plural
+    return (f"Model {info.display_name} ready: {count} {what}."
             + ("" if has_images else " Open pictures (Ctrl+O) or drop them here."))
 
 

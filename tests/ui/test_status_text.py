@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from gradcam_desktop.core.types import LayerNode, MapResult, Prediction
@@ -43,6 +45,8 @@ def test_image_and_model_lines():
                      head="softmax", trusted=False)
     assert status_text.model_ready(info, True) == "Model tiny ready: 3 classes."
     assert status_text.model_ready(info, False).endswith("Open pictures (Ctrl+O) or drop them here.")
+    age = dataclasses.replace(info, class_names=("age",), head="value")  # a regression head counts values
+    assert status_text.model_ready(age, True) == "Model tiny ready: 1 value."
 
 
 def test_layer_refused_names_the_reason_a_good_layer_and_what_stays():
