@@ -257,17 +257,16 @@ class TrustPanel(QWidget):
 
     def show_outcome(self, outcome: TrustOutcome, *, class_name: str, original: np.ndarray,
                      picture: np.ndarray | None, versus_name: str | None = None, layers: bool = True,
-                     head: str | None = None) -> None:
+                     head: str = "") -> None:
         """The report ``outcome`` of the map ``original`` (raw) of ``picture`` (RGB), explaining ``class_name``
         (rather than ``versus_name`` for a "rather than" map; an "against" map is read as one: ``report.kind``).
         ``layers`` False: the model is a file that shows no layers (no sanity check can re-draw them).
-        ``head``: the model's head kind (None: the open model's, asked of the window the panel is in) — a
-        value or segmentation head's curves are its explained score, 1 = the picture's, 0 = its blur's."""
+        ``head``: the map's head kind (``Prediction.head``) — a value or segmentation head's curves are its
+        explained score, 1 = the picture's, 0 = its blur's."""
         self._outcome = outcome
         report = outcome.report
-        head = self._head() if head is None else head
         self.show_message("")
-        said = verdicts(report, class_name, versus_name, head or "")
+        said = verdicts(report, class_name, versus_name, head)
         numbers = figure_numbers(report, class_name, versus_name, head)
         self._set_titles(report.kind)
         for key, card in self.cards.items():
@@ -286,15 +285,6 @@ class TrustPanel(QWidget):
         # In words, as its sentence says it: "drops 67 %" beside "… drops by 67 %", never a sign to misread.
         self.drop.setText(drop_figure(report))
         self.sanity.set_maps(picture, sanity_maps(original, report) if report.sanity else [], *self._look)
-
-    def _head(self) -> str:
-        """The open model's head kind, from the main window this panel is in (a floating dock's parent is
-        still that window); "" when it cannot be told."""
-        widget = self.parentWidget()
-        while widget is not None and not callable(getattr(widget, "model_info", None)):
-            widget = widget.parentWidget()
-        info = widget.model_info() if widget is not None else None  # type: ignore[attr-defined]
-        return str(getattr(info, "head", "") or "")
 
     def set_look(self, alpha: float, colormap: str) -> None:
         """The main view's opacity (0–1) and colours, for the sanity check's small maps."""
