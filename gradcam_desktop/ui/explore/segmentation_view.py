@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import shiboken6
 from PySide6.QtCore import QObject, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QColor, QKeySequence, QPainterPath, QRegion, QTransform
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QMenu
@@ -91,7 +92,7 @@ class SegmentationView(QObject):
         self.outline_action.setChecked(True)
         self.outline_action.setStatusTip("Outline the pixels a segmentation model assigns to the class explained: "
                                          "the map explains its scores summed over them")
-        self.outline_action.toggled.connect(lambda _on: self._draw())
+        self.outline_action.toggled.connect(self._redraw)
         self.region_action = QAction("Draw &Region", window)
         self.region_action.setObjectName("drawRegion")
         self.region_action.setCheckable(True)
@@ -102,15 +103,17 @@ class SegmentationView(QObject):
         self.clear_action = QAction("Clear Re&gion", window)
         self.clear_action.setObjectName("clearRegion")
         self.clear_action.setStatusTip("Explain the class's predicted mask again instead of the region drawn")
-        self.clear_action.triggered.connect(lambda _c=False: self.set_region(None))
+        self.clear_action.triggered.connect(self._clear)
         if self._marks is not None:
             self._marks.mark_action.toggled.connect(self._marking_toggled)
         self.drag = BoxDrag(self.view, self._picture_size, _REGION, self._set_box, z=12.0)
         window.state.subscribe(self._follow_state)
         window.resultShown.connect(self._show_result)
-        for action in getattr(window.acts, "modes", {}).values():  # side by side: drawn on both panes
-            action.toggled.connect(lambda _on: self._draw())
-            action.triggered.connect(lambda _on=False: self._draw())  # a click: after the view changed mode
+        # Side by side: drawn on both panes. Bound methods, not lambdas: Qt drops a bound connection when
+        # this object goes, a lambda's lives on with the window's actions and would draw on a deleted view.
+        for action in getattr(window.acts, "modes", {}).values():
+            action.toggled.connect(self._redraw)
+            action.triggered.connect(self._redraw)  # a click: after the view changed mode
         self._enable()
 
     # -- scripting surface ---------------------------------------------------------------------
@@ -206,7 +209,15 @@ class SegmentationView(QObject):
         return None if rgb is None else (int(rgb.shape[0]), int(rgb.shape[1]))
 
     # -- drawing -------------------------------------------------------------------------------
+    def _redraw(self, *_args: Any) -> None:
+        self._draw()
+
+    def _clear(self, *_args: Any) -> None:
+        self.set_region(None)
+
     def _draw(self) -> None:
+        if not shiboken6.isValid(self.view):  # the window is being taken down
+            return
         scene = self.view.scene()
         for item in (*self._outline, *self._boxes):
             scene.removeItem(item)
