@@ -70,14 +70,17 @@ def explain(args) -> int:
     return 0
 
 
-# -- batch -------------------------------------------------------------------------------
 def _score_words(result) -> str:
-    """"p = 0.953", "value = 31.2" or "41.0 % of the pixels" (annotate.format_score)."""
+    """"p = 0.953", "value = 31.2" (a value head) or "41.0 % of the pixels" (a segmentation head)."""
     head = result.prediction.head
-    return f"p = {result.score:.3f}" if head not in ("value", "segmentation") else \
-        annotate.format_score(result.score, head).replace("value ", "value = ")
+    if head == "value":
+        return f"value = {result.score:.4g}"
+    if head == "segmentation":
+        return annotate.format_score(result.score, head)
+    return f"p = {result.score:.3f}"
 
 
+# -- batch -------------------------------------------------------------------------------
 def _expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict]]:
     """Images from files and folders; an input that yields none becomes a failed row, not a stop."""
     paths: list[Path] = []

@@ -106,7 +106,7 @@ from . import files
 
 __all__ = ["CLUSTER_FIELDS", "DENSE_UP_TO", "EIGEN_FLOOR", "GRID", "MAX_CLUSTERS", "MIN_NEIGHBOURS", "NEIGHBOURS",
            "PATTERN_FIELDS", "TSNE_FROM", "ClusterRow", "Clustering", "PatternRow", "affinity", "blank", "by_class",
-           "cluster_rows", "eigengap", "mean_maps", "outlier_clusters", "pattern_rows", "prepare", "prepare_one",
+           "cluster_rows", "eigengap", "eigengap_jump", "mean_maps", "outlier_clusters", "pattern_rows", "prepare", "prepare_one",
            "spectrum", "spray", "write_clusters_csv", "write_patterns_csv"]
 
 #: Side of the common grid every map is resized to (32 × 32 = 1,024 numbers a map).
@@ -236,7 +236,7 @@ def _fewer_neighbours(n: int) -> int:
     return min(NEIGHBOURS, max(MIN_NEIGHBOURS, round(math.sqrt(n) / 2)))
 
 
-def _jump(values: np.ndarray, count: int, max_clusters: int) -> float:
+def eigengap_jump(values: np.ndarray, count: int, max_clusters: int) -> float:
     """The eigengap's jump after ``count`` eigenvalues on its log scale: log((λ_c + ε) / (λ_(c−1) + ε))."""
     logs = np.log(np.maximum(np.asarray(values, np.float64)[: max(1, int(max_clusters)) + 1], 0.0) + EIGEN_FLOOR)
     return float(logs[count] - logs[count - 1]) if len(logs) > count else 0.0
@@ -383,7 +383,7 @@ def spray(features: np.ndarray, *, clusters: int | None = None, max_clusters: in
         other = affinity(x, fewer)
         other_values, other_vectors = spectrum(other, min(n, wanted + 1), seed=seed)
         other_count = eigengap(other_values, max_clusters)
-        if _jump(other_values, other_count, max_clusters) > _jump(values, count, max_clusters):
+        if eigengap_jump(other_values, other_count, max_clusters) > eigengap_jump(values, count, max_clusters):
             adjacency, values, vectors, count = other, other_values, other_vectors, other_count
     labels, distances = _kmeans(vectors[:, :count], count, seed)
     count = int(labels.max()) + 1

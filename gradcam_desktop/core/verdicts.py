@@ -27,7 +27,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from .trust import TrustReport
+from .trust import SCORE_HEADS, TrustReport
 
 __all__ = ["BETTER", "GREEN", "RED", "YELLOW", "Verdict", "as_evidence", "drop_figure", "quantity", "verdicts"]
 
@@ -63,7 +63,7 @@ def verdicts(report: TrustReport, class_name: str, versus_name: str | None = Non
     ``versus_name``: the "rather than" class of a versus map (its sentences name both). ``head``: a
     "value" or "segmentation" head's class map is told in the words of its score, not of a belief.
     """
-    if head in ("value", "segmentation") and report.kind == "class":
+    if head in SCORE_HEADS and report.kind == "class":
         words = _score_words(f"the {'value' if head == 'value' else 'region score'} of '{class_name}'")
     else:
         words = _words(report.kind, f"'{class_name}'", f"'{versus_name}'" if versus_name else "the other class")
@@ -81,7 +81,7 @@ def verdicts(report: TrustReport, class_name: str, versus_name: str | None = Non
 def quantity(kind: str, class_name: str, versus_name: str | None = None, head: str = "") -> str:
     """What the curves plot, in a few words: "p('star')", or the share of a "rather than" map; for a
     value or segmentation head the explained score relative to the blurred picture's (core/trust.py)."""
-    if head in ("value", "segmentation"):
+    if head in SCORE_HEADS:
         what = "value" if head == "value" else "region score"
         return f"{what} of '{class_name}' (1 = the picture's, 0 = its blur's)"
     if kind == "versus" and versus_name:

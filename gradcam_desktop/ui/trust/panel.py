@@ -24,7 +24,7 @@ from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (QFrame, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QScrollArea, QSizePolicy,
                                QStyle, QVBoxLayout, QWidget)
 
-from gradcam_desktop.core.trust import TrustReport
+from gradcam_desktop.core.trust import SCORE_HEADS, TrustReport
 from gradcam_desktop.core.verdicts import BETTER, Verdict, as_evidence, drop_figure, quantity, verdicts
 from gradcam_desktop.ui.trust.figures import CurvePlot, Light, SanityMap, SanityRow
 from gradcam_desktop.session.trust_job import TrustOutcome
@@ -49,8 +49,6 @@ TIPS = {"deletion": "The picture's pixels are set to 0 in the map's order, hotte
 #: Narrowest a card gets before the cards wrap into fewer columns: four in a row under the picture
 #: at 1280×800, where the Classes column beside the panel leaves it about 1000 pixels.
 CARD_WIDTH = 225
-#: Heads whose curves follow the explained score, not a probability (``core.trust``).
-SCORE_HEADS = ("value", "segmentation")
 #: Shares of a row of four cards: the curves need room, Average Drop is a number, the sanity
 #: check's row of small maps the most.
 _STRETCH = {"deletion": 6, "insertion": 6, "average_drop": 5, "sanity": 8}
